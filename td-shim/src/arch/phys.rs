@@ -1,0 +1,71 @@
+//! Guest-physical memory as Rust slices, under the identity map.
+//!
+//! The image is read-only and may be shared freely. Each RAM region of the layout that the boot
+//! core writes can be taken once as `&'static mut`: a second take returns `None`, so two mutable
+//! views of one region can never exist.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+use td_layout::layout::{Region, HANDOFF, HEAP, IMAGE_BASE, IMAGE_SIZE, PAGE_TABLES, PAYLOAD_LOAD};
+use x86_64::structures::paging::PageTable;
+
+/// The RAM regions the boot core may take.
+#[derive(Debug, Clone, Copy)]
+pub enum RamRegion {
+    /// [`HEAP`].
+    Heap,
+    /// [`PAGE_TABLES`].
+    PageTables,
+    /// [`HANDOFF`].
+    Handoff,
+    /// [`PAYLOAD_LOAD`].
+    PayloadLoad,
+}
+
+impl RamRegion {
+    /// The layout region.
+    pub const fn region(self) -> Region {
+        match self {
+            RamRegion::Heap => HEAP,
+            RamRegion::PageTables => PAGE_TABLES,
+            RamRegion::Handoff => HANDOFF,
+            RamRegion::PayloadLoad => PAYLOAD_LOAD,
+        }
+    }
+}
+
+static TAKEN: AtomicU32 = AtomicU32::new(0);
+
+/// The bytes of `region` of the image, or `None` if it is not inside the image.
+pub fn image(region: Region) -> Option<&'static [u8]> {
+    if region.base < IMAGE_BASE || !region.contains_range(region.base, region.size) {
+        return None;
+    }
+    if region.end() > IMAGE_BASE + IMAGE_SIZE {
+        return None;
+    }
+    // SAFETY: the image is mapped at [IMAGE_BASE, 4 GiB) for the firmware's whole life and is
+    // never written (ROM on a plain VM, measured private pages under TDX/SNP).
+    Some(unsafe { core::slice::from_raw_parts(region.base as *const u8, region.size as usize) })
+}
+
+/// Takes `which` as a mutable slice, once.
+pub fn take(which: RamRegion) -> Option<&'static mut [u8]> {
+    let bit = 1 << which as u32;
+    if TAKEN.fetch_or(bit, Ordering::SeqCst) & bit != 0 {
+        return None;
+    }
+    let r = which.region();
+    // SAFETY: the region is RAM the firmware owns (checked against the memory map before any
+    // take), identity-mapped, not overlapping any other region or the firmware's .data/.bss and
+    // stack (compile-time layout checks), and handed out at most once (the bit above).
+    Some(unsafe { core::slice::from_raw_parts_mut(r.base as *mut u8, r.size as usize) })
+}
+
+/// Takes the page-table region as page tables, once.
+pub fn take_page_tables() -> Option<&'static mut [PageTable]> {
+    let bytes = take(RamRegion::PageTables)?;
+    let count = bytes.len() / core::mem::size_of::<PageTable>();
+    // SAFETY: the region is 4 KiB aligned (layout check), so are PageTables; any bit pattern is a
+    // valid PageTable (an array of u64 entries); the slice is exclusively ours (see `take`).
+    Some(unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<PageTable>(), count) })
+}

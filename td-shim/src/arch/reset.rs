@@ -1,0 +1,169 @@
+//! The reset vector: from the first instruction to Rust.
+//!
+//! One entry serves both ways a vCPU can arrive at 0xFFFFFFF0:
+//! - in 16-bit real mode (a plain VM, SEV-SNP's BSP): CS base 0xFFFF0000, CR0.PE = 0;
+//! - in 32-bit protected mode with flat segments (TDX): CR0.PE = 1, ESI = vCPU index,
+//!   EBX = GPA width.
+//!
+//! The bytes at the reset vector (`mov eax, cr0; test al, 1; jnz`) decode identically in both
+//! modes; the branch on CR0.PE picks the 16-bit path (load a GDT, enter protected mode) or jumps
+//! straight to the 32-bit path. From there on the path is shared: flat segments, identity page
+//! tables for [0, 4 GiB) with 2 MiB pages in RAM (the image may be ROM), SSE on (CR0.EM = 0,
+//! CR0.MP = 1, CR4.OSFXSR, CR4.OSXMMEXCPT), long mode, the stack; then the firmware's code and
+//! data are copied from the image to RAM (`FW_CODE`, `FW_DATA`), `.bss` is zeroed and
+//! `shim_entry(entry_mode, vcpu_index, ebx)` in the firmware binary runs from RAM.
+//!
+//! GDT selectors: 0x08 flat 32-bit code, 0x10 flat data, 0x18 64-bit code. Descriptors have
+//! their accessed bit preset so the CPU never writes to the (read-only) image.
+
+use td_layout::layout::{FW_STACK, RESET_PAGE_TABLES};
+
+core::arch::global_asm!(
+    r#"
+.section .reset.code, "ax"
+.code16
+reset_entry16:
+    cli
+    cld
+    xor esi, esi
+    xor ebx, ebx
+    /* o32 lgdt cs:[disp16]: the GDT pointer's offset in the 0xFFFF0000 code segment */
+    .byte 0x66, 0x2e, 0x0f, 0x01, 0x16
+    .word reset_gdt_pointer - 0xFFFF0000
+    mov eax, cr0
+    or al, 1
+    mov cr0, eax
+    /* o32 jmp far 0x08:reset_from16 */
+    .byte 0x66, 0xea
+    .long reset_from16
+    .word 0x08
+
+.code32
+reset_from16:
+    mov ebp, 16
+    jmp reset_common32
+reset_entry32:
+    mov ebp, 32
+reset_common32:
+    cli
+    lgdt [reset_gdt_pointer]
+    mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    mov fs, ax
+    mov gs, ax
+    /* jmp far 0x08:reset_flat32 */
+    .byte 0xea
+    .long reset_flat32
+    .word 0x08
+reset_flat32:
+    /* Application processors (TDX enters all vCPUs here) wait; only the BSP boots. */
+    test esi, esi
+    jnz reset_park
+
+    /* Identity page tables: PML4, PDPT, four page directories of 2 MiB pages. */
+    mov edi, {pt}
+    mov ecx, 6 * 1024
+    xor eax, eax
+    rep stosd
+    mov dword ptr [{pt}], {pt} + 0x1000 + 0x23
+    mov dword ptr [{pt} + 0x1000], {pt} + 0x2000 + 0x23
+    mov dword ptr [{pt} + 0x1008], {pt} + 0x3000 + 0x23
+    mov dword ptr [{pt} + 0x1010], {pt} + 0x4000 + 0x23
+    mov dword ptr [{pt} + 0x1018], {pt} + 0x5000 + 0x23
+    mov edi, {pt} + 0x2000
+    mov eax, 0xE3
+    mov ecx, 2048
+reset_pd_loop:
+    mov [edi], eax
+    add eax, 0x200000
+    add edi, 8
+    loop reset_pd_loop
+
+    /* CR4: PAE, OSFXSR, OSXMMEXCPT. */
+    mov eax, cr4
+    or eax, 0x620
+    mov cr4, eax
+    mov eax, {pt}
+    mov cr3, eax
+    /* EFER.LME */
+    mov ecx, 0xC0000080
+    rdmsr
+    or eax, 0x100
+    wrmsr
+    /* CR0: clear CD, NW, EM; set PG, WP, NE, MP, PE. */
+    mov eax, cr0
+    and eax, 0x9FFFFFFB
+    or eax, 0x80010023
+    mov cr0, eax
+    /* jmp far 0x18:reset_long64 */
+    .byte 0xea
+    .long reset_long64
+    .word 0x18
+
+.code64
+reset_long64:
+    mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    xor eax, eax
+    mov fs, ax
+    mov gs, ax
+    mov esp, {stack_top}
+    mov r12d, ebp
+    mov r13d, esi
+    mov r14d, ebx
+    /* Code and read-only data, then .data, from their load addresses in the image; .bss zeroed.
+       (All link addresses are below 4 GiB, so 32-bit absolute forms are exact.) */
+    mov esi, offset __code_lma
+    mov edi, offset __code_start
+    mov ecx, offset __code_size
+    rep movsb
+    mov esi, offset __data_lma
+    mov edi, offset __data_start
+    mov ecx, offset __data_size
+    rep movsb
+    mov edi, offset __bss_start
+    mov ecx, offset __bss_size
+    xor eax, eax
+    rep stosb
+    mov edi, r12d
+    mov esi, r13d
+    mov edx, r14d
+    mov eax, offset shim_entry
+    call rax
+reset_park:
+    cli
+    hlt
+    jmp reset_park
+
+.balign 8
+reset_gdt:
+    .quad 0
+    .quad 0x00CF9B000000FFFF
+    .quad 0x00CF93000000FFFF
+    .quad 0x00AF9B000000FFFF
+reset_gdt_pointer:
+    .word 4 * 8 - 1
+    .long reset_gdt
+
+.section .reset.entry, "ax"
+.code32
+reset_jump32:
+    jmp reset_entry32
+    .byte 0xf4, 0xf4, 0xf4
+.code16
+.global reset_vector
+reset_vector:
+    mov eax, cr0
+    test al, 1
+    jnz reset_jump32
+    jmp reset_entry16
+    .byte 0xf4, 0xf4, 0xf4, 0xf4, 0xf4, 0xf4
+.code64
+"#,
+    pt = const RESET_PAGE_TABLES.base,
+    stack_top = const FW_STACK.end(),
+);

@@ -1,0 +1,31 @@
+//! The single fatal path: say what failed on the console, then the platform's fatal report.
+
+use crate::platform::Platform;
+use crate::serial::SerialLogger;
+use core::fmt;
+
+struct Fatal {
+    platform: &'static dyn Platform,
+    console: &'static SerialLogger,
+}
+
+static FATAL: spin::Once<Fatal> = spin::Once::new();
+
+/// Registers the platform and console the fatal path uses. Later calls are ignored.
+pub fn install(platform: &'static dyn Platform, console: &'static SerialLogger) {
+    FATAL.call_once(|| Fatal { platform, console });
+}
+
+/// Prints `td-shim: FATAL <what>` and ends the boot through the platform. Before
+/// [`install`], it can only stop the CPU.
+pub fn fatal(what: fmt::Arguments<'_>) -> ! {
+    match FATAL.get() {
+        Some(f) => {
+            f.console.write_line(format_args!("td-shim: FATAL {what}"));
+            f.platform.fatal_report()
+        }
+        None => loop {
+            core::hint::spin_loop();
+        },
+    }
+}

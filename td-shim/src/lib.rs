@@ -1,0 +1,85 @@
+//! The platform-neutral boot core of td-shim and sev-shim.
+//!
+//! Everything here is written once against the [`platform::Platform`] trait and builds for the
+//! host too, where its tests run. Code that needs the CPU itself (assembly, control registers,
+//! port I/O, raw physical memory) lives in [`arch`] and the platform implementations, which
+//! build only for the firmware target.
+#![no_std]
+#![warn(missing_docs)]
+#![cfg_attr(not(target_os = "none"), forbid(unsafe_code))]
+
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+pub mod arch;
+pub mod fatal;
+pub mod fw_cfg;
+pub mod handoff;
+pub mod memory_map;
+pub mod paging;
+pub mod payload;
+#[cfg(target_os = "none")]
+pub mod plain;
+pub mod platform;
+pub mod serial;
+
+use core::fmt;
+
+/// Why the boot stopped. Every variant names what failed; the fatal path prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootError {
+    /// Reading QEMU's fw_cfg failed.
+    FwCfg(fw_cfg::FwCfgError),
+    /// The memory map was refused or could not be carved.
+    MemoryMap(memory_map::MemoryMapError),
+    /// The page tables could not be built.
+    Paging(paging::PagingError),
+    /// The image's payload table is invalid.
+    PayloadTable(td_layout::payload::PayloadTableError),
+    /// The payload table lists no ELF payload.
+    NoPayload,
+    /// The ELF payload is malformed or does not fit.
+    Elf(td_loader::elf::ElfError),
+    /// A firmware region the boot needs was already in use.
+    RegionInUse(&'static str),
+    /// The platform was detected but this firmware cannot run on it yet.
+    UnsupportedPlatform(&'static str),
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::FwCfg(e) => write!(f, "{e}"),
+            Self::MemoryMap(e) => write!(f, "{e}"),
+            Self::Paging(e) => write!(f, "{e}"),
+            Self::PayloadTable(e) => write!(f, "payload: {e}"),
+            Self::NoPayload => write!(f, "payload: the image holds no ELF payload"),
+            Self::Elf(e) => write!(f, "payload: {e}"),
+            Self::RegionInUse(r) => write!(f, "firmware region {r} is already in use"),
+            Self::UnsupportedPlatform(p) => {
+                write!(
+                    f,
+                    "platform {p} detected, but this firmware does not support it yet"
+                )
+            }
+        }
+    }
+}
+
+macro_rules! from_error {
+    ($($variant:ident($ty:ty)),*) => {$(
+        impl From<$ty> for BootError {
+            fn from(e: $ty) -> Self {
+                BootError::$variant(e)
+            }
+        }
+    )*};
+}
+
+from_error!(
+    FwCfg(fw_cfg::FwCfgError),
+    MemoryMap(memory_map::MemoryMapError),
+    Paging(paging::PagingError),
+    PayloadTable(td_layout::payload::PayloadTableError),
+    Elf(td_loader::elf::ElfError)
+);

@@ -1,0 +1,451 @@
+//! The guest memory map: read from the VMM (untrusted), checked, then carved by the firmware
+//! for what it keeps (its working memory, the payload) before it is handed on.
+
+use alloc::vec::Vec;
+use core::fmt;
+use td_layout::handoff::{MemoryMapEntry, E820_RAM, E820_RESERVED};
+
+/// Bytes of one E820 record (`base u64, length u64, type u32`, little-endian).
+pub const E820_ENTRY_SIZE: usize = 20;
+/// Most records accepted from the VMM.
+pub const MAX_VMM_ENTRIES: usize = 128;
+/// Highest guest-physical address plus one that x86-64 can have (52-bit MAXPHYADDR).
+pub const MAX_PHYS_ADDR: u64 = 1 << 52;
+
+/// One range of the map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryRange {
+    /// First address.
+    pub base: u64,
+    /// Length in bytes, never zero.
+    pub length: u64,
+    /// E820 type.
+    pub kind: u32,
+}
+
+impl MemoryRange {
+    /// One past the last address (never overflows: checked on construction).
+    pub fn end(&self) -> u64 {
+        self.base + self.length
+    }
+}
+
+/// Why a memory map was refused or could not be carved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryMapError {
+    /// The E820 data is not a whole number of 20-byte records.
+    BadLength(usize),
+    /// No records, or more than [`MAX_VMM_ENTRIES`].
+    BadEntryCount(usize),
+    /// Record `index` has length 0.
+    EmptyEntry {
+        /// Record index as given.
+        index: usize,
+    },
+    /// Record `index` runs past [`MAX_PHYS_ADDR`] or wraps.
+    EntryOutOfRange {
+        /// Record index as given.
+        index: usize,
+    },
+    /// Two records overlap.
+    Overlap {
+        /// Base of the later record.
+        base: u64,
+    },
+    /// No usable RAM at all.
+    NoRam,
+    /// A range the firmware needs as RAM is not RAM in the VMM's map.
+    NotRam {
+        /// What the firmware wanted there.
+        what: &'static str,
+        /// Its first address.
+        base: u64,
+        /// Its length.
+        length: u64,
+    },
+    /// The map has more ranges than the caller's buffer holds.
+    TooManyRanges,
+}
+
+impl fmt::Display for MemoryMapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadLength(n) => write!(
+                f,
+                "memory map: {n} bytes is not a whole number of 20-byte E820 records"
+            ),
+            Self::BadEntryCount(n) => {
+                write!(f, "memory map: {n} records (must be 1..={MAX_VMM_ENTRIES})")
+            }
+            Self::EmptyEntry { index } => write!(f, "memory map: record {index} has length 0"),
+            Self::EntryOutOfRange { index } => write!(
+                f,
+                "memory map: record {index} runs past the 52-bit physical address space"
+            ),
+            Self::Overlap { base } => write!(f, "memory map: records overlap at {base:#x}"),
+            Self::NoRam => write!(f, "memory map: no usable RAM"),
+            Self::NotRam { what, base, length } => write!(
+                f,
+                "memory map: {what} [{base:#x}, {:#x}) is not RAM",
+                base.saturating_add(*length)
+            ),
+            Self::TooManyRanges => write!(f, "memory map: too many ranges for the hand-off"),
+        }
+    }
+}
+
+/// A sorted, non-overlapping list of memory ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MemoryMap {
+    ranges: Vec<MemoryRange>,
+}
+
+impl MemoryMap {
+    /// Parses and checks E820 records as the VMM gave them (fw_cfg `etc/e820`): every record
+    /// non-empty and inside the 52-bit address space, none overlapping, at least one RAM record.
+    /// Records may come in any order; the map is sorted.
+    pub fn from_e820_bytes(bytes: &[u8]) -> Result<Self, MemoryMapError> {
+        if !bytes.len().is_multiple_of(E820_ENTRY_SIZE) {
+            return Err(MemoryMapError::BadLength(bytes.len()));
+        }
+        let count = bytes.len() / E820_ENTRY_SIZE;
+        if count == 0 || count > MAX_VMM_ENTRIES {
+            return Err(MemoryMapError::BadEntryCount(count));
+        }
+        let mut ranges = Vec::with_capacity(count);
+        for (index, rec) in bytes.chunks_exact(E820_ENTRY_SIZE).enumerate() {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&rec[0..8]);
+            let base = u64::from_le_bytes(b);
+            b.copy_from_slice(&rec[8..16]);
+            let length = u64::from_le_bytes(b);
+            let kind = u32::from_le_bytes([rec[16], rec[17], rec[18], rec[19]]);
+            if length == 0 {
+                return Err(MemoryMapError::EmptyEntry { index });
+            }
+            match base.checked_add(length) {
+                Some(end) if end <= MAX_PHYS_ADDR => {}
+                _ => return Err(MemoryMapError::EntryOutOfRange { index }),
+            }
+            ranges.push(MemoryRange { base, length, kind });
+        }
+        ranges.sort_unstable_by_key(|r| r.base);
+        for pair in ranges.windows(2) {
+            if pair[0].end() > pair[1].base {
+                return Err(MemoryMapError::Overlap { base: pair[1].base });
+            }
+        }
+        if !ranges.iter().any(|r| r.kind == E820_RAM) {
+            return Err(MemoryMapError::NoRam);
+        }
+        Ok(MemoryMap { ranges })
+    }
+
+    /// The ranges, sorted by base.
+    pub fn ranges(&self) -> &[MemoryRange] {
+        &self.ranges
+    }
+
+    /// Usable RAM ranges.
+    pub fn ram(&self) -> impl Iterator<Item = &MemoryRange> + '_ {
+        self.ranges.iter().filter(|r| r.kind == E820_RAM)
+    }
+
+    /// One past the highest RAM address (0 if there is none).
+    pub fn ram_top(&self) -> u64 {
+        self.ram().map(|r| r.end()).max().unwrap_or(0)
+    }
+
+    /// Total bytes of usable RAM.
+    pub fn ram_bytes(&self) -> u64 {
+        self.ram().map(|r| r.length).sum()
+    }
+
+    /// Whether `[base, base + length)` is wholly usable RAM.
+    pub fn is_ram(&self, base: u64, length: u64) -> bool {
+        let Some(end) = base.checked_add(length) else {
+            return false;
+        };
+        let mut at = base;
+        for r in self.ram() {
+            if r.base <= at && at < r.end() {
+                at = r.end();
+                if at >= end {
+                    return true;
+                }
+            }
+        }
+        length == 0
+    }
+
+    /// Marks `[base, base + length)`, which must be usable RAM, as `kind`.
+    pub fn carve(
+        &mut self,
+        what: &'static str,
+        base: u64,
+        length: u64,
+        kind: u32,
+    ) -> Result<(), MemoryMapError> {
+        if length == 0 {
+            return Ok(());
+        }
+        if !self.is_ram(base, length) {
+            return Err(MemoryMapError::NotRam { what, base, length });
+        }
+        self.retype(base, length, kind);
+        Ok(())
+    }
+
+    /// Marks whatever RAM lies in `[base, base + length)` as `kind`, leaving other ranges as
+    /// they are (for holes that may or may not be RAM, like the legacy BIOS area).
+    pub fn retype_ram_within(&mut self, base: u64, length: u64, kind: u32) {
+        let end = base.saturating_add(length);
+        let parts: Vec<(u64, u64)> = self
+            .ram()
+            .filter(|r| r.base < end && base < r.end())
+            .map(|r| (r.base.max(base), r.end().min(end)))
+            .collect();
+        for (b, e) in parts {
+            self.retype(b, e - b, kind);
+        }
+    }
+
+    // Splits the RAM ranges covering [base, base + length) so that part becomes `kind`.
+    // Callers ensure the span is RAM and does not overflow.
+    fn retype(&mut self, base: u64, length: u64, kind: u32) {
+        let end = base + length;
+        let mut out = Vec::with_capacity(self.ranges.len() + 2);
+        for r in self.ranges.iter().copied() {
+            if r.kind != E820_RAM || r.end() <= base || end <= r.base {
+                out.push(r);
+                continue;
+            }
+            if r.base < base {
+                out.push(MemoryRange {
+                    base: r.base,
+                    length: base - r.base,
+                    kind: r.kind,
+                });
+            }
+            let (b, e) = (r.base.max(base), r.end().min(end));
+            out.push(MemoryRange {
+                base: b,
+                length: e - b,
+                kind,
+            });
+            if end < r.end() {
+                out.push(MemoryRange {
+                    base: end,
+                    length: r.end() - end,
+                    kind: r.kind,
+                });
+            }
+        }
+        // Merge neighbours of the same kind so the map stays minimal.
+        let mut merged: Vec<MemoryRange> = Vec::with_capacity(out.len());
+        for r in out {
+            match merged.last_mut() {
+                Some(last) if last.kind == r.kind && last.end() == r.base => {
+                    last.length += r.length;
+                }
+                _ => merged.push(r),
+            }
+        }
+        self.ranges = merged;
+    }
+
+    /// Writes the map as E820 records into `out`, returning how many were written.
+    pub fn write_entries(&self, out: &mut [MemoryMapEntry]) -> Result<usize, MemoryMapError> {
+        if self.ranges.len() > out.len() {
+            return Err(MemoryMapError::TooManyRanges);
+        }
+        for (slot, r) in out.iter_mut().zip(&self.ranges) {
+            *slot = MemoryMapEntry {
+                base: r.base,
+                length: r.length,
+                kind: r.kind,
+            };
+        }
+        Ok(self.ranges.len())
+    }
+}
+
+/// Reserves what the firmware keeps and checks that its own memory is RAM: the legacy BIOS
+/// area, the firmware's working memory ([`td_layout::layout::TEMP_MEM`]) and the payload load
+/// region must all be RAM, and the working memory and load region stay reserved.
+pub fn carve_firmware_regions(map: &mut MemoryMap) -> Result<(), MemoryMapError> {
+    use td_layout::layout::{LEGACY_HOLE, PAYLOAD_LOAD, TEMP_MEM};
+    map.retype_ram_within(LEGACY_HOLE.base, LEGACY_HOLE.size, E820_RESERVED);
+    map.carve(TEMP_MEM.name, TEMP_MEM.base, TEMP_MEM.size, E820_RESERVED)?;
+    if !map.is_ram(PAYLOAD_LOAD.base, PAYLOAD_LOAD.size) {
+        return Err(MemoryMapError::NotRam {
+            what: PAYLOAD_LOAD.name,
+            base: PAYLOAD_LOAD.base,
+            length: PAYLOAD_LOAD.size,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use proptest::prelude::*;
+    use std::vec;
+
+    fn e820(records: &[(u64, u64, u32)]) -> std::vec::Vec<u8> {
+        let mut v = vec![];
+        for (b, l, t) in records {
+            v.extend_from_slice(&b.to_le_bytes());
+            v.extend_from_slice(&l.to_le_bytes());
+            v.extend_from_slice(&t.to_le_bytes());
+        }
+        v
+    }
+
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn qemu_q35_5g_map_is_accepted_and_carved() {
+        // What QEMU q35 gives for -m 5G: 2 GiB below the hole, 3 GiB above 4 GiB.
+        let bytes = e820(&[(4 * GIB, 3 * GIB, 1), (0, 2 * GIB, 1)]);
+        let mut map = MemoryMap::from_e820_bytes(&bytes).unwrap();
+        assert_eq!(map.ram_top(), 7 * GIB);
+        assert_eq!(map.ram_bytes(), 5 * GIB);
+        carve_firmware_regions(&mut map).unwrap();
+        let kinds: std::vec::Vec<_> = map
+            .ranges()
+            .iter()
+            .map(|r| (r.base, r.length, r.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (0, 0xA_0000, 1),
+                (0xA_0000, 0x76_0000, 2), // legacy hole and temp-mem merged
+                (0x80_0000, 2 * GIB - 0x80_0000, 1),
+                (4 * GIB, 3 * GIB, 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_rule_has_its_error() {
+        assert_eq!(
+            MemoryMap::from_e820_bytes(&[0u8; 19]).unwrap_err(),
+            MemoryMapError::BadLength(19)
+        );
+        assert_eq!(
+            MemoryMap::from_e820_bytes(&[]).unwrap_err(),
+            MemoryMapError::BadEntryCount(0)
+        );
+        assert_eq!(
+            MemoryMap::from_e820_bytes(&vec![0u8; 20 * 129]).unwrap_err(),
+            MemoryMapError::BadEntryCount(129)
+        );
+        assert_eq!(
+            MemoryMap::from_e820_bytes(&e820(&[(0, 0, 1)])).unwrap_err(),
+            MemoryMapError::EmptyEntry { index: 0 }
+        );
+        assert_eq!(
+            MemoryMap::from_e820_bytes(&e820(&[(u64::MAX, 2, 1)])).unwrap_err(),
+            MemoryMapError::EntryOutOfRange { index: 0 }
+        );
+        assert_eq!(
+            MemoryMap::from_e820_bytes(&e820(&[(MAX_PHYS_ADDR - 1, 2, 1)])).unwrap_err(),
+            MemoryMapError::EntryOutOfRange { index: 0 }
+        );
+        assert_eq!(
+            MemoryMap::from_e820_bytes(&e820(&[(0, 2 * MIB, 1), (MIB, 2 * MIB, 2)])).unwrap_err(),
+            MemoryMapError::Overlap { base: MIB }
+        );
+        assert_eq!(
+            MemoryMap::from_e820_bytes(&e820(&[(0, MIB, 2)])).unwrap_err(),
+            MemoryMapError::NoRam
+        );
+    }
+
+    #[test]
+    fn firmware_memory_must_be_ram() {
+        // 4 MiB of RAM: temp-mem (1..8 MiB) is not covered.
+        let mut map = MemoryMap::from_e820_bytes(&e820(&[(0, 4 * MIB, 1)])).unwrap();
+        assert!(matches!(
+            carve_firmware_regions(&mut map),
+            Err(MemoryMapError::NotRam {
+                what: "temp-mem",
+                ..
+            })
+        ));
+        // 32 MiB: temp-mem fits, the payload load region (16..48 MiB) does not.
+        let mut map = MemoryMap::from_e820_bytes(&e820(&[(0, 32 * MIB, 1)])).unwrap();
+        assert!(matches!(
+            carve_firmware_regions(&mut map),
+            Err(MemoryMapError::NotRam {
+                what: "payload-load",
+                ..
+            })
+        ));
+        // RAM with a reserved hole inside temp-mem is refused too.
+        let mut map = MemoryMap::from_e820_bytes(&e820(&[
+            (0, 2 * MIB, 1),
+            (2 * MIB, MIB, 2),
+            (3 * MIB, 125 * MIB, 1),
+        ]))
+        .unwrap();
+        assert!(carve_firmware_regions(&mut map).is_err());
+    }
+
+    #[test]
+    fn carve_splits_and_write_entries_bounds() {
+        let mut map = MemoryMap::from_e820_bytes(&e820(&[(0, 128 * MIB, 1)])).unwrap();
+        map.carve("x", 16 * MIB, MIB, 2).unwrap();
+        assert_eq!(map.ranges().len(), 3);
+        assert_eq!(map.ram_bytes(), 127 * MIB);
+        let mut out = [MemoryMapEntry {
+            base: 0,
+            length: 0,
+            kind: 0,
+        }; 2];
+        assert_eq!(
+            map.write_entries(&mut out),
+            Err(MemoryMapError::TooManyRanges)
+        );
+        let mut out = [out[0]; 3];
+        assert_eq!(map.write_entries(&mut out), Ok(3));
+        assert_eq!({ out[1].base }, 16 * MIB);
+        assert!(map.carve("y", 127 * MIB, 2 * MIB, 2).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            if let Ok(mut map) = MemoryMap::from_e820_bytes(&bytes) {
+                let _ = carve_firmware_regions(&mut map);
+                // Whatever was accepted stays sorted and disjoint.
+                for pair in map.ranges().windows(2) {
+                    prop_assert!(pair[0].end() <= pair[1].base);
+                }
+            }
+        }
+
+        #[test]
+        fn carving_keeps_the_total(records in proptest::collection::vec((0u64..64, 1u64..16, 1u32..3), 1..8),
+                                   cut in (0u64..1024, 1u64..64)) {
+            // Records in MiB units, made disjoint by placing them one after another.
+            let mut at = 0;
+            let mut recs = vec![];
+            for (gap, len, kind) in records {
+                at += gap * MIB;
+                recs.push((at, len * MIB, kind));
+                at += len * MIB;
+            }
+            let Ok(mut map) = MemoryMap::from_e820_bytes(&e820(&recs)) else { return Ok(()); };
+            let total: u64 = map.ranges().iter().map(|r| r.length).sum();
+            let _ = map.carve("cut", cut.0 * MIB / 4, cut.1 * MIB / 4, 2);
+            let after: u64 = map.ranges().iter().map(|r| r.length).sum();
+            prop_assert_eq!(total, after);
+        }
+    }
+}

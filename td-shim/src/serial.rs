@@ -1,0 +1,121 @@
+//! A `log` backend on the 16550 UART at COM1, through the platform's port I/O.
+
+use crate::platform::PortIo;
+use core::fmt::{self, Write};
+
+/// COM1's base port.
+pub const COM1: u16 = 0x3F8;
+
+/// A 16550 UART.
+pub struct Uart<'a, P: PortIo + ?Sized> {
+    io: &'a P,
+    base: u16,
+}
+
+impl<'a, P: PortIo + ?Sized> Uart<'a, P> {
+    /// The UART at `base`.
+    pub const fn new(io: &'a P, base: u16) -> Self {
+        Uart { io, base }
+    }
+
+    /// 115200 baud, 8N1, FIFOs on, interrupts off.
+    pub fn init(&self) {
+        let b = self.base;
+        self.io.outb(b + 1, 0x00); // IER: no interrupts
+        self.io.outb(b + 3, 0x80); // LCR: DLAB
+        self.io.outb(b, 0x01); // divisor low: 115200
+        self.io.outb(b + 1, 0x00); // divisor high
+        self.io.outb(b + 3, 0x03); // LCR: 8N1
+        self.io.outb(b + 2, 0xC7); // FCR: enable and clear FIFOs
+        self.io.outb(b + 4, 0x03); // MCR: DTR, RTS
+    }
+
+    fn put(&self, byte: u8) {
+        // Wait for the transmit holding register, but never forever: a missing UART reads 0xFF.
+        for _ in 0..100_000 {
+            if self.io.inb(self.base + 5) & 0x20 != 0 {
+                break;
+            }
+        }
+        self.io.outb(self.base, byte);
+    }
+}
+
+impl<P: PortIo + ?Sized> Write for Uart<'_, P> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            if b == b'\n' {
+                self.put(b'\r');
+            }
+            self.put(b);
+        }
+        Ok(())
+    }
+}
+
+/// The firmware's logger: every record as one line `td-shim: LEVEL message` on COM1.
+pub struct SerialLogger {
+    io: &'static (dyn PortIo + Sync),
+    lock: spin::Mutex<()>,
+}
+
+impl SerialLogger {
+    /// A logger writing through `io`.
+    pub const fn new(io: &'static (dyn PortIo + Sync)) -> Self {
+        SerialLogger {
+            io,
+            lock: spin::Mutex::new(()),
+        }
+    }
+
+    /// Writes one line without going through `log` (used by the fatal path, which must print
+    /// even if the logger is held).
+    pub fn write_line(&self, args: fmt::Arguments<'_>) {
+        let mut uart = Uart::new(self.io, COM1);
+        let _ = uart.write_fmt(args);
+        let _ = uart.write_str("\n");
+    }
+}
+
+impl log::Log for SerialLogger {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let _guard = self.lock.lock();
+        let mut uart = Uart::new(self.io, COM1);
+        let _ = writeln!(uart, "td-shim: {:5} {}", record.level(), record.args());
+    }
+
+    fn flush(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use core::cell::RefCell;
+    use std::vec::Vec;
+
+    struct Capture(RefCell<Vec<u8>>);
+    impl PortIo for Capture {
+        fn inb(&self, _port: u16) -> u8 {
+            0x20
+        }
+        fn outb(&self, port: u16, value: u8) {
+            if port == COM1 {
+                self.0.borrow_mut().push(value);
+            }
+        }
+        fn outw(&self, _port: u16, _value: u16) {}
+    }
+
+    #[test]
+    fn lines_end_in_crlf() {
+        let io = Capture(RefCell::new(Vec::new()));
+        let mut uart = Uart::new(&io, COM1);
+        write!(uart, "a\nb").unwrap();
+        assert_eq!(io.0.borrow().as_slice(), b"a\r\nb");
+    }
+}

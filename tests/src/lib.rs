@@ -1,0 +1,1 @@
+//! End-to-end test support: building the image and running QEMU.

@@ -1,0 +1,209 @@
+//! `td-shim-tool build`: lays the firmware ELF's load segments, the payload table and the TDX
+//! metadata into a firmware image that ends at 4 GiB.
+
+use crate::inspect::inspect;
+use td_layout::footer::{
+    write_footer_table, write_legacy_metadata_pointer, FooterEntry, FooterError,
+    TDX_METADATA_OFFSET_GUID,
+};
+use td_layout::layout::{
+    Region, FOOTER_TABLE_END, FW_CODE, FW_DATA, IMAGE_BASE, IMAGE_FIRMWARE, IMAGE_FOOTER,
+    IMAGE_METADATA, IMAGE_PAYLOAD, IMAGE_SIZE, PAYLOAD_LOAD, RESET_VECTOR,
+};
+use td_layout::metadata::{td_shim_sections, write_metadata, MetadataError, GUID_SIZE};
+use td_layout::payload::{write_payload_table, PayloadKind, PayloadTableError};
+use td_loader::elf::{ElfError, ElfFile, ElfType};
+
+/// Why an image could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The firmware file is not a loadable ELF.
+    #[error("firmware: {0}")]
+    FirmwareElf(ElfError),
+    /// The firmware ELF is position-independent; it must be linked at fixed addresses.
+    #[error(
+        "firmware: the ELF must be a fixed-address executable (ET_EXEC), not position-independent"
+    )]
+    FirmwareNotFixed,
+    /// A firmware segment's bytes fall outside the image's firmware region.
+    #[error("firmware: segment {index} at [{base:#x}, {end:#x}) lies outside the firmware region [{:#x}, {:#x})", IMAGE_FIRMWARE.base, IMAGE_FIRMWARE.end())]
+    SegmentOutsideFirmware {
+        /// Segment index among the load segments.
+        index: usize,
+        /// First load (physical) address.
+        base: u64,
+        /// One past the last.
+        end: u64,
+    },
+    /// A firmware segment overlaps the footer area the tool writes.
+    #[error("firmware: segment {index} overlaps the footer area [{:#x}, {:#x})", IMAGE_FOOTER.base, IMAGE_FOOTER.end())]
+    SegmentOverlapsFooter {
+        /// Segment index.
+        index: usize,
+    },
+    /// Two firmware segments load to the same image bytes.
+    #[error("firmware: segments {first} and {second} overlap in the image")]
+    SegmentsOverlap {
+        /// First segment index.
+        first: usize,
+        /// Second segment index.
+        second: usize,
+    },
+    /// A segment that runs from RAM is linked outside the firmware's RAM regions.
+    #[error("firmware: segment {index} runs at [{base:#x}, {end:#x}), outside fw-code [{:#x}, {:#x}) and fw-data [{:#x}, {:#x})", FW_CODE.base, FW_CODE.end(), FW_DATA.base, FW_DATA.end())]
+    SegmentOutsideRam {
+        /// Segment index.
+        index: usize,
+        /// First run-time address.
+        base: u64,
+        /// One past the last.
+        end: u64,
+    },
+    /// A segment that runs in place in the image has zero-fill the image cannot hold.
+    #[error("firmware: segment {index} runs in place but has {extra} bytes of zero-fill")]
+    ZeroFillInImage {
+        /// Segment index.
+        index: usize,
+        /// Bytes of memory size beyond file size.
+        extra: u64,
+    },
+    /// No segment holds the reset vector.
+    #[error("firmware: no load segment holds the reset vector at {RESET_VECTOR:#x}")]
+    NoResetVector,
+    /// The payload is not a loadable ELF.
+    #[error("payload: {0}")]
+    PayloadElf(ElfError),
+    /// The payload does not fit the payload region of the image.
+    #[error("payload: {0}")]
+    PayloadTable(PayloadTableError),
+    /// The loaded payload would not fit its load region.
+    #[error("payload: it spans {span:#x} bytes when loaded, more than the {:#x}-byte load region", PAYLOAD_LOAD.size)]
+    PayloadTooLargeToLoad {
+        /// Bytes from the lowest to the highest loaded address.
+        span: u64,
+    },
+    /// Writing the TDX metadata failed.
+    #[error("metadata: {0}")]
+    Metadata(MetadataError),
+    /// Writing the footer table failed.
+    #[error("footer: {0}")]
+    Footer(FooterError),
+    /// The image built does not pass `inspect` (a bug in the tool).
+    #[error("the built image does not validate: {0}")]
+    SelfCheck(String),
+}
+
+fn image_range(region: &Region) -> std::ops::Range<usize> {
+    let start = region.image_offset() as usize;
+    start..start + region.size as usize
+}
+
+/// Builds an image from the firmware ELF and the ELF payload.
+pub fn build_image(firmware: &[u8], payload: &[u8]) -> Result<Vec<u8>, BuildError> {
+    let mut image = vec![0u8; IMAGE_SIZE as usize];
+    place_firmware(&mut image, firmware)?;
+
+    let payload_elf = ElfFile::parse(payload).map_err(BuildError::PayloadElf)?;
+    let (_, span) = payload_elf.image_span();
+    if span > PAYLOAD_LOAD.size {
+        return Err(BuildError::PayloadTooLargeToLoad { span });
+    }
+    write_payload_table(
+        &mut image[image_range(&IMAGE_PAYLOAD)],
+        &[(PayloadKind::Elf, payload)],
+    )
+    .map_err(BuildError::PayloadTable)?;
+
+    write_metadata(
+        &td_shim_sections(),
+        &mut image[image_range(&IMAGE_METADATA)],
+    )
+    .map_err(BuildError::Metadata)?;
+    let descriptor = IMAGE_METADATA.image_offset() + GUID_SIZE as u64;
+    let from_end = (IMAGE_SIZE - descriptor) as u32;
+    let table_len = write_footer_table(
+        &mut image,
+        &[FooterEntry {
+            guid: TDX_METADATA_OFFSET_GUID,
+            data: &from_end.to_le_bytes(),
+        }],
+    )
+    .map_err(BuildError::Footer)?;
+    // The footer area is reserved for the tool; the table must stay inside it.
+    if FOOTER_TABLE_END - (table_len as u64) < IMAGE_FOOTER.base {
+        return Err(BuildError::SelfCheck(format!(
+            "footer table of {table_len} bytes exceeds the footer area"
+        )));
+    }
+    write_legacy_metadata_pointer(&mut image, descriptor as u32).map_err(BuildError::Footer)?;
+
+    inspect(&image).map_err(|e| BuildError::SelfCheck(e.to_string()))?;
+    Ok(image)
+}
+
+// Copies each load segment's file bytes to its load (physical) address in the image.
+fn place_firmware(image: &mut [u8], firmware: &[u8]) -> Result<(), BuildError> {
+    let elf = ElfFile::parse(firmware).map_err(BuildError::FirmwareElf)?;
+    if elf.elf_type() != ElfType::Executable {
+        return Err(BuildError::FirmwareNotFixed);
+    }
+    let mut placed: Vec<(usize, u64, u64)> = Vec::new();
+    let mut reset_vector = false;
+    for (index, seg) in elf.load_segments().enumerate() {
+        let filesz = seg.data.len() as u64;
+        let vend = seg.vaddr.saturating_add(seg.memsz);
+        let in_ram = |r: &Region| r.contains_range(seg.vaddr, seg.memsz);
+        if filesz == 0 {
+            // Zero-fill only (.bss): must run from the firmware's RAM.
+            if seg.memsz > 0 && !in_ram(&FW_DATA) {
+                return Err(BuildError::SegmentOutsideRam {
+                    index,
+                    base: seg.vaddr,
+                    end: vend,
+                });
+            }
+            continue;
+        }
+        let end = seg.paddr.saturating_add(filesz);
+        if !IMAGE_FIRMWARE.contains_range(seg.paddr, filesz) {
+            return Err(BuildError::SegmentOutsideFirmware {
+                index,
+                base: seg.paddr,
+                end,
+            });
+        }
+        if seg.paddr < IMAGE_FOOTER.end() && IMAGE_FOOTER.base < end {
+            return Err(BuildError::SegmentOverlapsFooter { index });
+        }
+        if seg.vaddr == seg.paddr {
+            if seg.memsz != filesz {
+                return Err(BuildError::ZeroFillInImage {
+                    index,
+                    extra: seg.memsz.saturating_sub(filesz),
+                });
+            }
+        } else if !in_ram(&FW_CODE) && !in_ram(&FW_DATA) {
+            return Err(BuildError::SegmentOutsideRam {
+                index,
+                base: seg.vaddr,
+                end: vend,
+            });
+        }
+        if let Some(&(first, _, _)) = placed.iter().find(|&&(_, b, e)| seg.paddr < e && b < end) {
+            return Err(BuildError::SegmentsOverlap {
+                first,
+                second: index,
+            });
+        }
+        placed.push((index, seg.paddr, end));
+        if seg.vaddr == seg.paddr && seg.paddr <= RESET_VECTOR && RESET_VECTOR + 16 <= end {
+            reset_vector = true;
+        }
+        let at = (seg.paddr - IMAGE_BASE) as usize;
+        image[at..at + seg.data.len()].copy_from_slice(seg.data);
+    }
+    if !reset_vector {
+        return Err(BuildError::NoResetVector);
+    }
+    Ok(())
+}

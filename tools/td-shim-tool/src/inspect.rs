@@ -1,0 +1,281 @@
+//! `td-shim-tool inspect`: what a firmware image says about itself. Works on any image with an
+//! OVMF-style footer table or a legacy TDX metadata pointer (OVMF/TDVF, upstream td-shim, ours);
+//! for our own images it also lists the layout regions and the payload table.
+
+use serde::Serialize;
+use std::fmt::Write as _;
+use td_layout::footer::{parse_footer_table, FooterError, FOOTER_GUID, TDX_METADATA_OFFSET_GUID};
+use td_layout::guid::Guid;
+use td_layout::layout::{self, FOUR_GIB, IMAGE_PAYLOAD, IMAGE_SIZE};
+use td_layout::metadata::{
+    parse_metadata, MetadataError, SectionType, ATTR_MR_EXTEND, ATTR_PAGE_AUG,
+};
+use td_layout::payload::{PayloadTable, PAYLOAD_TABLE_MAGIC};
+
+/// Why an image was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// Too small to be a firmware image.
+    #[error("image is {0} bytes: too small to be a firmware image (at least 4096)")]
+    TooSmall(usize),
+    /// QEMU maps -bios images in 64 KiB blocks.
+    #[error("image is {0} bytes, not a multiple of 64 KiB")]
+    BadSize(usize),
+    /// The footer table is malformed.
+    #[error("footer table: {0}")]
+    Footer(FooterError),
+    /// The TDX metadata is missing or breaks a rule.
+    #[error("TDX metadata: {0}")]
+    Metadata(MetadataError),
+    /// An image of our size and payload magic whose payload table is invalid.
+    #[error("payload table: {0}")]
+    PayloadTable(td_layout::payload::PayloadTableError),
+}
+
+/// One footer table entry.
+#[derive(Debug, Serialize)]
+pub struct FooterEntryReport {
+    /// The GUID.
+    pub guid: String,
+    /// What the GUID means, if known.
+    pub name: &'static str,
+    /// The entry's data in hex.
+    pub data: String,
+}
+
+/// One TDX metadata section.
+#[derive(Debug, Serialize)]
+pub struct SectionReport {
+    /// Section type name (spec spelling).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Offset of the raw data in the image file.
+    pub data_offset: u32,
+    /// Bytes of raw data.
+    pub raw_data_size: u32,
+    /// Guest-physical address.
+    pub memory_address: u64,
+    /// Bytes of guest memory.
+    pub memory_data_size: u64,
+    /// Attribute bits.
+    pub attributes: u32,
+    /// Attribute names.
+    pub attribute_names: Vec<&'static str>,
+}
+
+/// A layout region of our own images.
+#[derive(Debug, Serialize)]
+pub struct RegionReport {
+    /// Region name.
+    pub name: &'static str,
+    /// First guest-physical address.
+    pub base: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// One payload listed in the payload table.
+#[derive(Debug, Serialize)]
+pub struct PayloadReport {
+    /// Payload kind.
+    pub kind: &'static str,
+    /// Offset from the payload region's start.
+    pub offset: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Everything `inspect` reports.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Image size in bytes.
+    pub size: usize,
+    /// Guest-physical address of the first byte (the image ends at 4 GiB).
+    pub base: u64,
+    /// Footer table entries, in walk order (absent if the image has none).
+    pub footer: Option<Vec<FooterEntryReport>>,
+    /// How the TDX metadata was found: "footer-table" or "legacy-pointer".
+    pub metadata_source: &'static str,
+    /// Offset of the TDVF descriptor in the file.
+    pub descriptor_offset: usize,
+    /// TDX metadata sections, in MRTD order.
+    pub sections: Vec<SectionReport>,
+    /// Our layout's regions, if the image is one of ours.
+    pub regions: Option<Vec<RegionReport>>,
+    /// Our payload table, if the image is one of ours.
+    pub payloads: Option<Vec<PayloadReport>>,
+}
+
+fn guid_name(g: &Guid) -> &'static str {
+    if *g == FOOTER_GUID {
+        "footer"
+    } else if *g == TDX_METADATA_OFFSET_GUID {
+        "tdx-metadata-offset"
+    } else {
+        "unknown"
+    }
+}
+
+/// Parses and validates an image.
+pub fn inspect(image: &[u8]) -> Result<Report, InspectError> {
+    if image.len() < 4096 {
+        return Err(InspectError::TooSmall(image.len()));
+    }
+    if !image.len().is_multiple_of(0x1_0000) {
+        return Err(InspectError::BadSize(image.len()));
+    }
+    let footer = match parse_footer_table(image) {
+        Ok(t) => Some(
+            t.entries()
+                .map(|e| FooterEntryReport {
+                    guid: e.guid.to_string(),
+                    name: guid_name(&e.guid),
+                    data: hex(e.data),
+                })
+                .collect(),
+        ),
+        Err(FooterError::MissingFooterGuid) => None,
+        Err(e) => return Err(InspectError::Footer(e)),
+    };
+    let md = parse_metadata(image).map_err(InspectError::Metadata)?;
+    let sections = md
+        .sections()
+        .map(|s| SectionReport {
+            kind: SectionType::from_code(s.section_type)
+                .map(|t| t.name().to_string())
+                .unwrap_or_else(|| format!("unknown({})", s.section_type)),
+            data_offset: s.data_offset,
+            raw_data_size: s.raw_data_size,
+            memory_address: s.memory_address,
+            memory_data_size: s.memory_data_size,
+            attributes: s.attributes,
+            attribute_names: [(ATTR_MR_EXTEND, "MR.EXTEND"), (ATTR_PAGE_AUG, "PAGE.AUG")]
+                .into_iter()
+                .filter(|(bit, _)| s.attributes & bit != 0)
+                .map(|(_, n)| n)
+                .collect(),
+        })
+        .collect();
+    let ours = image.len() as u64 == IMAGE_SIZE && image.starts_with(&PAYLOAD_TABLE_MAGIC);
+    let (regions, payloads) = if ours {
+        let start = IMAGE_PAYLOAD.image_offset() as usize;
+        let table = PayloadTable::parse(&image[start..start + IMAGE_PAYLOAD.size as usize])
+            .map_err(InspectError::PayloadTable)?;
+        let mut regions: Vec<RegionReport> = layout::IMAGE_REGIONS
+            .iter()
+            .chain(&[
+                layout::IMAGE_RESET_CODE,
+                layout::IMAGE_FOOTER,
+                layout::IMAGE_RESET_ENTRY,
+            ])
+            .chain(&[layout::TEMP_MEM])
+            .chain(layout::TEMP_MEM_REGIONS.iter())
+            .chain(&[layout::TD_HOB, layout::PAYLOAD_LOAD])
+            .map(|r| RegionReport {
+                name: r.name,
+                base: r.base,
+                size: r.size,
+            })
+            .collect();
+        regions.sort_by_key(|r| r.base);
+        let payloads = table
+            .entries()
+            .map(|e| PayloadReport {
+                kind: e.kind.name(),
+                offset: e.offset,
+                size: e.size,
+            })
+            .collect();
+        (Some(regions), Some(payloads))
+    } else {
+        (None, None)
+    };
+    Ok(Report {
+        size: image.len(),
+        base: FOUR_GIB - image.len() as u64,
+        footer,
+        metadata_source: md.source().name(),
+        descriptor_offset: md.descriptor_offset(),
+        sections,
+        regions,
+        payloads,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+impl Report {
+    /// The human-readable form.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "image: {} bytes ({:#x}), mapped at [{:#x}, 4 GiB)",
+            self.size, self.size, self.base
+        );
+        match &self.footer {
+            Some(entries) => {
+                let _ = writeln!(s, "footer table (walked from the end):");
+                for e in entries {
+                    let _ = writeln!(s, "  {} {:<20} {}", e.guid, e.name, e.data);
+                }
+            }
+            None => {
+                let _ = writeln!(s, "footer table: none");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "TDX metadata: descriptor at file offset {:#x} (found through the {}), {} sections, valid",
+            self.descriptor_offset,
+            self.metadata_source,
+            self.sections.len()
+        );
+        let _ = writeln!(
+            s,
+            "  {:<13} {:>10} {:>10} {:>18} {:>12}  attributes",
+            "type", "offset", "raw size", "address", "memory size"
+        );
+        for x in &self.sections {
+            let _ = writeln!(
+                s,
+                "  {:<13} {:>#10x} {:>#10x} {:>#18x} {:>#12x}  {}",
+                x.kind,
+                x.data_offset,
+                x.raw_data_size,
+                x.memory_address,
+                x.memory_data_size,
+                x.attribute_names.join("|")
+            );
+        }
+        if let Some(regions) = &self.regions {
+            let _ = writeln!(s, "layout (td-shim):");
+            for r in regions {
+                let _ = writeln!(
+                    s,
+                    "  {:<18} [{:#012x}, {:#012x})  {:>8} KiB",
+                    r.name,
+                    r.base,
+                    r.base + r.size,
+                    r.size / 1024
+                );
+            }
+        }
+        if let Some(payloads) = &self.payloads {
+            let _ = writeln!(s, "payloads:");
+            for p in payloads {
+                let _ = writeln!(
+                    s,
+                    "  {:<6} at payload offset {:#x}, {} bytes",
+                    p.kind, p.offset, p.size
+                );
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,6 @@
+//! The host side of td-shim: building images and reading what they say about themselves.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod build;
+pub mod inspect;

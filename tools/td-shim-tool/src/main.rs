@@ -1,0 +1,105 @@
+//! `td-shim-tool`: build td-shim images and inspect firmware images.
+//!
+//! Exit status: 0 success, 1 the input was refused or could not be read or written, 2 usage.
+#![forbid(unsafe_code)]
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use td_shim_tool::{build::build_image, inspect::inspect};
+
+#[derive(Parser)]
+#[command(
+    name = "td-shim-tool",
+    version,
+    about = "Build td-shim firmware images and inspect firmware images"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Lay the firmware ELF, the payload and the TDX metadata into an image ending at 4 GiB.
+    Build {
+        /// The firmware ELF (target/x86_64-unknown-none/release/td-shim).
+        #[arg(long)]
+        firmware: PathBuf,
+        /// The ELF payload to embed.
+        #[arg(long)]
+        payload: PathBuf,
+        /// Where to write the image.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Print the image's description as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an image's regions, TDX metadata sections and footer table, after validating them.
+    Inspect {
+        /// The firmware image (ours, upstream td-shim's or OVMF/TDVF's).
+        image: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{}", text());
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Build {
+            firmware,
+            payload,
+            output,
+            json,
+        } => {
+            let image = build_image(&read(&firmware)?, &read(&payload)?).with_context(|| {
+                format!(
+                    "cannot build an image from {} and {}",
+                    firmware.display(),
+                    payload.display()
+                )
+            })?;
+            let tmp = output.with_extension("tmp");
+            std::fs::write(&tmp, &image)
+                .and_then(|()| std::fs::rename(&tmp, &output))
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            let report = inspect(&image)?;
+            print(json, &report, || {
+                format!("wrote {}\n{}", output.display(), report.to_text())
+            })
+        }
+        Command::Inspect { image, json } => {
+            let bytes = read(&image)?;
+            let report = inspect(&bytes)
+                .with_context(|| format!("{} is not a valid firmware image", image.display()))?;
+            print(json, &report, || report.to_text())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("td-shim-tool: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
