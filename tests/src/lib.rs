@@ -1,1 +1,111 @@
-//! End-to-end test support: building the image and running QEMU.
+//! End-to-end test support: building the image once and booting images under QEMU TCG.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The artefacts `cargo xtask build` produces.
+pub struct Artifacts {
+    /// The firmware image.
+    pub image: PathBuf,
+    /// The firmware ELF.
+    pub firmware_elf: PathBuf,
+    /// The test payload ELF.
+    pub payload_elf: PathBuf,
+    /// The td-shim-tool binary.
+    pub tool: PathBuf,
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is one level below the root")
+        .to_path_buf()
+}
+
+/// Builds everything once per test process (`cargo xtask build`, a no-op when up to date).
+pub fn artifacts() -> &'static Artifacts {
+    static BUILT: OnceLock<Artifacts> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(&cargo)
+            .current_dir(root())
+            .args(["xtask", "build"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run cargo xtask build");
+        assert!(status.success(), "cargo xtask build failed");
+        let status = Command::new(&cargo)
+            .current_dir(root())
+            .args(["build", "--quiet", "-p", "td-shim-tool"])
+            .status()
+            .expect("build td-shim-tool");
+        assert!(status.success(), "building td-shim-tool failed");
+        let fw = root().join("target/x86_64-unknown-none/release");
+        Artifacts {
+            image: root().join("target/images/td-shim.bin"),
+            firmware_elf: fw.join("td-shim"),
+            payload_elf: fw.join("test-payload"),
+            tool: root().join("target/debug/td-shim-tool"),
+        }
+    })
+}
+
+/// What a QEMU run left behind.
+#[derive(Debug)]
+pub struct Boot {
+    /// QEMU's exit status (`None` if it was killed at the timeout).
+    pub status: Option<i32>,
+    /// Everything on the serial console.
+    pub console: String,
+}
+
+impl Boot {
+    /// Whether the console has `text`.
+    pub fn said(&self, text: &str) -> bool {
+        self.console.contains(text)
+    }
+}
+
+/// Boots `image` with `qemu-system-x86_64 -machine q35 -m MEMORY -nographic -bios IMAGE` and
+/// isa-debug-exit, plus `extra`, killing QEMU after `timeout`.
+pub fn boot(image: &Path, memory: &str, extra: &[&str], timeout: Duration) -> Boot {
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-machine", "q35", "-m", memory, "-nographic", "-no-reboot"])
+        .arg("-bios")
+        .arg(image)
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start qemu-system-x86_64 (cargo xtask ci installs it)");
+    let mut out = child.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for qemu") {
+            break s.code();
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let console = String::from_utf8_lossy(&reader.join().expect("reader thread")).into_owned() + &err;
+    Boot { status, console }
+}

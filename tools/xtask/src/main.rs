@@ -1,1 +1,236 @@
-fn main() {}
+//! Developer workflows, reached as `cargo xtask <command>`:
+//!
+//! - `build`: the firmware and the test payload for x86_64-unknown-none, then
+//!   `td-shim-tool build` → `target/images/td-shim.bin`;
+//! - `qemu [--image PATH] [--memory SIZE] [-- QEMU ARGS]`: boot an image under QEMU TCG with the
+//!   serial console on stdout;
+//! - `demo`: build and boot, then say what happened;
+//! - `ci`: every check CI runs.
+//!
+//! Each command first installs what is missing: the Rust toolchain and target named in
+//! rust-toolchain.toml (through rustup), and QEMU (Debian's `qemu-system-x86`, through apt when
+//! running as root).
+
+use anyhow::{bail, Context, Result};
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const TARGET: &str = "x86_64-unknown-none";
+const QEMU: &str = "qemu-system-x86_64";
+/// QEMU's exit status when the test payload reports success through isa-debug-exit.
+const PAYLOAD_PASS: i32 = 33;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("tools/xtask is two levels below the workspace root")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn have(program: &str, arg: &str) -> bool {
+    Command::new(program)
+        .arg(arg)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Installs the pinned toolchain with its firmware target if the target is missing.
+fn ensure_rust_target() -> Result<()> {
+    let sysroot = Command::new("rustc")
+        .current_dir(root())
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if let Some(sysroot) = sysroot {
+        if sysroot.join("lib/rustlib").join(TARGET).exists() {
+            return Ok(());
+        }
+    }
+    // `rustup toolchain install` with no name reads rust-toolchain.toml, target included.
+    run(Command::new("rustup")
+        .current_dir(root())
+        .args(["toolchain", "install"]))
+    .context("installing the toolchain of rust-toolchain.toml (is rustup on PATH?)")
+}
+
+/// Makes sure QEMU is installed: apt-get as root, else a clear message.
+fn ensure_qemu() -> Result<()> {
+    if have(QEMU, "--version") {
+        return Ok(());
+    }
+    let root_user = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !root_user {
+        bail!("{QEMU} is missing: install Debian's package qemu-system-x86 (sudo apt-get install qemu-system-x86)");
+    }
+    eprintln!("xtask: installing qemu-system-x86 with apt-get");
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends", "qemu-system-x86"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    if !have(QEMU, "--version") {
+        bail!("{QEMU} is still missing after installing qemu-system-x86");
+    }
+    Ok(())
+}
+
+fn firmware_dir() -> PathBuf {
+    root().join("target").join(TARGET).join("release")
+}
+
+/// The default image `build` writes.
+fn default_image() -> PathBuf {
+    root().join("target/images/td-shim.bin")
+}
+
+fn build() -> Result<PathBuf> {
+    ensure_rust_target()?;
+    for (package, feature) in [("td-shim", "td-shim/firmware"), ("test-payload", "test-payload/firmware")] {
+        run(cargo().args([
+            "build", "--release", "--target", TARGET, "-p", package, "--features", feature,
+        ]))?;
+    }
+    let image = default_image();
+    std::fs::create_dir_all(image.parent().expect("image path has a parent"))?;
+    run(cargo().args(["run", "--quiet", "-p", "td-shim-tool", "--", "build", "--firmware"])
+        .arg(firmware_dir().join("td-shim"))
+        .arg("--payload")
+        .arg(firmware_dir().join("test-payload"))
+        .arg("--output")
+        .arg(&image))?;
+    Ok(image)
+}
+
+/// The QEMU command line users know: q35, TCG, serial on stdio, the image as -bios.
+fn qemu_command(image: &Path, memory: &str, extra: &[String]) -> Command {
+    let mut c = Command::new(QEMU);
+    c.args(["-machine", "q35", "-m", memory, "-nographic", "-no-reboot"])
+        .arg("-bios")
+        .arg(image)
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .args(extra);
+    c
+}
+
+fn qemu(image: &Path, memory: &str, extra: &[String]) -> Result<i32> {
+    ensure_qemu()?;
+    let mut cmd = qemu_command(image, memory, extra);
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot start {QEMU}"))?;
+    let code = status.code().unwrap_or(-1);
+    let meaning = match code {
+        PAYLOAD_PASS => "the test payload checked everything it was handed: PASS",
+        35 => "the test payload found something wrong: FAIL",
+        253 => "the firmware took its fatal path",
+        _ => "QEMU ended without a verdict",
+    };
+    eprintln!("xtask: QEMU exited with status {code}: {meaning}");
+    Ok(code)
+}
+
+fn ci() -> Result<()> {
+    ensure_rust_target()?;
+    ensure_qemu()?;
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args([
+        "clippy", "--release", "--target", TARGET, "-p", "td-shim", "-p", "test-payload",
+        "--features", "td-shim/firmware,test-payload/firmware", "--", "-D", "warnings",
+    ]))?;
+    build()?;
+    // Unit tests, property tests, CLI tests and the QEMU boot tests.
+    run(cargo().args(["test", "--workspace"]))?;
+    Ok(())
+}
+
+fn usage() -> &'static str {
+    "usage: cargo xtask <command>\n\
+     \n\
+     commands:\n  \
+       build                       build the firmware and test payload, write target/images/td-shim.bin\n  \
+       qemu [--image PATH] [--memory SIZE] [-- QEMU ARGS]\n                              \
+       boot an image under QEMU TCG (default: the built image, 256M)\n  \
+       demo                        build, boot and report\n  \
+       ci                          every check: fmt, clippy (host and firmware), tests, QEMU boots"
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("build") => build().map(|image| {
+            println!("{}", image.display());
+            0
+        }),
+        Some("qemu") => {
+            let (ours, extra) = match args.iter().position(|a| a == "--") {
+                Some(i) => (&args[1..i], args[i + 1..].to_vec()),
+                None => (&args[1..], Vec::new()),
+            };
+            let mut image = None;
+            let mut memory = "256M".to_string();
+            let mut it = ours.iter();
+            let mut bad = None;
+            while let Some(a) = it.next() {
+                match (a.as_str(), it.next()) {
+                    ("--image", Some(v)) => image = Some(PathBuf::from(v)),
+                    ("--memory", Some(v)) => memory = v.clone(),
+                    _ => bad = Some(a.clone()),
+                }
+            }
+            match bad {
+                Some(a) => Err(anyhow::anyhow!("unknown or incomplete option {a}\n{}", usage())),
+                None => match image {
+                    Some(i) => qemu(&i, &memory, &extra),
+                    None => build().and_then(|i| qemu(&i, &memory, &extra)),
+                },
+            }
+        }
+        Some("demo") => build().and_then(|image| {
+            let code = qemu(&image, "256M", &[])?;
+            if code != PAYLOAD_PASS {
+                bail!("the demo did not end with the payload's PASS (status {code})");
+            }
+            println!("demo: td-shim booted the test payload, which verified its hand-off");
+            Ok(0)
+        }),
+        Some("ci") => ci().map(|()| 0),
+        Some("-h" | "--help" | "help") | None => {
+            println!("{}", usage());
+            Ok(0)
+        }
+        Some(other) => Err(anyhow::anyhow!("unknown command {other}\n{}", usage())),
+    };
+    match result {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
