@@ -106,6 +106,7 @@ pub fn boot(image: &Path, memory: &str, extra: &[&str], timeout: Duration) -> Bo
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut err);
     }
-    let console = String::from_utf8_lossy(&reader.join().expect("reader thread")).into_owned() + &err;
+    let console =
+        String::from_utf8_lossy(&reader.join().expect("reader thread")).into_owned() + &err;
     Boot { status, console }
 }

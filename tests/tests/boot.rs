@@ -2,9 +2,7 @@
 //! confirms what it was handed; broken images and machines take the fatal path with a message.
 
 use std::time::Duration;
-use td_layout::handoff::{
-    qemu_exit_status, DEBUG_EXIT_FIRMWARE_FATAL, DEBUG_EXIT_PAYLOAD_OK,
-};
+use td_layout::handoff::{qemu_exit_status, DEBUG_EXIT_FIRMWARE_FATAL, DEBUG_EXIT_PAYLOAD_OK};
 use td_layout::layout::IMAGE_PAYLOAD;
 use td_layout::payload::FIRST_PAYLOAD_OFFSET;
 use tests::{artifacts, boot, Boot};
@@ -18,9 +16,15 @@ fn boot_built(memory: &str) -> Boot {
 }
 
 fn assert_payload_pass(b: &Boot) {
-    assert!(b.said("entered in 16-bit mode"), "the reset vector's real-mode path ran");
+    assert!(
+        b.said("entered in 16-bit mode"),
+        "the reset vector's real-mode path ran"
+    );
     assert!(b.said("platform: plain"));
-    assert!(b.said("payload: verdict: PASS"), "the payload's checks passed");
+    assert!(
+        b.said("payload: verdict: PASS"),
+        "the payload's checks passed"
+    );
     assert!(!b.said("FAILED"));
     assert_eq!(b.status, Some(qemu_exit_status(DEBUG_EXIT_PAYLOAD_OK)));
 }
@@ -58,7 +62,10 @@ fn corrupted(name: &str, patch: impl FnOnce(&mut Vec<u8>)) -> std::path::PathBuf
 }
 
 fn assert_fatal(b: &Boot, message: &str) {
-    assert!(b.said(&format!("td-shim: FATAL {message}")), "expected FATAL {message}");
+    assert!(
+        b.said(&format!("td-shim: FATAL {message}")),
+        "expected FATAL {message}"
+    );
     assert!(!b.said("payload: started"), "the payload must not run");
     assert_eq!(b.status, Some(qemu_exit_status(DEBUG_EXIT_FIRMWARE_FATAL)));
 }
@@ -87,5 +94,8 @@ fn too_little_ram_for_the_firmware_takes_the_fatal_path() {
     // 32 MiB holds the firmware's working memory but not the payload load region (16..48 MiB).
     let b = boot(&artifacts().image, "32M", &[], TIMEOUT);
     println!("{}", b.console);
-    assert_fatal(&b, "memory map: payload-load [0x1000000, 0x3000000) is not RAM");
+    assert_fatal(
+        &b,
+        "memory map: payload-load [0x1000000, 0x3000000) is not RAM",
+    );
 }

@@ -30,7 +30,10 @@ fn s(p: &Path) -> &str {
 fn assert_refused(out: &Output, message: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    assert!(stderr.contains(message), "expected {message:?} in {stderr:?}");
+    assert!(
+        stderr.contains(message),
+        "expected {message:?} in {stderr:?}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -46,7 +49,11 @@ fn help_lists_the_commands() {
 #[test]
 fn inspect_reports_the_metadata_as_json() {
     let out = tool(&["inspect", s(&artifacts().image), "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v["size"], IMAGE_SIZE);
     assert_eq!(v["metadata_source"], "footer GUID table");
@@ -103,7 +110,10 @@ fn build_reproduces_the_image() {
     let a = artifacts();
     let (o, out) = build(&a.firmware_elf, &a.payload_elf, "again.bin");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(std::fs::read(out).unwrap(), std::fs::read(&a.image).unwrap());
+    assert_eq!(
+        std::fs::read(out).unwrap(),
+        std::fs::read(&a.image).unwrap()
+    );
 }
 
 // Program header `index` of an ELF64: its p_paddr field's file offset.
@@ -124,29 +134,48 @@ fn build_refuses_broken_inputs() {
 
     let junk = write("junk.elf", b"not an ELF at all, just text");
     assert_refused(&build(&a.firmware_elf, &junk, "junk.bin").0, "payload: ELF");
-    assert_refused(&build(&junk, &a.payload_elf, "junk2.bin").0, "firmware: ELF");
+    assert_refused(
+        &build(&junk, &a.payload_elf, "junk2.bin").0,
+        "firmware: ELF",
+    );
 
     let truncated = write("trunc.elf", &fw[..200]);
-    assert_refused(&build(&truncated, &a.payload_elf, "trunc.bin").0, "firmware: ELF");
+    assert_refused(
+        &build(&truncated, &a.payload_elf, "trunc.bin").0,
+        "firmware: ELF",
+    );
 
     // A payload larger than the payload region (still a valid ELF: padding after its segments).
     let mut big = payload.clone();
     big.resize(15 << 20, 0);
     let big = write("big.elf", &big);
-    assert_refused(&build(&a.firmware_elf, &big, "big.bin").0, "payload region holds");
+    assert_refused(
+        &build(&a.firmware_elf, &big, "big.bin").0,
+        "payload region holds",
+    );
 
     // The reset-code segment (index 2) moved over the footer area.
     let mut over = fw.clone();
     let at = paddr_offset(&over, 2);
     over[at..at + 8].copy_from_slice(&0xFFFF_FE00u64.to_le_bytes());
     let over = write("over.elf", &over);
-    assert_refused(&build(&over, &a.payload_elf, "over.bin").0, "overlaps the footer area");
+    assert_refused(
+        &build(&over, &a.payload_elf, "over.bin").0,
+        "overlaps the footer area",
+    );
 
     // The data segment's load address (index 1) moved onto the code segment's (index 0).
     let mut clash = fw.clone();
-    let code = u64::from_le_bytes(fw[paddr_offset(&fw, 0)..paddr_offset(&fw, 0) + 8].try_into().unwrap());
+    let code = u64::from_le_bytes(
+        fw[paddr_offset(&fw, 0)..paddr_offset(&fw, 0) + 8]
+            .try_into()
+            .unwrap(),
+    );
     let at = paddr_offset(&clash, 1);
     clash[at..at + 8].copy_from_slice(&code.to_le_bytes());
     let clash = write("clash.elf", &clash);
-    assert_refused(&build(&clash, &a.payload_elf, "clash.bin").0, "overlap in the image");
+    assert_refused(
+        &build(&clash, &a.payload_elf, "clash.bin").0,
+        "overlap in the image",
+    );
 }

@@ -91,7 +91,13 @@ fn ensure_qemu() -> Result<()> {
     eprintln!("xtask: installing qemu-system-x86 with apt-get");
     run(Command::new("apt-get").args(["update", "-q"]))?;
     run(Command::new("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends", "qemu-system-x86"])
+        .args([
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "qemu-system-x86",
+        ])
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
     if !have(QEMU, "--version") {
         bail!("{QEMU} is still missing after installing qemu-system-x86");
@@ -110,14 +116,33 @@ fn default_image() -> PathBuf {
 
 fn build() -> Result<PathBuf> {
     ensure_rust_target()?;
-    for (package, feature) in [("td-shim", "td-shim/firmware"), ("test-payload", "test-payload/firmware")] {
+    for (package, feature) in [
+        ("td-shim", "td-shim/firmware"),
+        ("test-payload", "test-payload/firmware"),
+    ] {
         run(cargo().args([
-            "build", "--release", "--target", TARGET, "-p", package, "--features", feature,
+            "build",
+            "--release",
+            "--target",
+            TARGET,
+            "-p",
+            package,
+            "--features",
+            feature,
         ]))?;
     }
     let image = default_image();
     std::fs::create_dir_all(image.parent().expect("image path has a parent"))?;
-    run(cargo().args(["run", "--quiet", "-p", "td-shim-tool", "--", "build", "--firmware"])
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "td-shim-tool",
+            "--",
+            "build",
+            "--firmware",
+        ])
         .arg(firmware_dir().join("td-shim"))
         .arg("--payload")
         .arg(firmware_dir().join("test-payload"))
@@ -141,7 +166,9 @@ fn qemu(image: &Path, memory: &str, extra: &[String]) -> Result<i32> {
     ensure_qemu()?;
     let mut cmd = qemu_command(image, memory, extra);
     eprintln!("xtask: running {cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot start {QEMU}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {QEMU}"))?;
     let code = status.code().unwrap_or(-1);
     let meaning = match code {
         PAYLOAD_PASS => "the test payload checked everything it was handed: PASS",
@@ -157,10 +184,28 @@ fn ci() -> Result<()> {
     ensure_rust_target()?;
     ensure_qemu()?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     run(cargo().args([
-        "clippy", "--release", "--target", TARGET, "-p", "td-shim", "-p", "test-payload",
-        "--features", "td-shim/firmware,test-payload/firmware", "--", "-D", "warnings",
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo().args([
+        "clippy",
+        "--release",
+        "--target",
+        TARGET,
+        "-p",
+        "td-shim",
+        "-p",
+        "test-payload",
+        "--features",
+        "td-shim/firmware,test-payload/firmware",
+        "--",
+        "-D",
+        "warnings",
     ]))?;
     build()?;
     // Unit tests, property tests, CLI tests and the QEMU boot tests.
@@ -203,7 +248,10 @@ fn main() -> ExitCode {
                 }
             }
             match bad {
-                Some(a) => Err(anyhow::anyhow!("unknown or incomplete option {a}\n{}", usage())),
+                Some(a) => Err(anyhow::anyhow!(
+                    "unknown or incomplete option {a}\n{}",
+                    usage()
+                )),
                 None => match image {
                     Some(i) => qemu(&i, &memory, &extra),
                     None => build().and_then(|i| qemu(&i, &memory, &extra)),
