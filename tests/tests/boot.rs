@@ -99,3 +99,35 @@ fn too_little_ram_for_the_firmware_takes_the_fatal_path() {
         "memory map: payload-load [0x1000000, 0x3000000) is not RAM",
     );
 }
+
+// The payload runs on the firmware's IDT, so a fault it provokes shows the firmware's report.
+fn boot_with_action(action: &str) -> Boot {
+    let fw_cfg = format!("name=opt/test-payload/action,string={action}");
+    let b = boot(&artifacts().image, "256M", &["-fw_cfg", &fw_cfg], TIMEOUT);
+    println!("{}", b.console);
+    assert!(b.said("payload: verdict") || b.said("payload: action"));
+    assert_eq!(b.status, Some(qemu_exit_status(DEBUG_EXIT_FIRMWARE_FATAL)));
+    b
+}
+
+#[test]
+fn an_invalid_opcode_is_reported_with_its_rip() {
+    let b = boot_with_action("ud2");
+    assert!(b.said("td-shim: FATAL CPU exception 6 invalid opcode (#UD) at rip=0x100"));
+}
+
+#[test]
+fn a_page_fault_is_reported_with_cr2() {
+    let b = boot_with_action("page-fault");
+    assert!(b.said("td-shim: FATAL CPU exception 14 page fault (#PF)"));
+    assert!(b.said("cr2=0x400000000000"));
+}
+
+#[test]
+fn the_stack_is_not_executable() {
+    let b = boot_with_action("exec-stack");
+    // Error code 0x11: protection violation (present page) on an instruction fetch.
+    assert!(b.said("td-shim: FATAL CPU exception 14 page fault (#PF)"));
+    assert!(b.said("error_code=0x11"));
+    assert!(!b.said("the stack was executable"));
+}

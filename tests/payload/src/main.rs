@@ -80,33 +80,79 @@ struct VmmMap {
     count: usize,
 }
 
-fn read_vmm_e820() -> Option<VmmMap> {
-    let read = |buf: &mut [u8]| buf.iter_mut().for_each(|b| *b = inb(0x511));
+fn fw_cfg_read(buf: &mut [u8]) {
+    buf.iter_mut().for_each(|b| *b = inb(0x511));
+}
+
+/// Selects the fw_cfg file `name` (NUL-terminated) and returns its size.
+fn fw_cfg_select(name: &[u8]) -> Option<usize> {
     outw(0x510, 0x19);
     let mut count = [0u8; 4];
-    read(&mut count);
+    fw_cfg_read(&mut count);
     let files = u32::from_be_bytes(count).min(1024);
     for _ in 0..files {
         let mut e = [0u8; 64];
-        read(&mut e);
-        if &e[8..17] == b"etc/e820\0" {
-            let size = u32::from_be_bytes([e[0], e[1], e[2], e[3]]) as usize;
-            let mut map = VmmMap {
-                entries: [(0, 0, 0); 64],
-                count: (size / 20).min(64),
-            };
+        fw_cfg_read(&mut e);
+        if e[8..].starts_with(name) {
             outw(0x510, u16::from_be_bytes([e[4], e[5]]));
-            for slot in map.entries[..map.count].iter_mut() {
-                let mut r = [0u8; 20];
-                read(&mut r);
-                let base = u64::from_le_bytes(r[0..8].try_into().ok()?);
-                let len = u64::from_le_bytes(r[8..16].try_into().ok()?);
-                *slot = (base, len, u32::from_le_bytes(r[16..20].try_into().ok()?));
-            }
-            return Some(map);
+            return Some(u32::from_be_bytes([e[0], e[1], e[2], e[3]]) as usize);
         }
     }
     None
+}
+
+fn read_vmm_e820() -> Option<VmmMap> {
+    let size = fw_cfg_select(b"etc/e820\0")?;
+    let mut map = VmmMap {
+        entries: [(0, 0, 0); 64],
+        count: (size / 20).min(64),
+    };
+    for slot in map.entries[..map.count].iter_mut() {
+        let mut r = [0u8; 20];
+        fw_cfg_read(&mut r);
+        let base = u64::from_le_bytes(r[0..8].try_into().ok()?);
+        let len = u64::from_le_bytes(r[8..16].try_into().ok()?);
+        *slot = (base, len, u32::from_le_bytes(r[16..20].try_into().ok()?));
+    }
+    Some(map)
+}
+
+/// What the test asked the payload to do after its checks, through
+/// `-fw_cfg name=opt/test-payload/action,string=ACTION`: provoke a CPU exception so the test
+/// can see the firmware's exception report (the firmware's IDT is still loaded).
+fn requested_action() -> [u8; 16] {
+    let mut action = [0u8; 16];
+    if let Some(size) = fw_cfg_select(b"opt/test-payload/action\0") {
+        let n = size.min(action.len());
+        fw_cfg_read(&mut action[..n]);
+    }
+    action
+}
+
+fn act(action: &[u8; 16]) {
+    let name = action.split(|&b| b == 0).next().unwrap_or(&[]);
+    match name {
+        b"" => {}
+        b"ud2" => {
+            say!("action: executing ud2");
+            // SAFETY: deliberately raises #UD; the firmware's handler never returns.
+            unsafe { asm!("ud2") };
+        }
+        b"page-fault" => {
+            say!("action: reading unmapped address 0x400000000000");
+            // SAFETY: deliberately faults; the firmware's handler never returns.
+            let v = unsafe { core::ptr::read_volatile(0x4000_0000_0000 as *const u64) };
+            say!("action: read {v:#x}, expected a page fault");
+        }
+        b"exec-stack" => {
+            let code = [0xC3u8; 16]; // `ret`, on the stack: NX must stop it being fetched
+            say!("action: calling code on the stack at {:p}", code.as_ptr());
+            // SAFETY: deliberately jumps to non-executable memory; with NX this raises #PF.
+            unsafe { asm!("call {}", in(reg) code.as_ptr(), clobber_abi("sysv64")) };
+            say!("action: the stack was executable");
+        }
+        _ => say!("action: unknown action ignored"),
+    }
 }
 
 struct Checks {
@@ -285,6 +331,9 @@ extern "sysv64" fn payload_main(info_addr: u64, load_base: u64, entry_rsp: u64) 
             kind.is_some() && kind != Some(E820_RAM),
             format_args!("{addr:#x} has type {kind:?}"),
         );
+    }
+    if c.failed == 0 {
+        act(&requested_action());
     }
     finish(c.failed)
 }
