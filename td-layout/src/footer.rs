@@ -386,7 +386,7 @@ pub fn read_legacy_metadata_pointer(image: &[u8]) -> Result<u32, FooterError> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Little-endian helpers shared with `metadata`. Reads return `None` when out of bounds.
+// Little-endian helpers shared with `metadata` and `payload`. Reads return `None` when out of bounds.
 
 pub(crate) fn le_u16(b: &[u8], at: usize) -> Option<u16> {
     let bytes = b.get(at..at.checked_add(2)?)?;
@@ -396,6 +396,11 @@ pub(crate) fn le_u16(b: &[u8], at: usize) -> Option<u16> {
 pub(crate) fn le_u32(b: &[u8], at: usize) -> Option<u32> {
     let bytes = b.get(at..at.checked_add(4)?)?;
     Some(u32::from_le_bytes(bytes.try_into().ok()?))
+}
+
+pub(crate) fn le_u64(b: &[u8], at: usize) -> Option<u64> {
+    let bytes = b.get(at..at.checked_add(8)?)?;
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
 }
 
 pub(crate) fn guid_at(b: &[u8], at: usize) -> Option<Guid> {

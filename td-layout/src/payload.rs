@@ -15,6 +15,7 @@
 //! whoever built the image controls it): [`PayloadTable::parse`] checks every field and never
 //! panics.
 
+use crate::footer::{le_u32, le_u64};
 use crate::layout::PAGE_SIZE;
 
 /// Magic at the start of the payload region.
@@ -183,23 +184,11 @@ pub struct PayloadTable<'a> {
     count: usize,
 }
 
-fn read_u32(b: &[u8], at: usize) -> u32 {
-    let mut v = [0u8; 4];
-    v.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(v)
-}
-
-fn read_u64(b: &[u8], at: usize) -> u64 {
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(v)
-}
-
 impl<'a> PayloadTable<'a> {
     /// Parses and validates the table at the start of `region` (the payload region's bytes).
     pub fn parse(region: &'a [u8]) -> Result<Self, PayloadTableError> {
-        // The table page holds the header and MAX_ENTRIES entries, so every read below is in
-        // bounds once this holds.
+        // The table page holds the header and MAX_ENTRIES entries, so once the region is a page
+        // long the reads below cannot fail; they are bounds-checked all the same.
         const _: () = assert!(HEADER_SIZE + MAX_ENTRIES * ENTRY_SIZE <= PAGE_SIZE as usize);
         if region.len() < PAGE_SIZE as usize {
             return Err(PayloadTableError::RegionTooSmall);
@@ -207,11 +196,11 @@ impl<'a> PayloadTable<'a> {
         if region[..8] != PAYLOAD_TABLE_MAGIC {
             return Err(PayloadTableError::BadMagic);
         }
-        let version = read_u32(region, 8);
+        let version = le_u32(region, 8).ok_or(PayloadTableError::RegionTooSmall)?;
         if version != PAYLOAD_TABLE_VERSION {
             return Err(PayloadTableError::UnsupportedVersion(version));
         }
-        let count = read_u32(region, 12);
+        let count = le_u32(region, 12).ok_or(PayloadTableError::RegionTooSmall)?;
         if count == 0 || count as usize > MAX_ENTRIES {
             return Err(PayloadTableError::BadEntryCount(count));
         }
@@ -220,14 +209,14 @@ impl<'a> PayloadTable<'a> {
         let mut entries: [Option<PayloadEntry>; MAX_ENTRIES] = [None; MAX_ENTRIES];
         for index in 0..count {
             let at = HEADER_SIZE + index * ENTRY_SIZE;
-            let code = read_u32(region, at);
+            let code = le_u32(region, at).ok_or(PayloadTableError::RegionTooSmall)?;
             let kind = PayloadKind::from_code(code)
                 .ok_or(PayloadTableError::UnknownKind { index, code })?;
-            if read_u32(region, at + 4) != 0 {
+            if le_u32(region, at + 4).ok_or(PayloadTableError::RegionTooSmall)? != 0 {
                 return Err(PayloadTableError::ReservedNotZero { index });
             }
-            let offset = read_u64(region, at + 8);
-            let size = read_u64(region, at + 16);
+            let offset = le_u64(region, at + 8).ok_or(PayloadTableError::RegionTooSmall)?;
+            let size = le_u64(region, at + 16).ok_or(PayloadTableError::RegionTooSmall)?;
             if size == 0 {
                 return Err(PayloadTableError::EmptyPayload { index });
             }

@@ -40,8 +40,8 @@ pub enum BootError {
     NoPayload,
     /// The ELF payload is malformed or does not fit.
     Elf(td_loader::elf::ElfError),
-    /// A firmware region the boot needs was already in use.
-    RegionInUse(&'static str),
+    /// A firmware region the boot needs was already taken or is not where the layout puts it.
+    RegionUnavailable(&'static str),
     /// The platform was detected but this firmware cannot run on it yet.
     UnsupportedPlatform(&'static str),
 }
@@ -55,7 +55,7 @@ impl fmt::Display for BootError {
             Self::PayloadTable(e) => write!(f, "payload: {e}"),
             Self::NoPayload => write!(f, "payload: the image holds no ELF payload"),
             Self::Elf(e) => write!(f, "payload: {e}"),
-            Self::RegionInUse(r) => write!(f, "firmware region {r} is already in use"),
+            Self::RegionUnavailable(r) => write!(f, "firmware region {r} is unavailable (already taken, or not where the layout puts it)"),
             Self::UnsupportedPlatform(p) => {
                 write!(
                     f,

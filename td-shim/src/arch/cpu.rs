@@ -53,8 +53,8 @@ pub fn halt_forever() -> ! {
 /// Enters an ELF payload: `entry(boot_info, load_base)` with the System V ABI on a fresh stack
 /// ending at `stack_top`. Never returns; a payload that returns ends in [`payload_returned`].
 pub fn enter_payload(entry: u64, boot_info: u64, load_base: u64, stack_top: u64) -> ! {
-    // SAFETY: `entry` is the relocated entry point of a payload loaded into mapped, executable
-    // memory; the firmware state it leaves behind is never used again.
+    // The firmware state left behind is never used again.
+    // SAFETY: `entry` is the relocated entry of a payload loaded into mapped, executable memory.
     unsafe {
         asm!(
             "mov rsp, {stack}",

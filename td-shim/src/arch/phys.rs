@@ -43,8 +43,8 @@ pub fn image(region: Region) -> Option<&'static [u8]> {
     if region.end() > IMAGE_BASE + IMAGE_SIZE {
         return None;
     }
-    // SAFETY: the image is mapped at [IMAGE_BASE, 4 GiB) for the firmware's whole life and is
-    // never written (ROM on a plain VM, measured private pages under TDX/SNP).
+    // The image is never written: ROM on a plain VM, measured private pages under TDX/SNP.
+    // SAFETY: the image is identity-mapped at [IMAGE_BASE, 4 GiB) for the firmware's whole life.
     Some(unsafe { core::slice::from_raw_parts(region.base as *const u8, region.size as usize) })
 }
 
@@ -55,9 +55,10 @@ pub fn take(which: RamRegion) -> Option<&'static mut [u8]> {
         return None;
     }
     let r = which.region();
-    // SAFETY: the region is RAM the firmware owns (checked against the memory map before any
-    // take), identity-mapped, not overlapping any other region or the firmware's .data/.bss and
-    // stack (compile-time layout checks), and handed out at most once (the bit above).
+    // The region is RAM the firmware owns (checked against the memory map before any take),
+    // identity-mapped, and disjoint from every other region, .data/.bss and the stack (layout
+    // checks at compile time).
+    // SAFETY: owned, mapped, disjoint RAM, handed out at most once (the bit above).
     Some(unsafe { core::slice::from_raw_parts_mut(r.base as *mut u8, r.size as usize) })
 }
 
@@ -65,7 +66,8 @@ pub fn take(which: RamRegion) -> Option<&'static mut [u8]> {
 pub fn take_page_tables() -> Option<&'static mut [PageTable]> {
     let bytes = take(RamRegion::PageTables)?;
     let count = bytes.len() / core::mem::size_of::<PageTable>();
-    // SAFETY: the region is 4 KiB aligned (layout check), so are PageTables; any bit pattern is a
-    // valid PageTable (an array of u64 entries); the slice is exclusively ours (see `take`).
+    // The region is 4 KiB aligned (layout check), as a PageTable must be, and any bit pattern is a
+    // valid PageTable (512 u64 entries).
+    // SAFETY: aligned, valid for any bytes, and exclusively ours (see `take`).
     Some(unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<PageTable>(), count) })
 }

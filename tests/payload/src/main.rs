@@ -210,8 +210,8 @@ extern "sysv64" fn payload_main(info_addr: u64, load_base: u64, entry_rsp: u64) 
     if !info_ok {
         finish(c.failed);
     }
-    // SAFETY: the firmware hands a BootInfo at rdi in identity-mapped memory; checked non-null
-    // and aligned above, and its fields are validated before use.
+    // The firmware hands a BootInfo at rdi in identity-mapped memory; its fields are checked.
+    // SAFETY: rdi was checked non-null and aligned above; BootInfo is valid for any bytes.
     let info: BootInfo = unsafe { core::ptr::read(info_addr as *const BootInfo) };
     let header_ok = info.magic == BOOT_INFO_MAGIC
         && info.version == BOOT_INFO_VERSION
@@ -247,8 +247,8 @@ extern "sysv64" fn payload_main(info_addr: u64, load_base: u64, entry_rsp: u64) 
         format_args!("boot info says {:#x}", info.payload_base),
     );
 
-    // SAFETY: the count is bounded above (<= 256) and the map lives in the firmware's hand-off
-    // region, identity-mapped; MemoryMapEntry is plain data valid for any bytes.
+    // The map lives in the firmware's identity-mapped hand-off region.
+    // SAFETY: the count is bounded (<= 256) above; MemoryMapEntry is valid for any bytes.
     let map: &[MemoryMapEntry] = unsafe {
         core::slice::from_raw_parts(
             info.memory_map_address as *const MemoryMapEntry,

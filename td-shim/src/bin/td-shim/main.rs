@@ -63,7 +63,7 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
     );
 
     let nx = cpu::nx_supported();
-    let tables = phys::take_page_tables().ok_or(BootError::RegionInUse("page-tables"))?;
+    let tables = phys::take_page_tables().ok_or(BootError::RegionUnavailable("page-tables"))?;
     let root = {
         let mut mapper = IdentityMapper::new(tables, PAGE_TABLES.base)?;
         let space = AddressSpace {
@@ -86,10 +86,11 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
     }
     cpu::load_page_tables(root);
 
-    let image_payload = phys::image(IMAGE_PAYLOAD).ok_or(BootError::RegionInUse("payload"))?;
+    let image_payload =
+        phys::image(IMAGE_PAYLOAD).ok_or(BootError::RegionUnavailable("payload"))?;
     let payload = td_shim::payload::copy_elf_payload(image_payload)?;
-    let dst =
-        phys::take(phys::RamRegion::PayloadLoad).ok_or(BootError::RegionInUse("payload-load"))?;
+    let dst = phys::take(phys::RamRegion::PayloadLoad)
+        .ok_or(BootError::RegionUnavailable("payload-load"))?;
     let loaded = td_shim::payload::load_elf_payload(&payload, dst, PAYLOAD_LOAD.base)?;
     log::info!(
         "payload: ELF of {} bytes loaded at {:#x} ({:#x} bytes, {} relocations), entry {:#x}",
@@ -106,7 +107,8 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
         td_layout::handoff::E820_RESERVED,
     )?;
 
-    let handoff = phys::take(phys::RamRegion::Handoff).ok_or(BootError::RegionInUse("handoff"))?;
+    let handoff =
+        phys::take(phys::RamRegion::Handoff).ok_or(BootError::RegionUnavailable("handoff"))?;
     let boot_info = td_shim::handoff::write_boot_info(
         handoff,
         HANDOFF.base,
