@@ -100,7 +100,7 @@ pub const IMAGE_FOOTER: Region = Region {
     size: 0xE8,
 };
 
-/// The 16-bit and 32-bit reset code and its GDT. It must sit in the last 64 KiB, the real-mode
+/// The reset code (its 16-, 32- and 64-bit parts) and its GDT. It must sit in the last 64 KiB, the real-mode
 /// code segment at reset (CS base 0xFFFF0000).
 pub const IMAGE_RESET_CODE: Region = Region {
     name: "reset-code",
@@ -209,7 +209,8 @@ pub const PAYLOAD_LOAD: Region = Region {
 /// The least RAM the firmware can boot with: everything above must be RAM.
 pub const MIN_RAM_TOP: u64 = PAYLOAD_LOAD.end();
 
-/// The RAM regions the firmware writes before its page tables are its own, in address order.
+/// The firmware's own regions inside [`TEMP_MEM`], in address order. The gaps between them are
+/// unused.
 pub const TEMP_MEM_REGIONS: [Region; 7] = [
     FW_DATA,
     FW_STACK,

@@ -224,8 +224,8 @@ impl TdvfSection {
 /// 1. BFV: metadata + firmware, raw = memory = [`IMAGE_BFV`], MR.EXTEND (MRTD covers it);
 /// 2. TempMem: [`TEMP_MEM`], no raw data;
 /// 3. TD_HOB: [`TD_HOB`], no raw data;
-/// 4. Payload: [`IMAGE_PAYLOAD`] at its own GPA, not extended — the firmware measures the
-///    payload it boots into RTMR[1].
+/// 4. Payload: [`IMAGE_PAYLOAD`] at its own GPA, not extended: by DESIGN.md the firmware
+///    measures the payload it boots into RTMR[1] (the measurement issue implements that).
 pub const fn td_shim_sections() -> [TdvfSection; 4] {
     // Every image offset and size fits the u32 fields (checked at compile time below).
     [

@@ -139,6 +139,12 @@ fn build_refuses_broken_inputs() {
         "firmware: ELF",
     );
 
+    // A fixed-address ELF linked elsewhere cannot be loaded at the payload load region.
+    assert_refused(
+        &build(&a.firmware_elf, &a.firmware_elf, "fixed.bin").0,
+        "payload: it spans",
+    );
+
     let truncated = write("trunc.elf", &fw[..200]);
     assert_refused(
         &build(&truncated, &a.payload_elf, "trunc.bin").0,

@@ -103,11 +103,16 @@ pub fn build_image(firmware: &[u8], payload: &[u8]) -> Result<Vec<u8>, BuildErro
     let mut image = vec![0u8; IMAGE_SIZE as usize];
     place_firmware(&mut image, firmware)?;
 
+    // Load the payload as the firmware will, so an image never carries a payload the firmware
+    // would refuse (e.g. a fixed-address ELF linked elsewhere than the load region).
     let payload_elf = ElfFile::parse(payload).map_err(BuildError::PayloadElf)?;
     let (_, span) = payload_elf.image_span();
     if span > PAYLOAD_LOAD.size {
         return Err(BuildError::PayloadTooLargeToLoad { span });
     }
+    payload_elf
+        .load(&mut vec![0u8; span as usize], PAYLOAD_LOAD.base)
+        .map_err(BuildError::PayloadElf)?;
     write_payload_table(
         &mut image[image_range(&IMAGE_PAYLOAD)],
         &[(PayloadKind::Elf, payload)],

@@ -94,7 +94,7 @@ pub struct Report {
     pub base: u64,
     /// Footer table entries, in walk order (absent if the image has none).
     pub footer: Option<Vec<FooterEntryReport>>,
-    /// How the TDX metadata was found: "footer-table" or "legacy-pointer".
+    /// How the TDX metadata was found: "footer GUID table" or "legacy metadata pointer".
     pub metadata_source: &'static str,
     /// Offset of the TDVF descriptor in the file.
     pub descriptor_offset: usize,
@@ -258,11 +258,11 @@ impl Report {
             for r in regions {
                 let _ = writeln!(
                     s,
-                    "  {:<18} [{:#012x}, {:#012x})  {:>8} KiB",
+                    "  {:<18} [{:#012x}, {:#012x})  {:>#10x} bytes",
                     r.name,
                     r.base,
                     r.base + r.size,
-                    r.size / 1024
+                    r.size
                 );
             }
         }
