@@ -129,5 +129,7 @@ fn the_stack_is_not_executable() {
     // Error code 0x11: protection violation (present page) on an instruction fetch.
     assert!(b.said("td-shim: FATAL CPU exception 14 page fault (#PF)"));
     assert!(b.said("error_code=0x11"));
+    // The firmware runs on the selectors Linux's 64-bit boot protocol requires at entry.
+    assert!(b.said("cs=0x10 ss=0x18"));
     assert!(!b.said("the stack was executable"));
 }

@@ -13,8 +13,10 @@
 //! data are copied from the image to RAM (`FW_CODE`, `FW_DATA`), `.bss` is zeroed and
 //! `shim_entry(entry_mode, vcpu_index, ebx)` in the firmware binary runs from RAM.
 //!
-//! GDT selectors: 0x08 flat 32-bit code, 0x10 flat data, 0x18 64-bit code. Descriptors have
-//! their accessed bit preset so the CPU never writes to the (read-only) image.
+//! GDT selectors: 0x08 flat 32-bit code, 0x10 64-bit code, 0x18 flat data: the 0x10/0x18 pair is
+//! what the Linux 64-bit boot protocol requires at kernel entry (`__BOOT_CS`, `__BOOT_DS`), so
+//! the firmware hands off on its own GDT. Descriptors have their accessed bit preset so the CPU
+//! never writes to the (read-only) image.
 
 use td_layout::layout::{FW_STACK, RESET_PAGE_TABLES};
 
@@ -47,7 +49,7 @@ reset_entry32:
 reset_common32:
     cli
     lgdt [reset_gdt_pointer]
-    mov ax, 0x10
+    mov ax, 0x18
     mov ds, ax
     mov es, ax
     mov ss, ax
@@ -97,14 +99,14 @@ reset_pd_loop:
     and eax, 0x9FFFFFFB
     or eax, 0x80010023
     mov cr0, eax
-    /* jmp far 0x18:reset_long64 */
+    /* jmp far 0x10:reset_long64 */
     .byte 0xea
     .long reset_long64
-    .word 0x18
+    .word 0x10
 
 .code64
 reset_long64:
-    mov ax, 0x10
+    mov ax, 0x18
     mov ds, ax
     mov es, ax
     mov ss, ax
@@ -143,8 +145,8 @@ reset_park:
 reset_gdt:
     .quad 0
     .quad 0x00CF9B000000FFFF
-    .quad 0x00CF93000000FFFF
     .quad 0x00AF9B000000FFFF
+    .quad 0x00CF93000000FFFF
 reset_gdt_pointer:
     .word 4 * 8 - 1
     .long reset_gdt
