@@ -17,6 +17,78 @@ pub const DATA_PORT: u16 = 0x511;
 pub const SIGNATURE_KEY: u16 = 0x0000;
 /// Item key of the file directory.
 pub const FILE_DIR_KEY: u16 = 0x0019;
+/// Item key of the interface ID: bit 0 traditional interface, bit 1 DMA.
+pub const ID_KEY: u16 = 0x0001;
+/// `ID_KEY` bit saying the DMA interface exists.
+pub const ID_DMA: u32 = 1 << 1;
+/// Item keys of QEMU's direct Linux boot (`-kernel`, `-initrd`, `-append`). Sizes are u32 LE.
+pub mod linux_boot {
+    /// Size of the protected-mode kernel.
+    pub const KERNEL_SIZE: u16 = 0x08;
+    /// Size of the initrd.
+    pub const INITRD_SIZE: u16 = 0x0B;
+    /// The protected-mode kernel: the bzImage after its setup sectors.
+    pub const KERNEL_DATA: u16 = 0x11;
+    /// The initrd.
+    pub const INITRD_DATA: u16 = 0x12;
+    /// Size of the command line, including its NUL.
+    pub const CMDLINE_SIZE: u16 = 0x14;
+    /// The command line, NUL-terminated.
+    pub const CMDLINE_DATA: u16 = 0x15;
+    /// Size of the setup sectors (boot sector + real-mode setup, with the setup header).
+    pub const SETUP_SIZE: u16 = 0x17;
+    /// The setup sectors.
+    pub const SETUP_DATA: u16 = 0x18;
+}
+
+/// I/O port of the high half of the 64-bit big-endian DMA address register.
+pub const DMA_ADDRESS_HIGH_PORT: u16 = 0x514;
+/// I/O port of the low half; writing it starts the transfer.
+pub const DMA_ADDRESS_LOW_PORT: u16 = 0x518;
+/// DMA control bit: the transfer failed.
+pub const DMA_ERROR: u32 = 0x01;
+/// DMA control bit: read from the item.
+pub const DMA_READ: u32 = 0x02;
+/// DMA control bit: select the item in bits 31:16 first.
+pub const DMA_SELECT: u32 = 0x08;
+
+/// The control word of a DMA request that selects `key` and reads from its start.
+pub const fn dma_select_read(key: u16) -> u32 {
+    ((key as u32) << 16) | DMA_SELECT | DMA_READ
+}
+
+/// The 16-byte `FWCfgDmaAccess` descriptor the device reads: control, length, address, all
+/// big-endian.
+pub fn dma_descriptor(control: u32, length: u32, address: u64) -> [u8; 16] {
+    let mut d = [0u8; 16];
+    d[0..4].copy_from_slice(&control.to_be_bytes());
+    d[4..8].copy_from_slice(&length.to_be_bytes());
+    d[8..16].copy_from_slice(&address.to_be_bytes());
+    d
+}
+
+/// What the control word says once the device has written it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmaStatus {
+    /// Still running.
+    Busy,
+    /// Finished.
+    Done,
+    /// The device reported an error.
+    Failed,
+}
+
+/// Decodes the control word the device writes back (big-endian on the wire, given here as read).
+pub const fn dma_status(control: u32) -> DmaStatus {
+    if control & DMA_ERROR != 0 {
+        DmaStatus::Failed
+    } else if control == 0 {
+        DmaStatus::Done
+    } else {
+        DmaStatus::Busy
+    }
+}
+
 /// Length of a name in a directory entry.
 pub const NAME_LEN: usize = 56;
 /// Most directory entries this reader walks (QEMU has a few dozen).
@@ -31,6 +103,20 @@ pub enum FwCfgError {
     TooManyFiles(u32),
     /// No file of that name.
     FileNotFound(&'static str),
+    /// A DMA transfer reported an error.
+    DmaFailed {
+        /// Item key.
+        key: u16,
+    },
+    /// An item is larger than the buffer given for it.
+    ItemTooLarge {
+        /// Item key.
+        key: u16,
+        /// Its size.
+        size: u32,
+        /// The buffer's size.
+        max: usize,
+    },
     /// The file is larger than the caller allows.
     FileTooLarge {
         /// File name.
@@ -53,6 +139,11 @@ impl fmt::Display for FwCfgError {
                 )
             }
             Self::FileNotFound(name) => write!(f, "fw_cfg: no file \"{name}\""),
+            Self::DmaFailed { key } => write!(f, "fw_cfg: DMA read of item {key:#x} failed"),
+            Self::ItemTooLarge { key, size, max } => write!(
+                f,
+                "fw_cfg: item {key:#x} has {size} bytes, more than the {max} bytes of room for it"
+            ),
             Self::FileTooLarge { name, size, max } => write!(
                 f,
                 "fw_cfg: file \"{name}\" has {size} bytes, more than the {max} accepted"
@@ -96,6 +187,25 @@ impl<'a, P: PortIo + ?Sized> FwCfg<'a, P> {
         for b in buf {
             *b = self.io.inb(DATA_PORT);
         }
+    }
+
+    /// Whether the device offers the DMA interface.
+    pub fn has_dma(&self) -> bool {
+        self.read_u32(ID_KEY) & ID_DMA != 0
+    }
+
+    /// Reads a little-endian u32 item (the sizes of the Linux boot items, the interface ID).
+    pub fn read_u32(&self, key: u16) -> u32 {
+        let mut v = [0u8; 4];
+        self.select(key);
+        self.read(&mut v);
+        u32::from_le_bytes(v)
+    }
+
+    /// Reads the first `dst.len()` bytes of item `key` through the data port.
+    pub fn read_item(&self, key: u16, dst: &mut [u8]) {
+        self.select(key);
+        self.read(dst);
     }
 
     /// Looks `name` up in the file directory.
@@ -223,6 +333,32 @@ mod tests {
             fw.find("etc/e82").unwrap_err(),
             FwCfgError::FileNotFound("etc/e82")
         );
+    }
+
+    #[test]
+    fn dma_descriptor_is_big_endian() {
+        let d = dma_descriptor(dma_select_read(0x11), 0x1234, 0x0102_0304_0506_0708);
+        assert_eq!(d[0..4], [0x00, 0x11, 0x00, 0x0A]);
+        assert_eq!(d[4..8], [0, 0, 0x12, 0x34]);
+        assert_eq!(d[8..16], [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(dma_status(0), DmaStatus::Done);
+        assert_eq!(dma_status(DMA_READ), DmaStatus::Busy);
+        assert_eq!(dma_status(DMA_READ | DMA_ERROR), DmaStatus::Failed);
+    }
+
+    #[test]
+    fn reads_u32_items_and_the_dma_bit() {
+        let mut dev = FakeFwCfg::with_files(&[]);
+        dev.set_item(ID_KEY, 3u32.to_le_bytes().to_vec());
+        dev.set_item(linux_boot::KERNEL_SIZE, 0x00C0_FFEEu32.to_le_bytes().to_vec());
+        let fw = FwCfg::probe(&dev).unwrap();
+        assert!(fw.has_dma());
+        assert_eq!(fw.read_u32(linux_boot::KERNEL_SIZE), 0x00C0_FFEE);
+        let mut two = [0u8; 2];
+        fw.read_item(linux_boot::KERNEL_SIZE, &mut two);
+        assert_eq!(two, [0xEE, 0xFF]);
+        dev.set_item(ID_KEY, 1u32.to_le_bytes().to_vec());
+        assert!(!FwCfg::probe(&dev).unwrap().has_dma());
     }
 
     #[test]
