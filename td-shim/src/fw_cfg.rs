@@ -304,6 +304,7 @@ pub(crate) mod fake {
             b
         }
         fn outb(&self, _port: u16, _value: u8) {}
+        fn outl(&self, _port: u16, _value: u32) {}
         fn outw(&self, port: u16, value: u16) {
             assert_eq!(port, SELECTOR_PORT);
             *self.state.borrow_mut() = (value, 0);
@@ -350,7 +351,10 @@ mod tests {
     fn reads_u32_items_and_the_dma_bit() {
         let mut dev = FakeFwCfg::with_files(&[]);
         dev.set_item(ID_KEY, 3u32.to_le_bytes().to_vec());
-        dev.set_item(linux_boot::KERNEL_SIZE, 0x00C0_FFEEu32.to_le_bytes().to_vec());
+        dev.set_item(
+            linux_boot::KERNEL_SIZE,
+            0x00C0_FFEEu32.to_le_bytes().to_vec(),
+        );
         let fw = FwCfg::probe(&dev).unwrap();
         assert!(fw.has_dma());
         assert_eq!(fw.read_u32(linux_boot::KERNEL_SIZE), 0x00C0_FFEE);

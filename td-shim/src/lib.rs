@@ -15,6 +15,7 @@ pub mod arch;
 pub mod fatal;
 pub mod fw_cfg;
 pub mod handoff;
+pub mod linux;
 pub mod memory_map;
 pub mod paging;
 pub mod payload;
@@ -42,6 +43,10 @@ pub enum BootError {
     Elf(td_loader::elf::ElfError),
     /// A firmware region the boot needs was already taken or is not where the layout puts it.
     RegionUnavailable(&'static str),
+    /// The Linux kernel's boot protocol header or boot parameters were refused.
+    Linux(td_loader::linux::LinuxError),
+    /// The Linux boot could not be laid out in memory.
+    LinuxBoot(linux::LinuxBootError),
     /// The platform was detected but this firmware cannot run on it yet.
     UnsupportedPlatform(&'static str),
 }
@@ -55,6 +60,8 @@ impl fmt::Display for BootError {
             Self::PayloadTable(e) => write!(f, "payload: {e}"),
             Self::NoPayload => write!(f, "payload: the image holds no ELF payload"),
             Self::Elf(e) => write!(f, "payload: {e}"),
+            Self::Linux(e) => write!(f, "linux: {e}"),
+            Self::LinuxBoot(e) => write!(f, "{e}"),
             Self::RegionUnavailable(r) => write!(f, "firmware region {r} is unavailable (already taken, or not where the layout puts it)"),
             Self::UnsupportedPlatform(p) => {
                 write!(
@@ -81,5 +88,7 @@ from_error!(
     MemoryMap(memory_map::MemoryMapError),
     Paging(paging::PagingError),
     PayloadTable(td_layout::payload::PayloadTableError),
-    Elf(td_loader::elf::ElfError)
+    Elf(td_loader::elf::ElfError),
+    Linux(td_loader::linux::LinuxError),
+    LinuxBoot(linux::LinuxBootError)
 );

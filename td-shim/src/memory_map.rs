@@ -147,7 +147,7 @@ impl MemoryMap {
     }
 
     /// Usable RAM ranges.
-    pub fn ram(&self) -> impl Iterator<Item = &MemoryRange> + '_ {
+    pub fn ram(&self) -> impl DoubleEndedIterator<Item = &MemoryRange> + '_ {
         self.ranges.iter().filter(|r| r.kind == E820_RAM)
     }
 
@@ -270,21 +270,12 @@ impl MemoryMap {
     }
 }
 
-/// Reserves what the firmware keeps and checks that its own memory is RAM: the legacy BIOS
-/// area, the firmware's working memory ([`td_layout::layout::TEMP_MEM`]) and the payload load
-/// region must all be RAM, and the working memory and load region stay reserved.
+/// Reserves what the firmware keeps: the legacy BIOS area, and the firmware's working memory
+/// ([`td_layout::layout::TEMP_MEM`]), which must be RAM.
 pub fn carve_firmware_regions(map: &mut MemoryMap) -> Result<(), MemoryMapError> {
-    use td_layout::layout::{LEGACY_HOLE, PAYLOAD_LOAD, TEMP_MEM};
+    use td_layout::layout::{LEGACY_HOLE, TEMP_MEM};
     map.retype_ram_within(LEGACY_HOLE.base, LEGACY_HOLE.size, E820_RESERVED);
-    map.carve(TEMP_MEM.name, TEMP_MEM.base, TEMP_MEM.size, E820_RESERVED)?;
-    if !map.is_ram(PAYLOAD_LOAD.base, PAYLOAD_LOAD.size) {
-        return Err(MemoryMapError::NotRam {
-            what: PAYLOAD_LOAD.name,
-            base: PAYLOAD_LOAD.base,
-            length: PAYLOAD_LOAD.size,
-        });
-    }
-    Ok(())
+    map.carve(TEMP_MEM.name, TEMP_MEM.base, TEMP_MEM.size, E820_RESERVED)
 }
 
 #[cfg(test)]
@@ -375,15 +366,6 @@ mod tests {
             carve_firmware_regions(&mut map),
             Err(MemoryMapError::NotRam {
                 what: "temp-mem",
-                ..
-            })
-        ));
-        // 32 MiB: temp-mem fits, the payload load region (16..48 MiB) does not.
-        let mut map = MemoryMap::from_e820_bytes(&e820(&[(0, 32 * MIB, 1)])).unwrap();
-        assert!(matches!(
-            carve_firmware_regions(&mut map),
-            Err(MemoryMapError::NotRam {
-                what: "payload-load",
                 ..
             })
         ));

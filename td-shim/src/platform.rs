@@ -1,6 +1,7 @@
 //! The `Platform` trait: what differs between TDX, SEV-SNP and a plain VM, behind one interface
 //! the boot core is written against (DESIGN.md, "Platforms").
 
+use crate::fw_cfg::FwCfgError;
 use crate::memory_map::MemoryMap;
 use crate::BootError;
 use td_layout::handoff::PlatformKind;
@@ -14,6 +15,8 @@ pub trait PortIo {
     fn outb(&self, port: u16, value: u8);
     /// Writes a 16-bit word to `port`.
     fn outw(&self, port: u16, value: u16);
+    /// Writes a 32-bit word to `port`.
+    fn outl(&self, port: u16, value: u32);
 }
 
 /// One platform the firmware runs on.
@@ -28,6 +31,11 @@ pub trait Platform: PortIo + Sync {
     /// Makes `[base, base + len)` of private RAM usable (TDG.MEM.PAGE.ACCEPT under TDX,
     /// PVALIDATE under SNP). RAM in a plain VM needs nothing.
     fn accept_memory(&self, base: u64, len: u64) -> Result<(), BootError>;
+
+    /// Reads the first `dst.len()` bytes of QEMU fw_cfg item `key` into `dst`, by DMA where the
+    /// device offers it (under SEV through a shared bounce buffer). Platforms without fw_cfg
+    /// (TDX) return [`FwCfgError::NotPresent`].
+    fn fw_cfg_read_item(&self, key: u16, dst: &mut [u8]) -> Result<(), FwCfgError>;
 
     /// The platform's report of a fatal error, after the message has been printed: never
     /// returns. On a plain VM: QEMU's `isa-debug-exit` if present, then halt.

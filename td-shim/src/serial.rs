@@ -109,6 +109,7 @@ mod tests {
             }
         }
         fn outw(&self, _port: u16, _value: u16) {}
+        fn outl(&self, _port: u16, _value: u32) {}
     }
 
     #[test]

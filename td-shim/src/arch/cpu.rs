@@ -71,6 +71,26 @@ pub fn enter_payload(entry: u64, boot_info: u64, load_base: u64, stack_top: u64)
     }
 }
 
+/// Enters a Linux kernel through its 64-bit entry point, as the boot protocol asks: RSI = the
+/// zero page, interrupts off, CS = 0x10 and DS/ES/SS = 0x18 (the firmware's own GDT), identity
+/// paging covering the kernel, the zero page and the command line.
+pub fn enter_linux(entry: u64, boot_params: u64, stack_top: u64) -> ! {
+    // SAFETY: `entry` is the 64-bit entry of a kernel loaded into mapped, executable RAM with a
+    // zero page the boot protocol accepts; the firmware state it leaves behind is never used.
+    unsafe {
+        asm!(
+            "cli",
+            "mov rsp, {stack}",
+            "xor ebp, ebp",
+            "jmp {entry}",
+            stack = in(reg) stack_top & !0xF,
+            entry = in(reg) entry,
+            in("rsi") boot_params,
+            options(noreturn)
+        )
+    }
+}
+
 extern "sysv64" fn payload_returned() -> ! {
     crate::fatal::fatal(format_args!("the payload returned to the firmware"))
 }

@@ -20,6 +20,14 @@ pub fn outb(port: u16, value: u8) {
     };
 }
 
+/// Writes a 32-bit word to `port`.
+pub fn outl(port: u16, value: u32) {
+    // SAFETY: as for `outb`.
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
+    };
+}
+
 /// Writes a 16-bit word to `port`.
 pub fn outw(port: u16, value: u16) {
     // SAFETY: as for `outb`.

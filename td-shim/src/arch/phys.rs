@@ -4,7 +4,9 @@
 //! core writes can be taken once as `&'static mut`: a second take returns `None`, so two mutable
 //! views of one region can never exist.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use crate::memory_map::MemoryMap;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use td_layout::layout::{Region, HANDOFF, HEAP, IMAGE_BASE, IMAGE_SIZE, PAGE_TABLES, PAYLOAD_LOAD};
 use x86_64::structures::paging::PageTable;
 
@@ -60,6 +62,45 @@ pub fn take(which: RamRegion) -> Option<&'static mut [u8]> {
     // checks at compile time).
     // SAFETY: owned, mapped, disjoint RAM, handed out at most once (the bit above).
     Some(unsafe { core::slice::from_raw_parts_mut(r.base as *mut u8, r.size as usize) })
+}
+
+/// The usable RAM of the memory map, handed out as disjoint slices. Only one arena can exist,
+/// so no two mutable views of the same RAM can be made through it.
+pub struct RamArena {
+    usable: Vec<(u64, u64)>,
+    taken: Vec<(u64, u64)>,
+}
+
+static ARENA: AtomicBool = AtomicBool::new(false);
+
+impl RamArena {
+    /// The arena over `map`'s usable RAM (after the firmware has reserved its own regions), or
+    /// `None` if one was made before.
+    pub fn new(map: &MemoryMap) -> Option<Self> {
+        if ARENA.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        Some(RamArena {
+            usable: map.ram().map(|r| (r.base, r.end())).collect(),
+            taken: Vec::new(),
+        })
+    }
+
+    /// `[base, base + len)` as a slice, if it is usable RAM below 4 GiB (mapped by the reset
+    /// page tables and the firmware's own), non-empty, and not handed out before.
+    pub fn take(&mut self, base: u64, len: u64) -> Option<&'static mut [u8]> {
+        let end = base.checked_add(len)?;
+        let inside = self.usable.iter().any(|&(b, e)| b <= base && end <= e);
+        let free = self.taken.iter().all(|&(b, e)| end <= b || e <= base);
+        if len == 0 || end > td_layout::layout::FOUR_GIB || !inside || !free {
+            return None;
+        }
+        self.taken.push((base, end));
+        // The range is usable RAM by the memory map, so it overlaps no firmware region, image
+        // or MMIO (all reserved or outside RAM), and it is identity-mapped below 4 GiB.
+        // SAFETY: RAM, mapped, disjoint from every other slice this arena handed out.
+        Some(unsafe { core::slice::from_raw_parts_mut(base as *mut u8, len as usize) })
+    }
 }
 
 /// Takes the page-table region as page tables, once.

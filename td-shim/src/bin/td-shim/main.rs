@@ -6,12 +6,18 @@
 extern crate alloc;
 
 use core::convert::Infallible;
+use td_layout::handoff::E820_RESERVED;
 use td_layout::layout::{
     FW_CODE, FW_STACK, HANDOFF, IMAGE_BASE, IMAGE_PAYLOAD, IMAGE_SIZE, PAGE_TABLES, PAYLOAD_LOAD,
 };
+use td_loader::linux::BootParamsInput;
+use td_shim::arch::phys::RamArena;
 use td_shim::arch::{cpu, exceptions, heap, phys};
 use td_shim::fatal::fatal;
+use td_shim::fw_cfg::{linux_boot, FwCfgError};
+use td_shim::linux;
 use td_shim::memory_map::carve_firmware_regions;
+use td_shim::memory_map::{MemoryMap, MemoryMapError};
 use td_shim::paging::{map_firmware_address_space, AddressSpace, IdentityMapper};
 use td_shim::plain::PlainPlatform;
 use td_shim::platform::Platform;
@@ -62,29 +68,66 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
         map.ram_top()
     );
 
+    // A kernel given to the VMM (`-kernel`) is the user's explicit choice; else the image's payload.
+    let mut size = [0u8; 4];
+    let kernel_size = match platform.fw_cfg_read_item(linux_boot::KERNEL_SIZE, &mut size) {
+        Ok(()) => u32::from_le_bytes(size),
+        Err(FwCfgError::NotPresent) => 0,
+        Err(e) => return Err(e.into()),
+    };
+    if kernel_size > 0 {
+        boot_linux_from_fw_cfg(platform, map)
+    } else {
+        boot_elf_from_image(platform, map)
+    }
+}
+
+/// Builds the firmware's page tables, with `exec` (the payload's window) executable, and
+/// switches to them.
+fn enable_paging(map: &MemoryMap, exec: (u64, u64)) -> Result<(), BootError> {
     let nx = cpu::nx_supported();
     let tables = phys::take_page_tables().ok_or(BootError::RegionUnavailable("page-tables"))?;
-    let root = {
-        let mut mapper = IdentityMapper::new(tables, PAGE_TABLES.base)?;
-        let space = AddressSpace {
-            ram_top: map.ram_top(),
-            code: (FW_CODE.base, FW_CODE.size),
-            image: (IMAGE_BASE, IMAGE_SIZE),
-            payload: (PAYLOAD_LOAD.base, PAYLOAD_LOAD.size),
-        };
-        map_firmware_address_space(&mut mapper, &space, nx)?;
-        log::info!(
-            "paging: identity map up to {:#x} in {} tables, nx {}",
-            map.ram_top().max(1 << 32),
-            mapper.tables_used(),
-            if nx { "on" } else { "unsupported" }
-        );
-        mapper.root()
+    let mut mapper = IdentityMapper::new(tables, PAGE_TABLES.base)?;
+    let space = AddressSpace {
+        ram_top: map.ram_top(),
+        code: (FW_CODE.base, FW_CODE.size),
+        image: (IMAGE_BASE, IMAGE_SIZE),
+        payload: exec,
     };
+    map_firmware_address_space(&mut mapper, &space, nx)?;
+    log::info!(
+        "paging: identity map up to {:#x} in {} tables, nx {}",
+        map.ram_top().max(1 << 32),
+        mapper.tables_used(),
+        if nx { "on" } else { "unsupported" }
+    );
     if nx {
         cpu::enable_nx();
     }
-    cpu::load_page_tables(root);
+    cpu::load_page_tables(mapper.root());
+    Ok(())
+}
+
+fn log_map(what: &str, map: &MemoryMap) {
+    log::info!("{what}: {} memory map entries", map.ranges().len());
+    for r in map.ranges() {
+        log::info!("  [{:#014x}, {:#014x}) type {}", r.base, r.end(), r.kind);
+    }
+}
+
+fn boot_elf_from_image(
+    platform: &'static dyn Platform,
+    mut map: MemoryMap,
+) -> Result<Infallible, BootError> {
+    if !map.is_ram(PAYLOAD_LOAD.base, PAYLOAD_LOAD.size) {
+        return Err(MemoryMapError::NotRam {
+            what: PAYLOAD_LOAD.name,
+            base: PAYLOAD_LOAD.base,
+            length: PAYLOAD_LOAD.size,
+        }
+        .into());
+    }
+    enable_paging(&map, (PAYLOAD_LOAD.base, PAYLOAD_LOAD.size))?;
 
     let image_payload =
         phys::image(IMAGE_PAYLOAD).ok_or(BootError::RegionUnavailable("payload"))?;
@@ -100,12 +143,7 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
         loaded.relocations,
         loaded.entry
     );
-    map.carve(
-        "payload",
-        loaded.base,
-        loaded.size,
-        td_layout::handoff::E820_RESERVED,
-    )?;
+    map.carve("payload", loaded.base, loaded.size, E820_RESERVED)?;
 
     let handoff =
         phys::take(phys::RamRegion::Handoff).ok_or(BootError::RegionUnavailable("handoff"))?;
@@ -117,15 +155,104 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
         loaded.base,
         loaded.size,
     )?;
-    log::info!("hand-off: {} memory map entries", map.ranges().len());
-    for r in map.ranges() {
-        log::info!("  [{:#014x}, {:#014x}) type {}", r.base, r.end(), r.kind);
-    }
+    log_map("hand-off", &map);
     log::info!(
         "jumping to the payload: rdi={boot_info:#x} rsi={:#x}",
         loaded.base
     );
     cpu::enter_payload(loaded.entry, boot_info, loaded.base, FW_STACK.end())
+}
+
+/// The zero page sits at the start of the hand-off region, the command line right after it.
+const CMDLINE_OFFSET: usize = 4096;
+
+fn boot_linux_from_fw_cfg(
+    platform: &'static dyn Platform,
+    map: MemoryMap,
+) -> Result<Infallible, BootError> {
+    let item = |key: u16| -> Result<u32, BootError> {
+        let mut v = [0u8; 4];
+        platform.fw_cfg_read_item(key, &mut v)?;
+        Ok(u32::from_le_bytes(v))
+    };
+    let setup_size = item(linux_boot::SETUP_SIZE)?;
+    let kernel_size = item(linux_boot::KERNEL_SIZE)?;
+    let initrd_size = item(linux_boot::INITRD_SIZE)?;
+    let cmdline_size = item(linux_boot::CMDLINE_SIZE)?;
+    log::info!(
+        "linux: direct boot from fw_cfg: setup {setup_size}, kernel {kernel_size}, \
+         initrd {initrd_size}, command line {cmdline_size} bytes"
+    );
+
+    // Stage the bzImage and initrd in RAM: what is checked (and measured) is what runs.
+    let bz_len = u64::from(setup_size) + u64::from(kernel_size);
+    let staging = linux::plan_staging(&map, bz_len, u64::from(initrd_size))?;
+    let mut arena = RamArena::new(&map).ok_or(BootError::RegionUnavailable("ram"))?;
+    let bz = arena
+        .take(staging.bzimage.0, staging.bzimage.1)
+        .ok_or(BootError::RegionUnavailable("kernel staging"))?;
+    let (setup, kernel) = bz.split_at_mut(setup_size as usize);
+    platform.fw_cfg_read_item(linux_boot::SETUP_DATA, setup)?;
+    platform.fw_cfg_read_item(linux_boot::KERNEL_DATA, kernel)?;
+    if let Some((base, len)) = staging.initrd {
+        let initrd = arena
+            .take(base, len)
+            .ok_or(BootError::RegionUnavailable("initrd staging"))?;
+        platform.fw_cfg_read_item(linux_boot::INITRD_DATA, initrd)?;
+        log::info!("linux: initrd at [{base:#x}, {:#x})", base + len);
+    }
+
+    let handoff =
+        phys::take(phys::RamRegion::Handoff).ok_or(BootError::RegionUnavailable("handoff"))?;
+    let (zero_page, cmdline_area) = handoff.split_at_mut(CMDLINE_OFFSET);
+    let bad_cmdline = linux::LinuxBootError::BadCmdline { size: cmdline_size };
+    let raw = cmdline_area
+        .get_mut(..cmdline_size as usize)
+        .ok_or(bad_cmdline)?;
+    platform.fw_cfg_read_item(linux_boot::CMDLINE_DATA, raw)?;
+    let cmdline_len = linux::cmdline_text(raw, raw.len().saturating_sub(1))?.len();
+
+    let image = td_loader::linux::parse(bz)?;
+    let mut taken = alloc::vec![staging.bzimage];
+    taken.extend(staging.initrd);
+    let load = image.place_kernel(&linux::free_ranges(&map, &taken))?;
+    let window = arena
+        .take(load, u64::from(image.init_size()))
+        .ok_or(BootError::RegionUnavailable("kernel window"))?;
+    window[..image.kernel().len()].copy_from_slice(image.kernel());
+    log::info!(
+        "linux: boot protocol {}.{:02}, kernel of {} bytes at {load:#x} (window {:#x} bytes)",
+        image.version() >> 8,
+        image.version() & 0xFF,
+        image.kernel().len(),
+        image.init_size()
+    );
+
+    enable_paging(&map, (load, u64::from(image.init_size())))?;
+    let e820 = linux::e820(&map);
+    let zero_page: &mut [u8; 4096] = zero_page
+        .try_into()
+        .map_err(|_| BootError::RegionUnavailable("zero page"))?;
+    td_loader::linux::build_boot_params(
+        zero_page,
+        &image,
+        &BootParamsInput {
+            kernel_load: load,
+            cmdline_addr: HANDOFF.base + CMDLINE_OFFSET as u64,
+            cmdline_len: cmdline_len as u32,
+            initrd: staging.initrd,
+            acpi_rsdp: 0,
+            e820: &e820,
+            setup_data: 0,
+        },
+    )?;
+    log_map("linux: e820", &map);
+    let entry = td_loader::linux::entry64(load).ok_or(BootError::RegionUnavailable("entry"))?;
+    log::info!(
+        "linux: entering the kernel at {entry:#x}, zero page at {:#x}",
+        HANDOFF.base
+    );
+    cpu::enter_linux(entry, HANDOFF.base, FW_STACK.end())
 }
 
 #[panic_handler]

@@ -1,0 +1,198 @@
+//! Booting Linux: where the pieces go in guest memory, and the E820 map the kernel gets.
+//!
+//! Whatever the source (QEMU's fw_cfg or the image), the bzImage and initrd are first copied
+//! into usable RAM below 4 GiB ("staging": the initrd stays there), the bzImage is checked there
+//! ([`td_loader::linux::parse`]), and its protected-mode kernel is copied to a load address
+//! chosen among the RAM that is still free. One code path once the bytes are in private memory.
+
+use crate::memory_map::MemoryMap;
+use alloc::vec::Vec;
+use core::fmt;
+use td_layout::layout::{FOUR_GIB, PAGE_SIZE};
+use td_loader::linux::E820Entry;
+
+/// Why a Linux boot could not be laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinuxBootError {
+    /// No RAM range below 4 GiB holds the bzImage and initrd together.
+    NoRoomToStage {
+        /// Bytes needed (page-rounded bzImage + initrd).
+        needed: u64,
+    },
+    /// The VMM's kernel is empty.
+    EmptyKernel,
+    /// The command line is not NUL-terminated or does not fit the hand-off region.
+    BadCmdline {
+        /// Its size as given.
+        size: u32,
+    },
+}
+
+impl fmt::Display for LinuxBootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoRoomToStage { needed } => write!(
+                f,
+                "linux: no RAM range below 4 GiB holds the kernel and initrd ({needed} bytes)"
+            ),
+            Self::EmptyKernel => write!(f, "linux: the kernel is empty"),
+            Self::BadCmdline { size } => write!(
+                f,
+                "linux: a command line of {size} bytes is not NUL-terminated or does not fit"
+            ),
+        }
+    }
+}
+
+/// Where the staged bzImage and initrd sit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staging {
+    /// The whole bzImage (setup sectors + protected-mode kernel), page aligned.
+    pub bzimage: (u64, u64),
+    /// The initrd, page aligned, if there is one.
+    pub initrd: Option<(u64, u64)>,
+}
+
+fn page_up(x: u64) -> Option<u64> {
+    x.checked_add(PAGE_SIZE - 1).map(|v| v & !(PAGE_SIZE - 1))
+}
+
+/// Places the bzImage at the top of the highest usable RAM range below 4 GiB that holds it and
+/// the initrd, and the initrd right below it (initrds are conventionally loaded high).
+pub fn plan_staging(
+    map: &MemoryMap,
+    bzimage_len: u64,
+    initrd_len: u64,
+) -> Result<Staging, LinuxBootError> {
+    if bzimage_len == 0 {
+        return Err(LinuxBootError::EmptyKernel);
+    }
+    let too_big = LinuxBootError::NoRoomToStage { needed: u64::MAX };
+    let bz = page_up(bzimage_len).ok_or(too_big)?;
+    let rd = page_up(initrd_len).ok_or(too_big)?;
+    let needed = bz.checked_add(rd).ok_or(too_big)?;
+    for r in map.ram().rev() {
+        let end = r.end().min(FOUR_GIB) & !(PAGE_SIZE - 1);
+        let base = page_up(r.base).ok_or(too_big)?;
+        if end <= base || end - base < needed {
+            continue;
+        }
+        let bz_at = end - bz;
+        return Ok(Staging {
+            bzimage: (bz_at, bzimage_len),
+            initrd: (initrd_len > 0).then(|| (bz_at - rd, initrd_len)),
+        });
+    }
+    Err(LinuxBootError::NoRoomToStage { needed })
+}
+
+/// Usable RAM ranges with `taken` ranges cut out: where the kernel may be placed.
+pub fn free_ranges(map: &MemoryMap, taken: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut free: Vec<(u64, u64)> = map.ram().map(|r| (r.base, r.end())).collect();
+    for &(t_base, t_len) in taken {
+        let t_end = t_base.saturating_add(t_len);
+        free = free
+            .into_iter()
+            .flat_map(|(b, e)| {
+                let left = (b, e.min(t_base));
+                let right = (b.max(t_end), e);
+                [left, right]
+            })
+            .filter(|(b, e)| b < e)
+            .collect();
+    }
+    free.into_iter().map(|(b, e)| (b, e - b)).collect()
+}
+
+/// The map as E820 records for `boot_params`.
+pub fn e820(map: &MemoryMap) -> Vec<E820Entry> {
+    map.ranges()
+        .iter()
+        .map(|r| E820Entry {
+            addr: r.base,
+            size: r.length,
+            kind: r.kind,
+        })
+        .collect()
+}
+
+/// The command line's bytes without the NUL, from the VMM's NUL-terminated copy; at most `max`
+/// bytes long.
+pub fn cmdline_text(raw: &[u8], max: usize) -> Result<&[u8], LinuxBootError> {
+    let bad = LinuxBootError::BadCmdline {
+        size: u32::try_from(raw.len()).unwrap_or(u32::MAX),
+    };
+    let end = raw.iter().position(|&b| b == 0).ok_or(bad)?;
+    if end > max {
+        return Err(bad);
+    }
+    Ok(&raw[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn map(records: &[(u64, u64, u32)]) -> MemoryMap {
+        let mut v = std::vec::Vec::new();
+        for (b, l, t) in records {
+            v.extend_from_slice(&b.to_le_bytes());
+            v.extend_from_slice(&l.to_le_bytes());
+            v.extend_from_slice(&t.to_le_bytes());
+        }
+        MemoryMap::from_e820_bytes(&v).unwrap()
+    }
+
+    #[test]
+    fn stages_high_below_4g() {
+        // q35 -m 5G: 2 GiB low, 3 GiB above 4 GiB; staging must stay below 4 GiB.
+        let m = map(&[(0, 2048 * MIB, 1), (4096 * MIB, 3072 * MIB, 1)]);
+        let s = plan_staging(&m, 14 * MIB + 5, 3 * MIB).unwrap();
+        // 14 MiB + 5 bytes rounds up to 14 MiB + one page.
+        let bz_at = 2048 * MIB - 14 * MIB - 4096;
+        assert_eq!(s.bzimage, (bz_at, 14 * MIB + 5));
+        assert_eq!(s.initrd, Some((bz_at - 3 * MIB, 3 * MIB)));
+        let none = plan_staging(&m, MIB, 0).unwrap();
+        assert_eq!(none.initrd, None);
+    }
+
+    #[test]
+    fn refuses_what_does_not_fit() {
+        let m = map(&[(0, 16 * MIB, 1)]);
+        assert_eq!(
+            plan_staging(&m, 16 * MIB, 1),
+            Err(LinuxBootError::NoRoomToStage {
+                needed: 16 * MIB + 4096
+            })
+        );
+        assert_eq!(plan_staging(&m, 0, 0), Err(LinuxBootError::EmptyKernel));
+        assert!(plan_staging(&m, u64::MAX, 0).is_err());
+    }
+
+    #[test]
+    fn free_ranges_cut_out_what_is_taken() {
+        let m = map(&[(0, 128 * MIB, 1), (128 * MIB, MIB, 2)]);
+        let free = free_ranges(&m, &[(100 * MIB, 10 * MIB), (0, MIB)]);
+        assert_eq!(free, [(MIB, 99 * MIB), (110 * MIB, 18 * MIB)]);
+    }
+
+    #[test]
+    fn cmdline_must_be_terminated_and_bounded() {
+        assert_eq!(
+            cmdline_text(b"console=ttyS0\0", 100).unwrap(),
+            b"console=ttyS0"
+        );
+        assert_eq!(cmdline_text(b"\0", 100).unwrap(), b"");
+        assert_eq!(
+            cmdline_text(b"abc", 100),
+            Err(LinuxBootError::BadCmdline { size: 3 })
+        );
+        assert_eq!(
+            cmdline_text(b"abcdef\0", 3),
+            Err(LinuxBootError::BadCmdline { size: 7 })
+        );
+    }
+}
