@@ -37,6 +37,8 @@
 //! - The protected-mode kernel, from `(setup_sects + 1) * 512` (`setup_sects` 0 meaning 4) to the
 //!   end of the file, non-empty [`MissingKernel`](LinuxError::MissingKernel), and no larger than
 //!   `init_size` [`InitSizeTooSmall`](LinuxError::InitSizeTooSmall).
+//! - The protected-mode kernel at least `syssize * 16` bytes long (else the file is truncated)
+//!   [`KernelTruncated`](LinuxError::KernelTruncated).
 //!
 //! [`BzImage::place_kernel`] fails with [`NoRoomForKernel`](LinuxError::NoRoomForKernel) when no
 //! aligned `init_size` window fits a candidate range (below 4 GiB unless the kernel sets
@@ -138,6 +140,8 @@ const FOUR_GIB: u64 = 1 << 32;
 // Setup header fields (offsets in the file and in boot_params).
 const SETUP_HEADER_START: usize = 0x1F1;
 const SETUP_SECTS: usize = 0x1F1;
+/// `syssize`: size of the protected-mode kernel in 16-byte units (protocol >= 2.04).
+const SYSSIZE: usize = 0x1F4;
 const BOOT_FLAG: usize = 0x1FE;
 const JUMP: usize = 0x200;
 const HEADER: usize = 0x202;
@@ -227,6 +231,13 @@ pub enum LinuxError {
         offset: usize,
         /// Bytes in the file.
         len: usize,
+    },
+    /// The protected-mode kernel is shorter than `syssize` says: the file is truncated.
+    KernelTruncated {
+        /// Bytes `syssize` promises (`syssize * 16`).
+        expected: u64,
+        /// Bytes present after the setup sectors.
+        len: u64,
     },
     /// `init_size` is smaller than the protected-mode kernel.
     InitSizeTooSmall {
@@ -376,6 +387,10 @@ impl core::fmt::Display for LinuxError {
             Self::MissingKernel { offset, len } => write!(
                 f,
                 "bzImage: no protected-mode kernel at {offset:#x} in a file of {len:#x} bytes"
+            ),
+            Self::KernelTruncated { expected, len } => write!(
+                f,
+                "bzImage: truncated: the protected-mode kernel has {len} bytes, syssize says {expected}"
             ),
             Self::InitSizeTooSmall {
                 init_size,
@@ -607,6 +622,14 @@ pub fn parse(kernel: &[u8]) -> Result<BzImage<'_>, LinuxError> {
         });
     }
     let kernel_size = (len - kernel_offset) as u64;
+    // Signed kernels carry a signature after the syssize bytes, so only shorter is an error.
+    let expected = u64::from(read_u32(kernel, SYSSIZE)) * 16;
+    if kernel_size < expected {
+        return Err(LinuxError::KernelTruncated {
+            expected,
+            len: kernel_size,
+        });
+    }
     let init_size = read_u32(kernel, INIT_SIZE);
     if u64::from(init_size) < kernel_size {
         return Err(LinuxError::InitSizeTooSmall {
@@ -927,7 +950,6 @@ mod tests {
     const MIB: u64 = 1 << 20;
 
     // Header fields this module does not name.
-    const SYSSIZE: usize = 0x1F4;
     const VID_MODE: usize = 0x1FA;
     const ROOT_DEV: usize = 0x1FC;
     const KERNEL_VERSION: usize = 0x20E;
@@ -1352,6 +1374,22 @@ mod tests {
     }
 
     #[test]
+    fn a_truncated_kernel_is_refused() {
+        let b = image();
+        assert_eq!(
+            parse(&b[..b.len() - 1]).unwrap_err(),
+            LinuxError::KernelTruncated {
+                expected: KERNEL_LEN as u64,
+                len: KERNEL_LEN as u64 - 1
+            }
+        );
+        // Bytes after syssize (a signature) are fine.
+        let mut signed = b.clone();
+        signed.extend_from_slice(&[0x5A; 64]);
+        assert_eq!(parse(&signed).unwrap().kernel().len(), KERNEL_LEN + 64);
+    }
+
+    #[test]
     fn init_size_must_hold_the_kernel() {
         assert_eq!(
             parse_err(|b| put32(b, INIT_SIZE, KERNEL_LEN as u32 - 1)),
@@ -1753,6 +1791,10 @@ mod tests {
                 min_alignment: 0,
             },
             LinuxError::MissingKernel { offset: 1, len: 1 },
+            LinuxError::KernelTruncated {
+                expected: 2,
+                len: 1,
+            },
             LinuxError::InitSizeTooSmall {
                 init_size: 0,
                 kernel_size: 1,

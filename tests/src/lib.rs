@@ -54,6 +54,26 @@ pub fn artifacts() -> &'static Artifacts {
     })
 }
 
+/// The kernel for Linux boots (`cargo xtask kernel`: `$SHIM_KERNEL` or Debian's cloud kernel),
+/// fetched once per test process.
+pub fn kernel() -> &'static Path {
+    static KERNEL: OnceLock<PathBuf> = OnceLock::new();
+    KERNEL.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(root())
+            .args(["xtask", "kernel"])
+            .output()
+            .expect("run cargo xtask kernel");
+        assert!(
+            out.status.success(),
+            "cargo xtask kernel failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+}
+
 /// What a QEMU run left behind.
 #[derive(Debug)]
 pub struct Boot {

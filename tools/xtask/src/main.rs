@@ -109,6 +109,67 @@ fn firmware_dir() -> PathBuf {
     root().join("target").join(TARGET).join("release")
 }
 
+/// The kernel for Linux boots: `$SHIM_KERNEL` if set, else Debian's cloud kernel, fetched once
+/// with `apt-get download` and extracted with `dpkg-deb` into `target/kernel/`.
+fn kernel() -> Result<PathBuf> {
+    if let Ok(path) = env::var("SHIM_KERNEL") {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("SHIM_KERNEL={} is not a file", path.display());
+        }
+        return Ok(path);
+    }
+    let cache = root().join("target/kernel");
+    let vmlinuz = cache.join("vmlinuz");
+    if vmlinuz.is_file() {
+        return Ok(vmlinuz);
+    }
+    std::fs::create_dir_all(&cache)?;
+    // The metapackage names the current ABI; the unsigned package has the same kernel without
+    // the Secure Boot signature.
+    let depends = |update: bool| -> Result<Option<String>> {
+        if update {
+            run(Command::new("apt-get").args(["update", "-q"]))?;
+        }
+        let out = Command::new("apt-cache")
+            .args(["depends", "linux-image-cloud-amd64"])
+            .output()
+            .context("run apt-cache (is this a Debian machine?)")?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Depends: "))
+            .find(|p| p.starts_with("linux-image-"))
+            .map(str::to_string))
+    };
+    let package = match depends(false)? {
+        Some(p) => p,
+        None => depends(true)?.context("apt-cache knows no linux-image-cloud-amd64")?,
+    };
+    let package = format!("{package}-unsigned");
+    run(Command::new("apt-get")
+        .current_dir(&cache)
+        .args(["download", "-q", &package]))?;
+    let deb = std::fs::read_dir(&cache)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .context("apt-get download left no .deb")?;
+    let unpacked = cache.join("unpacked");
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+    let boot = std::fs::read_dir(unpacked.join("boot"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .context("the kernel package has no boot/vmlinuz-*")?;
+    std::fs::copy(&boot, &vmlinuz)?;
+    std::fs::write(cache.join("package"), format!("{package}\n"))?;
+    std::fs::remove_dir_all(&unpacked)?;
+    std::fs::remove_file(&deb)?;
+    eprintln!("xtask: kernel {} from {package}", vmlinuz.display());
+    Ok(vmlinuz)
+}
+
 /// The default image `build` writes.
 fn default_image() -> PathBuf {
     root().join("target/images/td-shim.bin")
@@ -208,6 +269,7 @@ fn ci() -> Result<()> {
         "warnings",
     ]))?;
     build()?;
+    kernel()?;
     // Unit tests, property tests, CLI tests and the QEMU boot tests.
     run(cargo().args(["test", "--workspace"]))?;
     Ok(())
@@ -221,6 +283,7 @@ fn usage() -> &'static str {
        qemu [--image PATH] [--memory SIZE] [-- QEMU ARGS]\n                              \
        boot an image under QEMU TCG (default: the built image, 256M)\n  \
        demo                        build, boot and report\n  \
+       kernel                      fetch Debian's cloud kernel into target/kernel (or print $SHIM_KERNEL)\n  \
        ci                          every check: fmt, clippy (host and firmware), tests, QEMU boots"
 }
 
@@ -267,6 +330,10 @@ fn main() -> ExitCode {
             Ok(0)
         }),
         Some("ci") => ci().map(|()| 0),
+        Some("kernel") => kernel().map(|k| {
+            println!("{}", k.display());
+            0
+        }),
         Some("-h" | "--help" | "help") | None => {
             println!("{}", usage());
             Ok(0)
