@@ -210,6 +210,11 @@ impl<'a, P: PortIo + ?Sized> FwCfg<'a, P> {
 
     /// Looks `name` up in the file directory.
     pub fn find(&self, name: &'static str) -> Result<FwCfgFile, FwCfgError> {
+        self.lookup(name)?.ok_or(FwCfgError::FileNotFound(name))
+    }
+
+    /// Looks `name` up in the file directory; `None` if there is no such file.
+    pub fn lookup(&self, name: &str) -> Result<Option<FwCfgFile>, FwCfgError> {
         self.select(FILE_DIR_KEY);
         let mut count = [0u8; 4];
         self.read(&mut count);
@@ -223,13 +228,13 @@ impl<'a, P: PortIo + ?Sized> FwCfg<'a, P> {
             let name_field = &entry[8..8 + NAME_LEN];
             let len = name_field.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
             if &name_field[..len] == name.as_bytes() {
-                return Ok(FwCfgFile {
+                return Ok(Some(FwCfgFile {
                     size: u32::from_be_bytes([entry[0], entry[1], entry[2], entry[3]]),
                     select: u16::from_be_bytes([entry[4], entry[5]]),
-                });
+                }));
             }
         }
-        Err(FwCfgError::FileNotFound(name))
+        Ok(None)
     }
 
     /// Reads the whole file `name`, refusing files larger than `max` bytes.
@@ -305,6 +310,9 @@ pub(crate) mod fake {
         }
         fn outb(&self, _port: u16, _value: u8) {}
         fn outl(&self, _port: u16, _value: u32) {}
+        fn inl(&self, _port: u16) -> u32 {
+            u32::MAX
+        }
         fn outw(&self, port: u16, value: u16) {
             assert_eq!(port, SELECTOR_PORT);
             *self.state.borrow_mut() = (value, 0);

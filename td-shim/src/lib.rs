@@ -10,8 +10,10 @@
 
 extern crate alloc;
 
+pub mod acpi;
 #[cfg(target_os = "none")]
 pub mod arch;
+pub mod chipset;
 pub mod fatal;
 pub mod fw_cfg;
 pub mod handoff;
@@ -47,6 +49,8 @@ pub enum BootError {
     Linux(td_loader::linux::LinuxError),
     /// The Linux boot could not be laid out in memory.
     LinuxBoot(linux::LinuxBootError),
+    /// The VMM's ACPI table-loader script was refused.
+    Acpi(acpi::AcpiError),
     /// The platform was detected but this firmware cannot run on it yet.
     UnsupportedPlatform(&'static str),
 }
@@ -62,6 +66,7 @@ impl fmt::Display for BootError {
             Self::Elf(e) => write!(f, "payload: {e}"),
             Self::Linux(e) => write!(f, "linux: {e}"),
             Self::LinuxBoot(e) => write!(f, "{e}"),
+            Self::Acpi(e) => write!(f, "{e}"),
             Self::RegionUnavailable(r) => write!(f, "firmware region {r} is unavailable (already taken, or not where the layout puts it)"),
             Self::UnsupportedPlatform(p) => {
                 write!(
@@ -90,5 +95,6 @@ from_error!(
     PayloadTable(td_layout::payload::PayloadTableError),
     Elf(td_loader::elf::ElfError),
     Linux(td_loader::linux::LinuxError),
-    LinuxBoot(linux::LinuxBootError)
+    LinuxBoot(linux::LinuxBootError),
+    Acpi(acpi::AcpiError)
 );

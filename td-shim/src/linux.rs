@@ -86,6 +86,16 @@ pub fn plan_staging(
     Err(LinuxBootError::NoRoomToStage { needed })
 }
 
+/// The page-aligned base of a `size`-byte block at the top of the highest usable RAM range below
+/// 4 GiB that holds it.
+pub fn top_of_low_ram(map: &MemoryMap, size: u64) -> Option<u64> {
+    map.ram().rev().find_map(|r| {
+        let end = r.end().min(FOUR_GIB) & !(PAGE_SIZE - 1);
+        let base = end.checked_sub(size)? & !(PAGE_SIZE - 1);
+        (base >= r.base && base < end).then_some(base)
+    })
+}
+
 /// Usable RAM ranges with `taken` ranges cut out: where the kernel may be placed.
 pub fn free_ranges(map: &MemoryMap, taken: &[(u64, u64)]) -> Vec<(u64, u64)> {
     let mut free: Vec<(u64, u64)> = map.ram().map(|r| (r.base, r.end())).collect();
@@ -157,6 +167,15 @@ mod tests {
         assert_eq!(s.initrd, Some((bz_at - 3 * MIB, 3 * MIB)));
         let none = plan_staging(&m, MIB, 0).unwrap();
         assert_eq!(none.initrd, None);
+    }
+
+    #[test]
+    fn top_of_low_ram_skips_high_memory_and_small_ranges() {
+        let m = map(&[(0, 2048 * MIB, 1), (4096 * MIB, 3072 * MIB, 1)]);
+        assert_eq!(top_of_low_ram(&m, 0x2_1000), Some(2048 * MIB - 0x2_1000));
+        assert_eq!(top_of_low_ram(&m, 4096 * MIB), None);
+        let small = map(&[(0, MIB, 1), (16 * MIB, 2 * MIB, 2)]);
+        assert_eq!(top_of_low_ram(&small, 2 * MIB), None);
     }
 
     #[test]

@@ -25,6 +25,9 @@ impl PortIo for PlainPlatform {
     fn outl(&self, port: u16, value: u32) {
         io::outl(port, value)
     }
+    fn inl(&self, port: u16) -> u32 {
+        io::inl(port)
+    }
 }
 
 /// The `FWCfgDmaAccess` descriptor in guest memory (all fields big-endian).

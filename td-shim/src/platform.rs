@@ -17,6 +17,8 @@ pub trait PortIo {
     fn outw(&self, port: u16, value: u16);
     /// Writes a 32-bit word to `port`.
     fn outl(&self, port: u16, value: u32);
+    /// Reads a 32-bit word from `port`.
+    fn inl(&self, port: u16) -> u32;
 }
 
 /// One platform the firmware runs on.

@@ -110,6 +110,9 @@ mod tests {
         }
         fn outw(&self, _port: u16, _value: u16) {}
         fn outl(&self, _port: u16, _value: u32) {}
+        fn inl(&self, _port: u16) -> u32 {
+            u32::MAX
+        }
     }
 
     #[test]

@@ -88,7 +88,8 @@ fn direct_boot_with_512m() {
     let cmdline = "console=ttyS0 panic=-1 td_shim.test=direct-512m";
     let b = direct_boot(kernel(), "512M", cmdline);
     assert_linux_ran(&b, cmdline);
-    assert!(b.said("BIOS-e820: [mem 0x0000000000800000-0x000000001fffffff] usable"));
+    // The VMM's ACPI tables sit at the top of low RAM, in ACPI NVS.
+    assert!(b.said("BIOS-e820: [mem 0x000000001ffdf000-0x000000001fffffff] ACPI NVS"));
 }
 
 #[test]

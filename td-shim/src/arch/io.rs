@@ -20,6 +20,16 @@ pub fn outb(port: u16, value: u8) {
     };
 }
 
+/// Reads a 32-bit word from `port`.
+pub fn inl(port: u16) -> u32 {
+    let value: u32;
+    // SAFETY: as for `inb`.
+    unsafe {
+        asm!("in eax, dx", in("dx") port, out("eax") value, options(nomem, nostack, preserves_flags))
+    };
+    value
+}
+
 /// Writes a 32-bit word to `port`.
 pub fn outl(port: u16, value: u32) {
     // SAFETY: as for `outb`.

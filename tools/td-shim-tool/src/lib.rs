@@ -3,4 +3,5 @@
 #![warn(missing_docs)]
 
 pub mod build;
+pub mod initramfs;
 pub mod inspect;

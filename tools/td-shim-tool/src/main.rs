@@ -1,4 +1,4 @@
-//! `td-shim-tool`: build td-shim images and inspect firmware images.
+//! `td-shim-tool`: build td-shim images, inspect firmware images, pack the guest initramfs.
 //!
 //! Exit status: 0 success, 1 the input was refused or could not be read or written, 2 usage.
 #![forbid(unsafe_code)]
@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use td_shim_tool::initramfs::{build_initramfs, ExtraFile, DEFAULT_ID};
 use td_shim_tool::{build::build_image, inspect::inspect};
 
 #[derive(Parser)]
@@ -46,10 +47,36 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Pack the guest agent as /init into a gzip-compressed newc initramfs (same inputs, same bytes).
+    Initramfs {
+        /// The guest agent, a static Linux executable; installed as /init, mode 0755.
+        #[arg(long)]
+        agent: PathBuf,
+        /// An extra file SRC:DEST (repeatable); mode 0755 if SRC is executable, else 0644.
+        #[arg(long = "file", value_name = "SRC:DEST")]
+        files: Vec<ExtraFile>,
+        /// The identifier written to /etc/initrd-id, which the agent reports.
+        #[arg(long, default_value = DEFAULT_ID)]
+        id: String,
+        /// Where to write the archive (e.g. initramfs.cpio.gz).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Print the archive's description as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Writes through a temporary file, so a failed write leaves no partial output.
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> Result<()> {
@@ -76,10 +103,7 @@ fn run(cli: Cli) -> Result<()> {
                     payload.display()
                 )
             })?;
-            let tmp = output.with_extension("tmp");
-            std::fs::write(&tmp, &image)
-                .and_then(|()| std::fs::rename(&tmp, &output))
-                .with_context(|| format!("cannot write {}", output.display()))?;
+            write(&output, &image)?;
             let report = inspect(&image)?;
             print(json, &report, || {
                 format!("wrote {}\n{}", output.display(), report.to_text())
@@ -90,6 +114,19 @@ fn run(cli: Cli) -> Result<()> {
             let report = inspect(&bytes)
                 .with_context(|| format!("{} is not a valid firmware image", image.display()))?;
             print(json, &report, || report.to_text())
+        }
+        Command::Initramfs {
+            agent,
+            files,
+            id,
+            output,
+            json,
+        } => {
+            let initramfs = build_initramfs(&agent, &files, &id)?;
+            write(&output, &initramfs.archive)?;
+            print(json, &initramfs, || {
+                format!("wrote {}\n{}", output.display(), initramfs.to_text())
+            })
         }
     }
 }

@@ -14,7 +14,7 @@ use td_loader::linux::BootParamsInput;
 use td_shim::arch::phys::RamArena;
 use td_shim::arch::{cpu, exceptions, heap, phys};
 use td_shim::fatal::fatal;
-use td_shim::fw_cfg::{linux_boot, FwCfgError};
+use td_shim::fw_cfg::{linux_boot, FwCfg, FwCfgError};
 use td_shim::linux;
 use td_shim::memory_map::carve_firmware_regions;
 use td_shim::memory_map::{MemoryMap, MemoryMapError};
@@ -23,6 +23,7 @@ use td_shim::plain::PlainPlatform;
 use td_shim::platform::Platform;
 use td_shim::serial::{SerialLogger, Uart, COM1};
 use td_shim::BootError;
+use td_shim::{acpi, chipset};
 
 static PLAIN: PlainPlatform = PlainPlatform;
 static CONSOLE: SerialLogger = SerialLogger::new(&PLAIN);
@@ -166,10 +167,76 @@ fn boot_elf_from_image(
 /// The zero page sits at the start of the hand-off region, the command line right after it.
 const CMDLINE_OFFSET: usize = 4096;
 
+/// Installs the VMM's ACPI tables by running fw_cfg `etc/table-loader`, at the top of low RAM,
+/// which becomes ACPI NVS in the memory map (the FACS among them must never be reclaimed).
+/// Returns the RSDP's address, or `None` when the VMM offers no tables.
+fn install_acpi(
+    platform: &'static dyn Platform,
+    map: &mut MemoryMap,
+    arena: &mut RamArena,
+) -> Result<Option<u64>, BootError> {
+    // QEMU builds the tables from the chipset's state when they are first read.
+    match chipset::enable_acpi_pm(platform) {
+        chipset::AcpiPm::Ich9 { base } => log::info!("acpi: ICH9 PM I/O at {base:#x}"),
+        chipset::AcpiPm::Unknown => {
+            log::warn!("acpi: unknown chipset, PM I/O left as the VMM set it")
+        }
+    }
+    let fw_cfg = FwCfg::probe(platform)?;
+    let Some(loader) = fw_cfg.lookup("etc/table-loader")? else {
+        log::warn!("acpi: the VMM offers no etc/table-loader; booting without ACPI tables");
+        return Ok(None);
+    };
+    let max = acpi::MAX_COMMANDS * acpi::COMMAND_SIZE;
+    if loader.size as usize > max {
+        return Err(acpi::AcpiError::BadScriptLength(loader.size as usize).into());
+    }
+    let mut script = alloc::vec![0u8; loader.size as usize];
+    platform.fw_cfg_read_item(loader.select, &mut script)?;
+    let size_of = |name: &str| {
+        fw_cfg
+            .lookup(name)
+            .ok()
+            .flatten()
+            .map(|f| u64::from(f.size))
+    };
+    let plan = acpi::plan(&script, size_of)?;
+    let base = linux::top_of_low_ram(map, plan.size).ok_or(acpi::AcpiError::TooLarge)?;
+    let region = arena
+        .take(base, plan.size)
+        .ok_or(BootError::RegionUnavailable("acpi"))?;
+    let linked = acpi::link(&plan, base, |name, dst| match fw_cfg.lookup(name) {
+        Ok(Some(f)) if f.size as usize == dst.len() => {
+            platform.fw_cfg_read_item(f.select, dst).is_ok()
+        }
+        _ => false,
+    })?;
+    for (addr, bytes) in &linked.files {
+        let at = (addr - base) as usize;
+        region[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+    map.carve("acpi", base, plan.size, td_loader::linux::E820_NVS)?;
+    if plan.skipped_write_pointers > 0 {
+        log::warn!(
+            "acpi: skipped {} WRITE_POINTER commands (devices such as vmgenid will not see their buffers)",
+            plan.skipped_write_pointers
+        );
+    }
+    log::info!(
+        "acpi: {} tables files at [{base:#x}, {:#x}), RSDP at {:#x}",
+        linked.files.len(),
+        base + plan.size,
+        linked.rsdp
+    );
+    Ok(Some(linked.rsdp))
+}
+
 fn boot_linux_from_fw_cfg(
     platform: &'static dyn Platform,
-    map: MemoryMap,
+    mut map: MemoryMap,
 ) -> Result<Infallible, BootError> {
+    let mut arena = RamArena::new(&map).ok_or(BootError::RegionUnavailable("ram"))?;
+    let rsdp = install_acpi(platform, &mut map, &mut arena)?;
     let item = |key: u16| -> Result<u32, BootError> {
         let mut v = [0u8; 4];
         platform.fw_cfg_read_item(key, &mut v)?;
@@ -187,7 +254,6 @@ fn boot_linux_from_fw_cfg(
     // Stage the bzImage and initrd in RAM: what is checked (and measured) is what runs.
     let bz_len = u64::from(setup_size) + u64::from(kernel_size);
     let staging = linux::plan_staging(&map, bz_len, u64::from(initrd_size))?;
-    let mut arena = RamArena::new(&map).ok_or(BootError::RegionUnavailable("ram"))?;
     let bz = arena
         .take(staging.bzimage.0, staging.bzimage.1)
         .ok_or(BootError::RegionUnavailable("kernel staging"))?;
@@ -241,7 +307,7 @@ fn boot_linux_from_fw_cfg(
             cmdline_addr: HANDOFF.base + CMDLINE_OFFSET as u64,
             cmdline_len: cmdline_len as u32,
             initrd: staging.initrd,
-            acpi_rsdp: 0,
+            acpi_rsdp: rsdp.unwrap_or(0),
             e820: &e820,
             setup_data: 0,
         },

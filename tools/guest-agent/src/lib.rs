@@ -1,0 +1,43 @@
+//! The td-shim guest agent: a static Linux binary that runs as `/init` in the initramfs that
+//! `td-shim-tool initramfs` packs. As PID 1 it mounts `/proc`, `/sys` and `/dev`, collects what the
+//! kernel saw (version, command line, CPUs, memory, ACPI tables, the firmware memory map, the
+//! initrd's identifier), prints it as one JSON document between [`BEGIN_MARKER`] and
+//! [`END_MARKER`] on the console, and powers off. Run anywhere else (not PID 1) it only collects and
+//! prints, so it can be tried on the host, against the host or, with `--root DIR`, a fake tree.
+//!
+//! It never panics: every failure is one line `agent: <what failed>: <error>` on stderr, also kept
+//! in the report's `errors` array, and the agent goes on with what it can still do.
+//!
+//! # Building the static binary
+//!
+//! The initramfs has no dynamic loader or shared libraries, so the binary must be fully static.
+//! Static linking is chosen on the command line, for this build only (RUSTFLAGS given with an
+//! explicit `--target` reach neither build scripts nor proc-macros, which must stay dynamic):
+//!
+//! ```text
+//! RUSTFLAGS="-C target-feature=+crt-static" cargo build -p guest-agent --release --target x86_64-unknown-linux-gnu
+//! ```
+//!
+//! The binary is then `target/x86_64-unknown-linux-gnu/release/guest-agent`; `file` calls it
+//! "statically linked" and `ldd` "not a dynamic executable". The pieces of that command are
+//! [`STATIC_RUSTFLAGS`], [`STATIC_TARGET`] and [`STATIC_BINARY`], for tools that run the build.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod collect;
+pub mod failure;
+pub mod report;
+
+pub use collect::collect;
+pub use failure::Failures;
+pub use report::{find_report, MemmapEntry, Report, BEGIN_MARKER, END_MARKER};
+
+/// The `RUSTFLAGS` of the static build (glibc, statically linked).
+pub const STATIC_RUSTFLAGS: &str = "-C target-feature=+crt-static";
+
+/// The `--target` of the static build. Naming it keeps `RUSTFLAGS` away from build scripts and
+/// proc-macros, which cannot be linked statically.
+pub const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Where the static build puts the binary, relative to the workspace root.
+pub const STATIC_BINARY: &str = "target/x86_64-unknown-linux-gnu/release/guest-agent";

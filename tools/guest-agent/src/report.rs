@@ -1,0 +1,163 @@
+//! The report: one JSON document between two marker lines on the console, and how a reader of the
+//! console (the end-to-end tests) finds it again.
+
+use serde::{Deserialize, Serialize};
+
+/// The line before the JSON document.
+pub const BEGIN_MARKER: &str = "----- BEGIN TD-SHIM AGENT REPORT -----";
+
+/// The line after the JSON document.
+pub const END_MARKER: &str = "----- END TD-SHIM AGENT REPORT -----";
+
+/// What the agent saw. A value it could not read is `null` (or an empty array) and its reason is
+/// in `errors`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// The kernel release (`/proc/sys/kernel/osrelease`, else `uname`).
+    pub kernel: Option<String>,
+    /// The kernel command line (`/proc/cmdline` without its trailing newline).
+    pub cmdline: Option<String>,
+    /// The online CPUs as the kernel lists them (`/sys/devices/system/cpu/online`, e.g. `0-3`).
+    pub cpus_online: Option<String>,
+    /// The number of `processor` entries in `/proc/cpuinfo`.
+    pub cpu_count: Option<usize>,
+    /// `MemTotal` from `/proc/meminfo`, in KiB.
+    pub mem_total_kib: Option<u64>,
+    /// The ACPI tables the kernel found (`/sys/firmware/acpi/tables`), sorted by name.
+    pub acpi_tables: Vec<String>,
+    /// The firmware memory map as the kernel saw it (`/sys/firmware/memmap`), sorted by start.
+    pub e820: Vec<MemmapEntry>,
+    /// The identifier of the initrd the agent came from (`/etc/initrd-id`).
+    pub initrd_id: Option<String>,
+    /// Every failure line, in the order they happened.
+    pub errors: Vec<String>,
+}
+
+/// One range of the firmware memory map.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MemmapEntry {
+    /// First address.
+    pub start: u64,
+    /// Last address (inclusive, as the kernel writes it).
+    pub end: u64,
+    /// The kernel's name for the type: `System RAM`, `Reserved`, `ACPI Tables`, ….
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// Why a console transcript did not yield a report.
+#[derive(Debug, thiserror::Error)]
+pub enum FindError {
+    /// No line equal to [`BEGIN_MARKER`].
+    #[error("no `{BEGIN_MARKER}` line")]
+    NoBegin,
+    /// A begin marker without an [`END_MARKER`] line after it.
+    #[error("no `{END_MARKER}` line after the begin marker")]
+    NoEnd,
+    /// The text between the markers is not a report.
+    #[error("the report between the markers is not valid: {0}")]
+    Json(serde_json::Error),
+}
+
+impl Report {
+    /// The report as the agent prints it: an empty line (the console may be in the middle of a
+    /// line: the firmware's last output need not end in one), the begin marker, the JSON document,
+    /// the end marker, each ending in a newline.
+    pub fn to_console(&self) -> Result<String, serde_json::Error> {
+        let json = serde_json::to_string_pretty(self)?;
+        Ok(format!("\n{BEGIN_MARKER}\n{json}\n{END_MARKER}\n"))
+    }
+}
+
+/// Finds the first report in a console transcript: serial consoles may add `\r`, other lines may
+/// come before and after, and the begin marker may end a line that other output began.
+pub fn find_report(console: &str) -> Result<Report, FindError> {
+    let mut lines = console.lines().map(|line| line.trim_end_matches('\r'));
+    lines
+        .by_ref()
+        .find(|line| line.ends_with(BEGIN_MARKER))
+        .ok_or(FindError::NoBegin)?;
+    let mut json = String::new();
+    for line in lines {
+        if line == END_MARKER {
+            return serde_json::from_str(&json).map_err(FindError::Json);
+        }
+        json.push_str(line);
+        json.push('\n');
+    }
+    Err(FindError::NoEnd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Report {
+        Report {
+            kernel: Some("6.1.0-test".into()),
+            cmdline: None,
+            cpus_online: Some("0-1".into()),
+            cpu_count: Some(2),
+            mem_total_kib: Some(1024),
+            acpi_tables: vec!["APIC".into(), "DSDT".into()],
+            e820: vec![MemmapEntry {
+                start: 0,
+                end: u64::MAX,
+                kind: "System RAM".into(),
+            }],
+            initrd_id: None,
+            errors: vec!["agent: read /proc/cmdline: gone".into()],
+        }
+    }
+
+    #[test]
+    fn console_output_has_markers_and_round_trips() {
+        let report = sample();
+        let console = report.to_console().unwrap();
+        let lines: Vec<&str> = console.lines().collect();
+        assert_eq!(lines[..2], ["", BEGIN_MARKER]);
+        assert_eq!(lines.last(), Some(&END_MARKER));
+        let serial = console.replace('\n', "\r\n");
+        let noisy = format!("[    1.0] boot\r\n{serial}[    2.0] reboot: Power down\r\n");
+        assert_eq!(find_report(&noisy).unwrap(), report);
+        // SeaBIOS leaves the line open after clearing the screen.
+        let glued = format!("Booting from ROM..\x1bc\x1b[2J{}", console.trim_start());
+        assert_eq!(find_report(&glued).unwrap(), report);
+    }
+
+    #[test]
+    fn json_has_the_documented_fields_and_types() {
+        let value: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&sample()).unwrap()).unwrap();
+        let object = value.as_object().unwrap();
+        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "acpi_tables",
+                "cmdline",
+                "cpu_count",
+                "cpus_online",
+                "e820",
+                "errors",
+                "initrd_id",
+                "kernel",
+                "mem_total_kib"
+            ]
+        );
+        assert!(object["cmdline"].is_null());
+        assert!(object["cpus_online"].is_string());
+        assert_eq!(object["e820"][0]["end"].as_u64(), Some(u64::MAX));
+        assert_eq!(object["e820"][0]["type"], "System RAM");
+    }
+
+    #[test]
+    fn missing_or_broken_reports_are_errors() {
+        assert!(matches!(find_report("nothing"), Err(FindError::NoBegin)));
+        let cut = format!("{BEGIN_MARKER}\n{{}}\n");
+        assert!(matches!(find_report(&cut), Err(FindError::NoEnd)));
+        let bad = format!("{BEGIN_MARKER}\n{{\"kernel\": 1}}\n{END_MARKER}\n");
+        assert!(matches!(find_report(&bad), Err(FindError::Json(_))));
+    }
+}
