@@ -16,7 +16,12 @@ pub struct Artifacts {
     pub payload_elf: PathBuf,
     /// The td-shim-tool binary.
     pub tool: PathBuf,
+    /// The guest agent's initramfs (identity [`AGENT_INITRD_ID`]).
+    pub initrd: PathBuf,
 }
+
+/// The identity `cargo xtask build` gives the agent's initramfs.
+pub const AGENT_INITRD_ID: &str = "td-shim-agent";
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -50,6 +55,7 @@ pub fn artifacts() -> &'static Artifacts {
             firmware_elf: fw.join("td-shim"),
             payload_elf: fw.join("test-payload"),
             tool: root().join("target/debug/td-shim-tool"),
+            initrd: root().join("target/images/agent-initrd.cpio.gz"),
         }
     })
 }

@@ -1,37 +1,41 @@
 //! td-shim boots a real Linux kernel (Debian's cloud kernel, or `$SHIM_KERNEL`) from QEMU's
-//! fw_cfg direct boot: the kernel gets exactly the command line given, the firmware's memory map,
-//! and RAM above 4 GiB; kernels that are truncated, not bzImages, or lack a 64-bit entry are
-//! refused before anything runs.
+//! fw_cfg direct boot with the guest agent's initramfs. The agent, running as /init, reports
+//! what the kernel saw: exactly the command line and initrd given, every vCPU, the firmware's
+//! memory map (RAM above 4 GiB included) and the VMM's ACPI tables, then powers off through ACPI.
+//! Kernels that are truncated, not bzImages, or lack a 64-bit entry are refused before they run.
 
+use guest_agent::report::{find_report, Report};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 use td_layout::handoff::{qemu_exit_status, DEBUG_EXIT_FIRMWARE_FATAL};
-use tests::{artifacts, boot, kernel, Boot};
+use tests::{artifacts, boot, kernel, Boot, AGENT_INITRD_ID};
 
-const TIMEOUT: Duration = Duration::from_secs(120);
+const TIMEOUT: Duration = Duration::from_secs(180);
 
-fn direct_boot(kernel: &Path, memory: &str, cmdline: &str) -> Boot {
-    let k = kernel.to_str().unwrap();
+fn direct_boot(kernel: &Path, memory: &str, smp: &str, cmdline: &str) -> Boot {
+    let a = artifacts();
     let b = boot(
-        &artifacts().image,
+        &a.image,
         memory,
-        &["-kernel", k, "-append", cmdline],
+        &[
+            "-smp",
+            smp,
+            "-kernel",
+            kernel.to_str().unwrap(),
+            "-initrd",
+            a.initrd.to_str().unwrap(),
+            "-append",
+            cmdline,
+        ],
         TIMEOUT,
     );
     println!("{}", b.console);
     b
 }
 
-/// (first, last, type) from the firmware's `linux: e820` log lines.
+/// (first, last, kind) from the firmware's `linux: e820` log lines, with the kernel's names.
 fn firmware_e820(console: &str) -> BTreeSet<(u64, u64, String)> {
-    let names = |t: &str| match t {
-        "1" => "usable",
-        "2" => "reserved",
-        "3" => "ACPI data",
-        "4" => "ACPI NVS",
-        _ => "other",
-    };
     console
         .lines()
         .skip_while(|l| !l.contains("linux: e820:"))
@@ -42,75 +46,93 @@ fn firmware_e820(console: &str) -> BTreeSet<(u64, u64, String)> {
             let (range, kind) = l.split_once(") type ").unwrap();
             let (a, b) = range.split_once(", ").unwrap();
             let p = |x: &str| u64::from_str_radix(x.trim_start_matches("0x"), 16).unwrap();
-            (p(a), p(b) - 1, names(kind.trim()).to_string())
+            let name = match kind.trim() {
+                "1" => "System RAM",
+                "2" => "Reserved",
+                "3" => "ACPI Tables",
+                "4" => "ACPI Non-volatile Storage",
+                other => panic!("unexpected E820 type {other}"),
+            };
+            (p(a), p(b) - 1, name.to_string())
         })
         .collect()
 }
 
-/// (first, last, type) from the kernel's `BIOS-e820:` lines.
-fn kernel_e820(console: &str) -> BTreeSet<(u64, u64, String)> {
-    console
-        .lines()
-        .filter_map(|l| l.split_once("BIOS-e820: [mem "))
-        .map(|(_, r)| r)
-        .map(|r| {
-            let (range, kind) = r.split_once("] ").unwrap();
-            let (a, b) = range.split_once('-').unwrap();
-            let p = |x: &str| u64::from_str_radix(x.trim_start_matches("0x"), 16).unwrap();
-            (p(a), p(b), kind.trim().to_string())
-        })
-        .collect()
-}
-
-fn assert_linux_ran(b: &Boot, cmdline: &str) {
+/// Boots, then checks everything the agent reports against what was given.
+fn boot_and_check(memory: &str, smp: usize) -> Report {
+    let cmdline = format!("console=ttyS0 panic=-1 quiet td_shim.test=m{memory}-c{smp}");
+    let b = direct_boot(kernel(), memory, &smp.to_string(), &cmdline);
     assert!(b.said("linux: direct boot from fw_cfg"));
-    assert!(b.said("] Linux version "), "the kernel started");
-    assert!(
-        b.said(&format!("] Command line: {cmdline}\n"))
-            || b.said(&format!("] Command line: {cmdline}\r")),
-        "the kernel got exactly the command line given"
-    );
-    let fw = firmware_e820(&b.console);
-    assert!(!fw.is_empty());
+    let report = find_report(&b.console).expect("the agent's report");
+    assert_eq!(report.errors, Vec::<String>::new());
     assert_eq!(
-        kernel_e820(&b.console),
-        fw,
-        "the kernel's E820 is the firmware's map"
+        report.cmdline.as_deref(),
+        Some(cmdline.as_str()),
+        "exact command line"
     );
-    // Without an initrd the boot ends at the root mount, then panic=-1 reboots and
-    // -no-reboot ends QEMU with status 0.
-    assert!(b.said("VFS: Unable to mount root fs"));
+    assert_eq!(
+        report.initrd_id.as_deref(),
+        Some(AGENT_INITRD_ID),
+        "the initrd given"
+    );
+    assert_eq!(report.cpu_count, Some(smp), "every vCPU came up");
+    for table in ["APIC", "DSDT", "FACP", "FACS"] {
+        assert!(
+            report.acpi_tables.iter().any(|t| t == table),
+            "ACPI table {table}"
+        );
+    }
+    let kernel_map: BTreeSet<_> = report
+        .e820
+        .iter()
+        .map(|e| (e.start, e.end, e.kind.clone()))
+        .collect();
+    assert_eq!(
+        kernel_map,
+        firmware_e820(&b.console),
+        "the kernel's E820 is the firmware's"
+    );
+    // ACPI power-off ends QEMU with status 0.
+    assert!(b.said("reboot: Power down"));
     assert_eq!(b.status, Some(0));
+    report
 }
 
 #[test]
-fn direct_boot_with_512m() {
-    let cmdline = "console=ttyS0 panic=-1 td_shim.test=direct-512m";
-    let b = direct_boot(kernel(), "512M", cmdline);
-    assert_linux_ran(&b, cmdline);
-    // The VMM's ACPI tables sit at the top of low RAM, in ACPI NVS.
-    assert!(b.said("BIOS-e820: [mem 0x000000001ffdf000-0x000000001fffffff] ACPI NVS"));
+fn two_vcpus_512m() {
+    boot_and_check("512M", 2);
 }
 
 #[test]
-fn direct_boot_with_128m() {
-    let cmdline = "console=ttyS0 panic=-1 td_shim.test=direct-128m";
-    let b = direct_boot(kernel(), "128M", cmdline);
-    assert_linux_ran(&b, cmdline);
+fn one_vcpu_128m() {
+    let r = boot_and_check("128M", 1);
+    assert!(r.mem_total_kib.unwrap() > 64 * 1024);
 }
 
 #[test]
-fn direct_boot_with_ram_above_4g() {
-    let cmdline = "console=ttyS0 panic=-1 td_shim.test=direct-5g";
-    let b = direct_boot(kernel(), "5G", cmdline);
-    assert_linux_ran(&b, cmdline);
-    assert!(b.said("BIOS-e820: [mem 0x0000000100000000-0x00000001bfffffff] usable"));
+fn four_vcpus_with_ram_above_4g() {
+    let r = boot_and_check("5G", 4);
+    // q35: 2 GiB below the PCI hole, 3 GiB from 4 GiB up.
+    assert!(r
+        .e820
+        .iter()
+        .any(|e| e.start == 1 << 32 && e.end == 0x1_bfff_ffff && e.kind == "System RAM"));
+    assert!(r.mem_total_kib.unwrap() > 4 * 1024 * 1024);
 }
 
 fn refused(name: &str, bytes: &[u8], message: &str) {
     let path = std::env::temp_dir().join(format!("td-shim-kernel-{name}-{}", std::process::id()));
     std::fs::write(&path, bytes).unwrap();
-    let b = direct_boot(&path, "512M", "console=ttyS0");
+    // No -initrd: QEMU itself refuses an initrd next to a kernel it cannot read as a bzImage, and
+    // this test is about what reaches the firmware.
+    let k = path.to_str().unwrap();
+    let b = boot(
+        &artifacts().image,
+        "512M",
+        &["-kernel", k, "-append", "console=ttyS0"],
+        TIMEOUT,
+    );
+    println!("{}", b.console);
     let fatal = b
         .console
         .lines()
