@@ -64,7 +64,7 @@ pub const IMAGE_BASE: u64 = FOUR_GIB - IMAGE_SIZE;
 pub const IMAGE_PAYLOAD: Region = Region {
     name: "payload",
     base: IMAGE_BASE,
-    size: 0xE0_0000,
+    size: 0xF0_0000,
 };
 
 /// One page holding the TDX metadata: the metadata GUID, then the TDVF descriptor and its

@@ -1123,7 +1123,7 @@ mod tests {
         let s = td_shim_sections();
         let kinds: Vec<_> = s.iter().map(|s| s.kind().unwrap()).collect();
         assert_eq!(kinds, [T::Bfv, T::TempMem, T::TdHob, T::Payload]);
-        assert_eq!(s[0].data_offset, 0xE0_0000);
+        assert_eq!(s[0].data_offset, 0xF0_0000);
         assert_eq!(s[0].memory_address, IMAGE_METADATA.base);
         assert_eq!(
             u64::from(s[0].data_offset) + s[0].memory_data_size,

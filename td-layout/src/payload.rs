@@ -37,6 +37,12 @@ pub enum PayloadKind {
     /// An x86-64 ELF executable, loaded and relocated by the firmware and entered with the
     /// firmware's hand-off (see [`crate::handoff`]).
     Elf,
+    /// A Linux bzImage, booted with the Linux 64-bit boot protocol.
+    Kernel,
+    /// The initrd handed to the kernel.
+    Initrd,
+    /// The kernel command line, without a terminating NUL.
+    Cmdline,
 }
 
 impl PayloadKind {
@@ -44,6 +50,9 @@ impl PayloadKind {
     pub const fn code(self) -> u32 {
         match self {
             PayloadKind::Elf => 1,
+            PayloadKind::Kernel => 2,
+            PayloadKind::Initrd => 3,
+            PayloadKind::Cmdline => 4,
         }
     }
 
@@ -51,6 +60,9 @@ impl PayloadKind {
     pub const fn from_code(code: u32) -> Option<Self> {
         match code {
             1 => Some(PayloadKind::Elf),
+            2 => Some(PayloadKind::Kernel),
+            3 => Some(PayloadKind::Initrd),
+            4 => Some(PayloadKind::Cmdline),
             _ => None,
         }
     }
@@ -59,6 +71,9 @@ impl PayloadKind {
     pub const fn name(self) -> &'static str {
         match self {
             PayloadKind::Elf => "elf",
+            PayloadKind::Kernel => "kernel",
+            PayloadKind::Initrd => "initrd",
+            PayloadKind::Cmdline => "cmdline",
         }
     }
 }

@@ -5,10 +5,9 @@ use alloc::vec::Vec;
 use td_layout::payload::{PayloadKind, PayloadTable};
 use td_loader::elf::{ElfFile, LoadedImage};
 
-/// Copies the ELF payload out of the image's payload region into firmware memory, so that what
-/// is checked (and, with measurement, measured) is exactly what is loaded.
-pub fn copy_elf_payload(payload_region: &[u8]) -> Result<Vec<u8>, BootError> {
-    let table = PayloadTable::parse(payload_region)?;
+/// Copies the ELF payload the image's payload table lists into firmware memory, so that what is
+/// checked (and, with measurement, measured) is exactly what is loaded.
+pub fn copy_elf_payload(table: &PayloadTable<'_>) -> Result<Vec<u8>, BootError> {
     let elf = table.find(PayloadKind::Elf).ok_or(BootError::NoPayload)?;
     Ok(elf.to_vec())
 }

@@ -145,6 +145,65 @@ fn build_refuses_broken_inputs() {
         "payload: it spans",
     );
 
+    // Linux payloads: the kernel must be a bzImage the firmware would boot, the command line
+    // within the kernel's limit, and kernel + initrd within the payload region.
+    let fws = s(&a.firmware_elf);
+    let usage = tool(&["build", "--firmware", fws, "--initrd", fws, "-o", "/tmp/x"]);
+    assert_eq!(usage.status.code(), Some(2), "--initrd needs --kernel");
+    let both = tool(&[
+        "build",
+        "--firmware",
+        fws,
+        "--payload",
+        fws,
+        "--kernel",
+        fws,
+        "-o",
+        "/tmp/x",
+    ]);
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "--payload and --kernel exclude each other"
+    );
+    let o = tool(&[
+        "build",
+        "--firmware",
+        fws,
+        "--kernel",
+        s(&junk),
+        "-o",
+        s(&tmp("k.bin")),
+    ]);
+    assert_refused(&o, "kernel: bzImage:");
+    let kernel = tests::kernel();
+    let long = "x".repeat(5000);
+    let o = tool(&[
+        "build",
+        "--firmware",
+        fws,
+        "--kernel",
+        s(kernel),
+        "--cmdline",
+        &long,
+        "-o",
+        s(&tmp("c.bin")),
+    ]);
+    assert_refused(&o, "cmdline: 5000 bytes");
+    let big_initrd = write("big.initrd", &vec![0x5A; 2 << 20]);
+    let o = tool(&[
+        "build",
+        "--firmware",
+        fws,
+        "--kernel",
+        s(kernel),
+        "--initrd",
+        s(&big_initrd),
+        "-o",
+        s(&tmp("i.bin")),
+    ]);
+    assert_refused(&o, "payload region holds");
+
     let truncated = write("trunc.elf", &fw[..200]);
     assert_refused(
         &build(&truncated, &a.payload_elf, "trunc.bin").0,

@@ -159,3 +159,37 @@ fn broken_kernels_are_refused() {
     no64[0x236] &= !1;
     refused("no64", &no64, "lack XLF_KERNEL_64");
 }
+
+#[test]
+fn kernel_initrd_and_cmdline_from_the_image() {
+    let a = artifacts();
+    let image =
+        std::env::temp_dir().join(format!("td-shim-linux-image-{}.bin", std::process::id()));
+    let cmdline = "console=ttyS0 panic=-1 quiet td_shim.test=from-image";
+    let out = std::process::Command::new(&a.tool)
+        .args(["build", "--firmware"])
+        .arg(&a.firmware_elf)
+        .arg("--kernel")
+        .arg(kernel())
+        .arg("--initrd")
+        .arg(&a.initrd)
+        .args(["--cmdline", cmdline, "--output"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No -kernel: the firmware boots what the image carries.
+    let b = boot(&image, "512M", &["-smp", "2"], TIMEOUT);
+    println!("{}", b.console);
+    assert!(b.said("linux: from the image"));
+    let report = find_report(&b.console).expect("the agent's report");
+    assert_eq!(report.cmdline.as_deref(), Some(cmdline));
+    assert_eq!(report.initrd_id.as_deref(), Some(AGENT_INITRD_ID));
+    assert_eq!(report.cpu_count, Some(2));
+    assert_eq!(report.errors, Vec::<String>::new());
+    assert_eq!(b.status, Some(0));
+}

@@ -82,6 +82,17 @@ pub enum BuildError {
         /// Bytes from the lowest to the highest loaded address.
         span: u64,
     },
+    /// The kernel is not a bzImage the firmware would boot.
+    #[error("kernel: {0}")]
+    Kernel(td_loader::linux::LinuxError),
+    /// The command line is longer than the kernel accepts, or holds a NUL.
+    #[error("cmdline: {len} bytes (the kernel accepts {max}), or it contains a NUL byte")]
+    BadCmdline {
+        /// Its length.
+        len: usize,
+        /// The kernel's `cmdline_size`.
+        max: u32,
+    },
     /// Writing the TDX metadata failed.
     #[error("metadata: {0}")]
     Metadata(MetadataError),
@@ -98,25 +109,64 @@ fn image_range(region: &Region) -> std::ops::Range<usize> {
     start..start + region.size as usize
 }
 
-/// Builds an image from the firmware ELF and the ELF payload.
-pub fn build_image(firmware: &[u8], payload: &[u8]) -> Result<Vec<u8>, BuildError> {
+/// What the image boots.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    /// An ELF executable, entered with the firmware's hand-off.
+    Elf(&'a [u8]),
+    /// A Linux bzImage with an optional initrd and command line.
+    Linux {
+        /// The bzImage.
+        kernel: &'a [u8],
+        /// The initrd.
+        initrd: Option<&'a [u8]>,
+        /// The command line (no NUL).
+        cmdline: Option<&'a str>,
+    },
+}
+
+/// Builds an image from the firmware ELF and the payload.
+pub fn build_image(firmware: &[u8], payload: Payload<'_>) -> Result<Vec<u8>, BuildError> {
     let mut image = vec![0u8; IMAGE_SIZE as usize];
     place_firmware(&mut image, firmware)?;
-
-    // Load the payload as the firmware will, so an image never carries a payload the firmware
-    // would refuse (e.g. a fixed-address ELF linked elsewhere than the load region).
-    let payload_elf = ElfFile::parse(payload).map_err(BuildError::PayloadElf)?;
-    let (_, span) = payload_elf.image_span();
-    if span > PAYLOAD_LOAD.size {
-        return Err(BuildError::PayloadTooLargeToLoad { span });
+    let region = &mut image[image_range(&IMAGE_PAYLOAD)];
+    match payload {
+        Payload::Elf(elf) => {
+            // Load the payload as the firmware will, so an image never carries a payload the
+            // firmware would refuse (e.g. a fixed-address ELF linked elsewhere).
+            let payload_elf = ElfFile::parse(elf).map_err(BuildError::PayloadElf)?;
+            let (_, span) = payload_elf.image_span();
+            if span > PAYLOAD_LOAD.size {
+                return Err(BuildError::PayloadTooLargeToLoad { span });
+            }
+            payload_elf
+                .load(&mut vec![0u8; span as usize], PAYLOAD_LOAD.base)
+                .map_err(BuildError::PayloadElf)?;
+            write_payload_table(region, &[(PayloadKind::Elf, elf)])
+        }
+        Payload::Linux {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            // The same checks the firmware makes before it boots the kernel.
+            let bz = td_loader::linux::parse(kernel).map_err(BuildError::Kernel)?;
+            let mut blobs = vec![(PayloadKind::Kernel, kernel)];
+            if let Some(initrd) = initrd {
+                blobs.push((PayloadKind::Initrd, initrd));
+            }
+            if let Some(cmdline) = cmdline.filter(|c| !c.is_empty()) {
+                if cmdline.len() > bz.cmdline_size() as usize || cmdline.contains('\0') {
+                    return Err(BuildError::BadCmdline {
+                        len: cmdline.len(),
+                        max: bz.cmdline_size(),
+                    });
+                }
+                blobs.push((PayloadKind::Cmdline, cmdline.as_bytes()));
+            }
+            write_payload_table(region, &blobs)
+        }
     }
-    payload_elf
-        .load(&mut vec![0u8; span as usize], PAYLOAD_LOAD.base)
-        .map_err(BuildError::PayloadElf)?;
-    write_payload_table(
-        &mut image[image_range(&IMAGE_PAYLOAD)],
-        &[(PayloadKind::Elf, payload)],
-    )
     .map_err(BuildError::PayloadTable)?;
 
     write_metadata(

@@ -9,7 +9,10 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use td_shim_tool::initramfs::{build_initramfs, ExtraFile, DEFAULT_ID};
-use td_shim_tool::{build::build_image, inspect::inspect};
+use td_shim_tool::{
+    build::{build_image, Payload},
+    inspect::inspect,
+};
 
 #[derive(Parser)]
 #[command(
@@ -29,9 +32,18 @@ enum Command {
         /// The firmware ELF (target/x86_64-unknown-none/release/td-shim).
         #[arg(long)]
         firmware: PathBuf,
-        /// The ELF payload to embed.
+        /// An ELF payload to embed.
+        #[arg(long, required_unless_present = "kernel", conflicts_with = "kernel")]
+        payload: Option<PathBuf>,
+        /// A Linux bzImage to embed (booted with the 64-bit boot protocol).
         #[arg(long)]
-        payload: PathBuf,
+        kernel: Option<PathBuf>,
+        /// An initrd to embed with the kernel.
+        #[arg(long, requires = "kernel")]
+        initrd: Option<PathBuf>,
+        /// The kernel command line to embed.
+        #[arg(long, requires = "kernel")]
+        cmdline: Option<String>,
         /// Where to write the image.
         #[arg(short, long)]
         output: PathBuf,
@@ -93,14 +105,32 @@ fn run(cli: Cli) -> Result<()> {
         Command::Build {
             firmware,
             payload,
+            kernel,
+            initrd,
+            cmdline,
             output,
             json,
         } => {
-            let image = build_image(&read(&firmware)?, &read(&payload)?).with_context(|| {
+            let fw = read(&firmware)?;
+            let (payload_bytes, what) = match (&payload, &kernel) {
+                (Some(p), _) => (read(p)?, p.display().to_string()),
+                (None, Some(k)) => (read(k)?, k.display().to_string()),
+                (None, None) => anyhow::bail!("give --payload or --kernel"),
+            };
+            let initrd_bytes = initrd.as_deref().map(read).transpose()?;
+            let input = if payload.is_some() {
+                Payload::Elf(&payload_bytes)
+            } else {
+                Payload::Linux {
+                    kernel: &payload_bytes,
+                    initrd: initrd_bytes.as_deref(),
+                    cmdline: cmdline.as_deref(),
+                }
+            };
+            let image = build_image(&fw, input).with_context(|| {
                 format!(
-                    "cannot build an image from {} and {}",
-                    firmware.display(),
-                    payload.display()
+                    "cannot build an image from {} and {what}",
+                    firmware.display()
                 )
             })?;
             write(&output, &image)?;

@@ -10,6 +10,7 @@ use td_layout::handoff::E820_RESERVED;
 use td_layout::layout::{
     FW_CODE, FW_STACK, HANDOFF, IMAGE_BASE, IMAGE_PAYLOAD, IMAGE_SIZE, PAGE_TABLES, PAYLOAD_LOAD,
 };
+use td_layout::payload::{PayloadKind, PayloadTable};
 use td_loader::linux::BootParamsInput;
 use td_shim::arch::phys::RamArena;
 use td_shim::arch::{cpu, exceptions, heap, phys};
@@ -77,10 +78,118 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
         Err(e) => return Err(e.into()),
     };
     if kernel_size > 0 {
-        boot_linux_from_fw_cfg(platform, map)
-    } else {
-        boot_elf_from_image(platform, map)
+        return boot_linux(platform, map, LinuxSource::fw_cfg(platform)?);
     }
+    let region = phys::image(IMAGE_PAYLOAD).ok_or(BootError::RegionUnavailable("payload"))?;
+    let table = PayloadTable::parse(region)?;
+    if table.find(PayloadKind::Kernel).is_some() {
+        boot_linux(platform, map, LinuxSource::Image(table))
+    } else {
+        boot_elf_from_image(platform, map, &table)
+    }
+}
+
+/// Where the bytes of a Linux boot come from.
+enum LinuxSource {
+    /// QEMU's direct boot: sizes of the setup sectors, the protected-mode kernel, the initrd and
+    /// the NUL-terminated command line.
+    FwCfg {
+        setup: u32,
+        kernel: u32,
+        initrd: u32,
+        cmdline: u32,
+    },
+    /// The image's payload table (kernel, optional initrd and command line).
+    Image(PayloadTable<'static>),
+}
+
+impl LinuxSource {
+    fn fw_cfg(platform: &dyn Platform) -> Result<Self, BootError> {
+        let item = |key: u16| -> Result<u32, BootError> {
+            let mut v = [0u8; 4];
+            platform.fw_cfg_read_item(key, &mut v)?;
+            Ok(u32::from_le_bytes(v))
+        };
+        Ok(LinuxSource::FwCfg {
+            setup: item(linux_boot::SETUP_SIZE)?,
+            kernel: item(linux_boot::KERNEL_SIZE)?,
+            initrd: item(linux_boot::INITRD_SIZE)?,
+            cmdline: item(linux_boot::CMDLINE_SIZE)?,
+        })
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            LinuxSource::FwCfg { .. } => "direct boot from fw_cfg",
+            LinuxSource::Image(_) => "from the image",
+        }
+    }
+
+    fn bzimage_len(&self) -> u64 {
+        match self {
+            LinuxSource::FwCfg { setup, kernel, .. } => u64::from(*setup) + u64::from(*kernel),
+            LinuxSource::Image(t) => t.find(PayloadKind::Kernel).map_or(0, |k| k.len() as u64),
+        }
+    }
+
+    fn initrd_len(&self) -> u64 {
+        match self {
+            LinuxSource::FwCfg { initrd, .. } => u64::from(*initrd),
+            LinuxSource::Image(t) => t.find(PayloadKind::Initrd).map_or(0, |i| i.len() as u64),
+        }
+    }
+
+    fn read_bzimage(&self, platform: &dyn Platform, dst: &mut [u8]) -> Result<(), BootError> {
+        match self {
+            LinuxSource::FwCfg { setup, .. } => {
+                let (s, k) = dst.split_at_mut(*setup as usize);
+                platform.fw_cfg_read_item(linux_boot::SETUP_DATA, s)?;
+                Ok(platform.fw_cfg_read_item(linux_boot::KERNEL_DATA, k)?)
+            }
+            LinuxSource::Image(t) => copy(t, PayloadKind::Kernel, dst),
+        }
+    }
+
+    fn read_initrd(&self, platform: &dyn Platform, dst: &mut [u8]) -> Result<(), BootError> {
+        match self {
+            LinuxSource::FwCfg { .. } => {
+                Ok(platform.fw_cfg_read_item(linux_boot::INITRD_DATA, dst)?)
+            }
+            LinuxSource::Image(t) => copy(t, PayloadKind::Initrd, dst),
+        }
+    }
+
+    /// Writes the command line and its NUL into `area`; returns its length without the NUL.
+    fn read_cmdline(&self, platform: &dyn Platform, area: &mut [u8]) -> Result<usize, BootError> {
+        let room = area.len().saturating_sub(1);
+        match self {
+            LinuxSource::FwCfg { cmdline, .. } => {
+                let bad = linux::LinuxBootError::BadCmdline { size: *cmdline };
+                let raw = area.get_mut(..*cmdline as usize).ok_or(bad)?;
+                platform.fw_cfg_read_item(linux_boot::CMDLINE_DATA, raw)?;
+                Ok(linux::cmdline_text(raw, room)?.len())
+            }
+            LinuxSource::Image(t) => {
+                let text = t.find(PayloadKind::Cmdline).unwrap_or(&[]);
+                if text.len() > room || text.contains(&0) {
+                    let size = u32::try_from(text.len()).unwrap_or(u32::MAX);
+                    return Err(linux::LinuxBootError::BadCmdline { size }.into());
+                }
+                area[..text.len()].copy_from_slice(text);
+                area[text.len()] = 0;
+                Ok(text.len())
+            }
+        }
+    }
+}
+
+/// Copies the image's payload of `kind` into `dst`, which has its size.
+fn copy(table: &PayloadTable<'_>, kind: PayloadKind, dst: &mut [u8]) -> Result<(), BootError> {
+    let src = table.find(kind).ok_or(BootError::NoPayload)?;
+    dst.get_mut(..src.len())
+        .ok_or(BootError::NoPayload)?
+        .copy_from_slice(src);
+    Ok(())
 }
 
 /// Builds the firmware's page tables, with `exec` (the payload's window) executable, and
@@ -119,6 +228,7 @@ fn log_map(what: &str, map: &MemoryMap) {
 fn boot_elf_from_image(
     platform: &'static dyn Platform,
     mut map: MemoryMap,
+    table: &PayloadTable<'_>,
 ) -> Result<Infallible, BootError> {
     if !map.is_ram(PAYLOAD_LOAD.base, PAYLOAD_LOAD.size) {
         return Err(MemoryMapError::NotRam {
@@ -130,9 +240,7 @@ fn boot_elf_from_image(
     }
     enable_paging(&map, (PAYLOAD_LOAD.base, PAYLOAD_LOAD.size))?;
 
-    let image_payload =
-        phys::image(IMAGE_PAYLOAD).ok_or(BootError::RegionUnavailable("payload"))?;
-    let payload = td_shim::payload::copy_elf_payload(image_payload)?;
+    let payload = td_shim::payload::copy_elf_payload(table)?;
     let dst = phys::take(phys::RamRegion::PayloadLoad)
         .ok_or(BootError::RegionUnavailable("payload-load"))?;
     let loaded = td_shim::payload::load_elf_payload(&payload, dst, PAYLOAD_LOAD.base)?;
@@ -231,52 +339,38 @@ fn install_acpi(
     Ok(Some(linked.rsdp))
 }
 
-fn boot_linux_from_fw_cfg(
+fn boot_linux(
     platform: &'static dyn Platform,
     mut map: MemoryMap,
+    source: LinuxSource,
 ) -> Result<Infallible, BootError> {
     let mut arena = RamArena::new(&map).ok_or(BootError::RegionUnavailable("ram"))?;
     let rsdp = install_acpi(platform, &mut map, &mut arena)?;
-    let item = |key: u16| -> Result<u32, BootError> {
-        let mut v = [0u8; 4];
-        platform.fw_cfg_read_item(key, &mut v)?;
-        Ok(u32::from_le_bytes(v))
-    };
-    let setup_size = item(linux_boot::SETUP_SIZE)?;
-    let kernel_size = item(linux_boot::KERNEL_SIZE)?;
-    let initrd_size = item(linux_boot::INITRD_SIZE)?;
-    let cmdline_size = item(linux_boot::CMDLINE_SIZE)?;
     log::info!(
-        "linux: direct boot from fw_cfg: setup {setup_size}, kernel {kernel_size}, \
-         initrd {initrd_size}, command line {cmdline_size} bytes"
+        "linux: {}: bzImage {} bytes, initrd {} bytes",
+        source.describe(),
+        source.bzimage_len(),
+        source.initrd_len()
     );
 
     // Stage the bzImage and initrd in RAM: what is checked (and measured) is what runs.
-    let bz_len = u64::from(setup_size) + u64::from(kernel_size);
-    let staging = linux::plan_staging(&map, bz_len, u64::from(initrd_size))?;
+    let staging = linux::plan_staging(&map, source.bzimage_len(), source.initrd_len())?;
     let bz = arena
         .take(staging.bzimage.0, staging.bzimage.1)
         .ok_or(BootError::RegionUnavailable("kernel staging"))?;
-    let (setup, kernel) = bz.split_at_mut(setup_size as usize);
-    platform.fw_cfg_read_item(linux_boot::SETUP_DATA, setup)?;
-    platform.fw_cfg_read_item(linux_boot::KERNEL_DATA, kernel)?;
+    source.read_bzimage(platform, bz)?;
     if let Some((base, len)) = staging.initrd {
         let initrd = arena
             .take(base, len)
             .ok_or(BootError::RegionUnavailable("initrd staging"))?;
-        platform.fw_cfg_read_item(linux_boot::INITRD_DATA, initrd)?;
+        source.read_initrd(platform, initrd)?;
         log::info!("linux: initrd at [{base:#x}, {:#x})", base + len);
     }
 
     let handoff =
         phys::take(phys::RamRegion::Handoff).ok_or(BootError::RegionUnavailable("handoff"))?;
     let (zero_page, cmdline_area) = handoff.split_at_mut(CMDLINE_OFFSET);
-    let bad_cmdline = linux::LinuxBootError::BadCmdline { size: cmdline_size };
-    let raw = cmdline_area
-        .get_mut(..cmdline_size as usize)
-        .ok_or(bad_cmdline)?;
-    platform.fw_cfg_read_item(linux_boot::CMDLINE_DATA, raw)?;
-    let cmdline_len = linux::cmdline_text(raw, raw.len().saturating_sub(1))?.len();
+    let cmdline_len = source.read_cmdline(platform, cmdline_area)?;
 
     let image = td_loader::linux::parse(bz)?;
     let mut taken = alloc::vec![staging.bzimage];
