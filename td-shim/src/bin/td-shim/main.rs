@@ -83,7 +83,11 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
     let region = phys::image(IMAGE_PAYLOAD).ok_or(BootError::RegionUnavailable("payload"))?;
     let table = PayloadTable::parse(region)?;
     if table.find(PayloadKind::Kernel).is_some() {
-        boot_linux(platform, map, LinuxSource::Image(table))
+        boot_linux(
+            platform,
+            map,
+            LinuxSource::Image(alloc::boxed::Box::new(table)),
+        )
     } else {
         boot_elf_from_image(platform, map, &table)
     }
@@ -100,7 +104,7 @@ enum LinuxSource {
         cmdline: u32,
     },
     /// The image's payload table (kernel, optional initrd and command line).
-    Image(PayloadTable<'static>),
+    Image(alloc::boxed::Box<PayloadTable<'static>>),
 }
 
 impl LinuxSource {
