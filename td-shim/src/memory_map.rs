@@ -192,7 +192,7 @@ impl MemoryMap {
         if !self.is_ram(base, length) {
             return Err(MemoryMapError::NotRam { what, base, length });
         }
-        self.retype(base, length, kind);
+        self.retype(base, length, E820_RAM, kind);
         Ok(())
     }
 
@@ -206,17 +206,25 @@ impl MemoryMap {
             .map(|r| (r.base.max(base), r.end().min(end)))
             .collect();
         for (b, e) in parts {
-            self.retype(b, e - b, kind);
+            self.retype(b, e - b, E820_RAM, kind);
         }
     }
 
-    // Splits the RAM ranges covering [base, base + length) so that part becomes `kind`.
-    // Callers ensure the span is RAM and does not overflow.
-    fn retype(&mut self, base: u64, length: u64, kind: u32) {
+    /// Gives reserved memory in `[base, base + length)` back as usable RAM: for firmware working
+    /// memory the next stage does not need. Ranges of other kinds are left as they are.
+    pub fn release(&mut self, base: u64, length: u64) {
+        if base.checked_add(length).is_some() {
+            self.retype(base, length, E820_RESERVED, E820_RAM);
+        }
+    }
+
+    // Splits the ranges of kind `from` covering [base, base + length) so that part becomes `to`.
+    // Callers ensure the span does not overflow.
+    fn retype(&mut self, base: u64, length: u64, from: u32, to: u32) {
         let end = base + length;
         let mut out = Vec::with_capacity(self.ranges.len() + 2);
         for r in self.ranges.iter().copied() {
-            if r.kind != E820_RAM || r.end() <= base || end <= r.base {
+            if r.kind != from || r.end() <= base || end <= r.base {
                 out.push(r);
                 continue;
             }
@@ -231,7 +239,7 @@ impl MemoryMap {
             out.push(MemoryRange {
                 base: b,
                 length: e - b,
-                kind,
+                kind: to,
             });
             if end < r.end() {
                 out.push(MemoryRange {
@@ -377,6 +385,26 @@ mod tests {
         ]))
         .unwrap();
         assert!(carve_firmware_regions(&mut map).is_err());
+    }
+
+    #[test]
+    fn release_gives_back_only_reserved_memory() {
+        let mut map =
+            MemoryMap::from_e820_bytes(&e820(&[(0, 128 * MIB, 1), (128 * MIB, MIB, 2)])).unwrap();
+        carve_firmware_regions(&mut map).unwrap();
+        let before = map.ram_bytes();
+        // Release temp-mem [1 MiB, 8 MiB) but a 64 KiB hand-off block at 0x190000.
+        map.release(MIB, 0x9_0000);
+        map.release(0x1A_0000, 8 * MIB - 0x1A_0000);
+        assert_eq!(map.ram_bytes(), before + 7 * MIB - 0x1_0000);
+        assert!(map.ranges().contains(&MemoryRange {
+            base: 128 * MIB,
+            length: MIB,
+            kind: 2
+        }));
+        let kinds: std::vec::Vec<_> = map.ranges().iter().map(|r| (r.base, r.kind)).collect();
+        assert!(kinds.contains(&(0xA_0000, 2)), "legacy hole kept");
+        assert!(kinds.contains(&(MIB + 0x9_0000, 2)), "hand-off kept");
     }
 
     #[test]

@@ -310,6 +310,180 @@ fn demo() -> Result<()> {
     Ok(())
 }
 
+/// One firmware in the benchmark.
+struct Firmware {
+    name: &'static str,
+    bios: PathBuf,
+    /// The Debian package that ships it.
+    package: &'static str,
+}
+
+/// What one boot took.
+struct Sample {
+    /// Milliseconds from starting QEMU to the kernel's first serial output.
+    to_kernel_ms: f64,
+    /// Guest RAM the kernel's E820 does not list as usable, in KiB.
+    not_usable_kib: u64,
+}
+
+/// Starts QEMU with `bios` and the given kernel, initrd and command line, and times the first
+/// line the kernel's decompressor prints (`earlyprintk=serial`); then reads the kernel's E820 and
+/// stops QEMU.
+fn time_boot(bios: &Path, kernel: &Path, initrd: &Path, memory_mib: u64) -> Result<Sample> {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+    let cmdline = "console=ttyS0 earlyprintk=serial panic=-1";
+    let start = Instant::now();
+    let mut child = qemu_command(bios, &format!("{memory_mib}M"), &[])
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", cmdline])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {QEMU}"))?;
+    let stdout = child.stdout.take().context("piped stdout")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).split(b'\n').map_while(Result::ok) {
+            let text = String::from_utf8_lossy(&line).into_owned();
+            if tx.send((Instant::now(), text)).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Duration::from_secs(120);
+    let mut entry = None;
+    let mut usable_kib = 0u64;
+    let result = loop {
+        let Ok((at, line)) = rx.recv_timeout(deadline.saturating_sub(start.elapsed())) else {
+            break Err(anyhow::anyhow!(
+                "{}: no kernel output within {deadline:?}",
+                bios.display()
+            ));
+        };
+        if entry.is_none()
+            && (line.contains("Decompressing Linux") || line.contains("Linux version"))
+        {
+            entry = Some(at.duration_since(start));
+        }
+        if let Some((_, range)) = line.split_once("BIOS-e820: [mem ") {
+            if let Some((r, kind)) = range.split_once("] ") {
+                if kind.trim() == "usable" {
+                    if let Some((a, b)) = r.split_once('-') {
+                        let p = |x: &str| u64::from_str_radix(x.trim_start_matches("0x"), 16);
+                        if let (Ok(a), Ok(b)) = (p(a), p(b)) {
+                            usable_kib += (b + 1 - a) / 1024;
+                        }
+                    }
+                }
+            }
+        }
+        // The E820 is printed right after "Linux version"; NX is reported after it.
+        if line.contains("NX (Execute Disable)") {
+            break match entry {
+                Some(e) => Ok(Sample {
+                    to_kernel_ms: e.as_secs_f64() * 1000.0,
+                    not_usable_kib: (memory_mib * 1024).saturating_sub(usable_kib),
+                }),
+                None => Err(anyhow::anyhow!("{}: no entry marker", bios.display())),
+            };
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Time from QEMU start to kernel entry, td-shim against SeaBIOS, qboot and OVMF booting the
+/// same kernel, initrd and command line through fw_cfg; interleaved rounds, medians, ratios.
+fn bench(rounds: usize) -> Result<()> {
+    let image = build()?;
+    let kernel = kernel()?;
+    let initrd = default_initrd();
+    ensure_qemu()?;
+    let firmwares = [
+        Firmware {
+            name: "td-shim",
+            bios: image,
+            package: "(this project)",
+        },
+        Firmware {
+            name: "SeaBIOS",
+            bios: "/usr/share/seabios/bios-256k.bin".into(),
+            package: "seabios",
+        },
+        Firmware {
+            name: "qboot",
+            bios: "/usr/share/qemu/qboot.rom".into(),
+            package: "qemu-system-data",
+        },
+        Firmware {
+            name: "OVMF",
+            bios: "/usr/share/ovmf/OVMF.fd".into(),
+            package: "ovmf",
+        },
+    ];
+    for f in &firmwares {
+        if !f.bios.is_file() {
+            bail!(
+                "{} is missing: install Debian's package {}",
+                f.bios.display(),
+                f.package
+            );
+        }
+    }
+    let memory_mib = 1024;
+    let mut samples: Vec<Vec<Sample>> = firmwares.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for (f, out) in firmwares.iter().zip(samples.iter_mut()) {
+            let s = time_boot(&f.bios, &kernel, &initrd, memory_mib)?;
+            eprintln!(
+                "xtask: bench round {} {:<8} {:>8.1} ms",
+                round + 1,
+                f.name,
+                s.to_kernel_ms
+            );
+            out.push(s);
+        }
+    }
+    let medians: Vec<f64> = samples
+        .iter()
+        .map(|v| median(&mut v.iter().map(|s| s.to_kernel_ms).collect::<Vec<_>>()))
+        .collect();
+    println!(
+        "QEMU start to kernel entry, q35, TCG, {memory_mib} MiB, {rounds} interleaved rounds, \
+         kernel {}:",
+        kernel.display()
+    );
+    println!("| firmware | median ms | ratio to td-shim | guest RAM not usable (KiB) |");
+    println!("|---|---:|---:|---:|");
+    for ((f, m), v) in firmwares.iter().zip(&medians).zip(&samples) {
+        println!(
+            "| {} | {:.1} | {:.2} | {} |",
+            f.name,
+            m,
+            m / medians[0],
+            v.last().map_or(0, |s| s.not_usable_kib)
+        );
+    }
+    Ok(())
+}
+
 fn ci() -> Result<()> {
     ensure_rust_target()?;
     ensure_qemu()?;
@@ -353,6 +527,7 @@ fn usage() -> &'static str {
        boot an image under QEMU TCG (default: the built image, 256M)\n  \
        demo                        boot Debian's kernel with the guest agent through td-shim\n  \
        kernel                      fetch Debian's cloud kernel into target/kernel (or print $SHIM_KERNEL)\n  \
+       bench [--rounds N]          time to kernel entry: td-shim vs SeaBIOS, qboot, OVMF\n  \
        ci                          every check: fmt, clippy (host and firmware), tests, QEMU boots"
 }
 
@@ -392,6 +567,18 @@ fn main() -> ExitCode {
         }
         Some("demo") => demo().map(|()| 0),
         Some("ci") => ci().map(|()| 0),
+        Some("bench") => {
+            let rounds = match args.get(1).map(String::as_str) {
+                Some("--rounds") => args.get(2).and_then(|n| n.parse().ok()).unwrap_or(0),
+                None => 7,
+                Some(_) => 0,
+            };
+            if rounds == 0 {
+                Err(anyhow::anyhow!("usage: cargo xtask bench [--rounds N]"))
+            } else {
+                bench(rounds).map(|()| 0)
+            }
+        }
         Some("kernel") => kernel().map(|k| {
             println!("{}", k.display());
             0

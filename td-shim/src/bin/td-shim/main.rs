@@ -9,6 +9,7 @@ use core::convert::Infallible;
 use td_layout::handoff::E820_RESERVED;
 use td_layout::layout::{
     FW_CODE, FW_STACK, HANDOFF, IMAGE_BASE, IMAGE_PAYLOAD, IMAGE_SIZE, PAGE_TABLES, PAYLOAD_LOAD,
+    TEMP_MEM,
 };
 use td_layout::payload::{PayloadKind, PayloadTable};
 use td_loader::linux::BootParamsInput;
@@ -393,6 +394,11 @@ fn boot_linux(
     );
 
     enable_paging(&map, (load, u64::from(image.init_size())))?;
+    // Of the firmware's working memory Linux needs only the zero page and command line (the
+    // hand-off region): it switches to its own stack, GDT, IDT and page tables before it
+    // allocates any memory. The rest goes back to it as RAM.
+    map.release(TEMP_MEM.base, HANDOFF.base - TEMP_MEM.base);
+    map.release(HANDOFF.end(), TEMP_MEM.end() - HANDOFF.end());
     let e820 = linux::e820(&map);
     let zero_page: &mut [u8; 4096] = zero_page
         .try_into()
