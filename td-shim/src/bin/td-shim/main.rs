@@ -336,7 +336,7 @@ fn install_acpi(
         );
     }
     log::info!(
-        "acpi: {} tables files at [{base:#x}, {:#x}), RSDP at {:#x}",
+        "acpi: {} files from etc/table-loader at [{base:#x}, {:#x}), RSDP at {:#x}",
         linked.files.len(),
         base + plan.size,
         linked.rsdp
