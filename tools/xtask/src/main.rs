@@ -35,6 +35,13 @@ fn cargo() -> Command {
     c
 }
 
+/// This workspace's `td-shim-tool`, built if needed.
+fn td_shim_tool() -> Command {
+    let mut c = cargo();
+    c.args(["run", "--quiet", "-p", "td-shim-tool", "--"]);
+    c
+}
+
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: running {cmd:?}");
     let status = cmd
@@ -190,16 +197,8 @@ fn build_initrd() -> Result<PathBuf> {
         .args(["build", "--release", "-p", "guest-agent", "--target"])
         .arg(guest_agent::STATIC_TARGET))?;
     let initrd = default_initrd();
-    run(cargo()
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "td-shim-tool",
-            "--",
-            "initramfs",
-            "--agent",
-        ])
+    run(td_shim_tool()
+        .args(["initramfs", "--agent"])
         .arg(root().join(guest_agent::STATIC_BINARY))
         .args(["--id", INITRD_ID, "--output"])
         .arg(&initrd))?;
@@ -225,16 +224,8 @@ fn build() -> Result<PathBuf> {
     }
     let image = default_image();
     std::fs::create_dir_all(image.parent().expect("image path has a parent"))?;
-    run(cargo()
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "td-shim-tool",
-            "--",
-            "build",
-            "--firmware",
-        ])
+    run(td_shim_tool()
+        .args(["build", "--firmware"])
         .arg(firmware_dir().join("td-shim"))
         .arg("--payload")
         .arg(firmware_dir().join("test-payload"))
