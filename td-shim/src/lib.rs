@@ -14,6 +14,7 @@ pub mod acpi;
 #[cfg(target_os = "none")]
 pub mod arch;
 pub mod chipset;
+pub mod eventlog;
 pub mod fatal;
 pub mod fw_cfg;
 pub mod handoff;

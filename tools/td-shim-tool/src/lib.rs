@@ -3,5 +3,6 @@
 #![warn(missing_docs)]
 
 pub mod build;
+pub mod eventlog;
 pub mod initramfs;
 pub mod inspect;

@@ -1,4 +1,5 @@
-//! `td-shim-tool`: build td-shim images, inspect firmware images, pack the guest initramfs.
+//! `td-shim-tool`: build td-shim images, inspect firmware images, pack the guest initramfs, read
+//! CC event logs.
 //!
 //! Exit status: 0 success, 1 the input was refused or could not be read or written, 2 usage.
 #![forbid(unsafe_code)]
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 use td_shim_tool::initramfs::{build_initramfs, ExtraFile, DEFAULT_ID};
 use td_shim_tool::{
     build::{build_image, Payload},
+    eventlog,
     inspect::inspect,
 };
 
@@ -18,7 +20,7 @@ use td_shim_tool::{
 #[command(
     name = "td-shim-tool",
     version,
-    about = "Build td-shim firmware images and inspect firmware images"
+    about = "Build td-shim firmware images, inspect firmware images and CC event logs"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -74,6 +76,35 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
         /// Print the archive's description as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read a CC event log (the CCEL log area, from any firmware): list it or replay it.
+    Eventlog {
+        #[command(subcommand)]
+        command: EventlogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventlogCommand {
+    /// List every event: register, type, SHA-384 digest, data size and what the data says.
+    Dump {
+        /// The log area's bytes (e.g. /sys/firmware/acpi/tables/data/CCEL).
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay the log into RTMR0-3; with --quote, compare them with a TDX quote's (exit 1 if
+    /// RTMR0-2, or RTMR3 when the log extends it, differ).
+    Replay {
+        /// The log area's bytes.
+        file: PathBuf,
+        /// A TDX quote (version 4) taken in the same boot.
+        #[arg(long)]
+        quote: Option<PathBuf>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -157,6 +188,36 @@ fn run(cli: Cli) -> Result<()> {
             print(json, &initramfs, || {
                 format!("wrote {}\n{}", output.display(), initramfs.to_text())
             })
+        }
+        Command::Eventlog {
+            command: EventlogCommand::Dump { file, json },
+        } => {
+            let bytes = read(&file)?;
+            let report = eventlog::dump(&bytes)
+                .with_context(|| format!("{} is not a valid event log", file.display()))?;
+            print(json, &report, || report.to_text())
+        }
+        Command::Eventlog {
+            command: EventlogCommand::Replay { file, quote, json },
+        } => {
+            let bytes = read(&file)?;
+            let quote_bytes = quote.as_deref().map(read).transpose()?;
+            let report = eventlog::replay(&bytes, quote_bytes.as_deref())
+                .with_context(|| format!("cannot replay {}", file.display()))?;
+            print(json, &report, || report.to_text())?;
+            let differ = report.mismatches();
+            if !differ.is_empty() {
+                anyhow::bail!(
+                    "{} {}: the log's replay does not match the quote",
+                    differ.join(", "),
+                    if differ.len() == 1 {
+                        "differs"
+                    } else {
+                        "differ"
+                    }
+                );
+            }
+            Ok(())
         }
     }
 }
