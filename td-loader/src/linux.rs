@@ -92,6 +92,46 @@
 //! 0x260 init_size          u32
 //! ```
 
+/// The setup-header fields the boot protocol assigns to the boot loader ("write" and "modify"
+/// in Documentation/arch/x86/boot.rst), as (file offset, size): vid_mode, type_of_loader,
+/// loadflags (all but LOADED_HIGH, see [`normalize_setup_header`]), setup_move_size,
+/// code32_start, ramdisk_image, ramdisk_size, bootsect_kludge, heap_end_ptr, ext_loader_ver,
+/// ext_loader_type, cmd_line_ptr, hardware_subarch, hardware_subarch_data, setup_data.
+pub const LOADER_FIELDS: [(usize, usize); 15] = [
+    (0x1FA, 2),
+    (0x210, 1),
+    (0x211, 1),
+    (0x212, 2),
+    (0x214, 4),
+    (0x218, 4),
+    (0x21C, 4),
+    (0x220, 4),
+    (0x224, 2),
+    (0x226, 1),
+    (0x227, 1),
+    (0x228, 4),
+    (0x23C, 4),
+    (0x240, 8),
+    (0x250, 8),
+];
+
+/// Clears, in a bzImage's first bytes (`setup`, at least up to the end of its setup header), the
+/// fields that belong to the boot loader ([`LOADER_FIELDS`]); of `loadflags` only LOADED_HIGH is
+/// kept. A VMM or boot loader may have written those fields (QEMU's direct boot does), so this is
+/// the form of the header that is measured and that `boot_params` starts from: the same kernel
+/// file gives the same bytes whoever delivered it. Fields past the end of `setup` are left alone.
+pub fn normalize_setup_header(setup: &mut [u8]) {
+    for (at, len) in LOADER_FIELDS {
+        if let Some(field) = setup.get_mut(at..at + len) {
+            if at == LOADFLAGS {
+                field[0] &= LOADED_HIGH;
+            } else {
+                field.fill(0);
+            }
+        }
+    }
+}
+
 /// Size of the `boot_params` page.
 pub const BOOT_PARAMS_SIZE: usize = 4096;
 /// Most entries the `boot_params` E820 table holds.
@@ -869,7 +909,13 @@ pub fn build_boot_params(
     check_boot_params(bz, p)?;
 
     out.fill(0);
+    // Start from the normalized header: every field the kernel reads is then either the kernel's
+    // own (and measured) or set below by the firmware.
     put(out, SETUP_HEADER_START, bz.setup_header());
+    let header_end = SETUP_HEADER_START + bz.setup_header().len();
+    if let Some(header) = out.get_mut(..header_end) {
+        normalize_setup_header(header);
+    }
     put(out, TYPE_OF_LOADER, &[LOADER_TYPE_UNDEFINED]);
     put(out, LOADFLAGS, &[LOADED_HIGH]);
     let code32 = u32::try_from(p.kernel_load).unwrap_or(0);
@@ -1143,12 +1189,13 @@ mod tests {
         }
         // Fields copied from the kernel's header.
         assert_eq!(out[0x1F1], 4);
-        assert_eq!(get16(&out, 0x1FA), 0xFFFF);
+        // vid_mode is the loader's: normalized to 0.
+        assert_eq!(get16(&out, 0x1FA), 0);
         assert_eq!(get16(&out, 0x1FC), 0x0801);
         assert_eq!(get16(&out, 0x1FE), 0xAA55);
         assert_eq!(&out[0x202..0x206], b"HdrS");
         assert_eq!(get16(&out, 0x206), 0x020F);
-        assert_eq!(get16(&out, 0x224), 0x5BE0);
+        assert_eq!(get16(&out, 0x224), 0, "heap_end_ptr is the loader's: normalized");
         assert_eq!(get32(&out, 0x22C), INITRD_MAX);
         assert_eq!(u64::from(get32(&out, 0x230)), ALIGN);
         assert_eq!(get16(&out, 0x236), 3);
@@ -1160,6 +1207,7 @@ mod tests {
         // patched, and the rest of the page is untouched by anything but the listed fields.
         let mut expected = [0u8; BOOT_PARAMS_SIZE];
         expected[0x1F1..HEADER_END].copy_from_slice(&b[0x1F1..HEADER_END]);
+        normalize_setup_header(&mut expected[..HEADER_END]);
         let written: &[(usize, usize)] = &[
             (0x070, 8),
             (0x0C0, 12),
@@ -1371,6 +1419,31 @@ mod tests {
         // One setup sector.
         put8(&mut b, SETUP_SECTS, 1);
         assert_eq!(parse(&b).unwrap().kernel(), &b[0x400..]);
+    }
+
+    #[test]
+    fn normalizing_clears_exactly_the_loader_fields() {
+        let mut b = image();
+        // What QEMU's direct boot writes into the header it hands over.
+        put8(&mut b, TYPE_OF_LOADER, 0xB0);
+        put8(&mut b, LOADFLAGS, LOADED_HIGH | 0x80);
+        put32(&mut b, CMD_LINE_PTR, 0x2_0000);
+        put32(&mut b, RAMDISK_IMAGE, 0x7F0_0000);
+        let mut qemu = b.clone();
+        normalize_setup_header(&mut qemu);
+        let mut file = image();
+        normalize_setup_header(&mut file);
+        assert_eq!(qemu, file, "the same kernel normalizes to the same bytes");
+        assert_eq!(file[LOADFLAGS], LOADED_HIGH);
+        assert_eq!(get32(&file, CMD_LINE_PTR), 0);
+        // Kernel-defined fields are kept.
+        assert_eq!(get32(&file, INIT_SIZE), INIT);
+        assert_eq!(&file[HEADER..HEADER + 4], b"HdrS");
+        assert_eq!(file[KERNEL_OFFSET..], image()[KERNEL_OFFSET..]);
+        // Short buffers are handled: fields past the end are skipped.
+        let mut short = image()[..0x215].to_vec();
+        normalize_setup_header(&mut short);
+        assert_eq!(short[TYPE_OF_LOADER], 0);
     }
 
     #[test]
@@ -1889,7 +1962,8 @@ mod tests {
             ] {
                 let mut out = [0u8; BOOT_PARAMS_SIZE];
                 if build_boot_params(&mut out, &bz, &p).is_ok() {
-                    assert_eq!(&out[0x1F1..0x1F1 + header.len()][..0x11], &header[..0x11]);
+                    // Up to vid_mode (0x1FA), the header is the kernel's own.
+                    assert_eq!(&out[0x1F1..0x1F1 + header.len()][..0x09], &header[..0x09]);
                     assert_eq!(out[0x210], 0xFF);
                 }
             }
