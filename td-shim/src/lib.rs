@@ -19,6 +19,7 @@ pub mod fatal;
 pub mod fw_cfg;
 pub mod handoff;
 pub mod linux;
+pub mod measurement;
 pub mod memory_map;
 pub mod paging;
 pub mod payload;

@@ -1,0 +1,395 @@
+//! The measurement plan: every event the firmware records, in order, with its register, type,
+//! data and digest, computed from the boot inputs alone.
+//!
+//! This is the one source of truth: the firmware executes [`plan`] on the bytes it is about to
+//! boot, and `td-shim-tool measure` runs the same function on the host, so a reference value
+//! cannot drift from what the firmware does. The events (docs/measurement.md has the full spec):
+//!
+//! | # | register | type | data | digest over |
+//! |---|---|---|---|---|
+//! | 1 | RTMR0 | `EV_PLATFORM_CONFIG_FLAGS` | config info "td_launch_params" + [`LaunchParams::text`] | the text |
+//! | 2 | RTMR0 | `EV_SEPARATOR` | `00000000` | the same 4 bytes |
+//! | 3 | RTMR1 | `EV_EFI_PLATFORM_FIRMWARE_BLOB2` | blob "td_kernel", base 0, length | the bzImage, loader fields normalized |
+//! | 4 | RTMR1 | `EV_SEPARATOR` | `00000000` | the same 4 bytes |
+//! | 5 | RTMR2 | `EV_PLATFORM_CONFIG_FLAGS` | config info "td_cmdline" + the command line | the command line |
+//! | 6 | RTMR2 | `EV_EFI_PLATFORM_FIRMWARE_BLOB2` | blob "td_initrd", base 0, length (only with an initrd) | the initrd |
+//!
+//! For an ELF payload, event 3 is blob "td_payload" over the ELF file, and there are no RTMR2
+//! events. RTMR3 is never touched by the firmware. Exact bytes with their lengths are measured,
+//! never zero-padded regions.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use sha2::{Digest, Sha384};
+use td_layout::handoff::PlatformKind;
+
+/// CC measurement register index of RTMR0 (index 0 is MRTD, never extended by the log).
+pub const MR_RTMR0: u32 = 1;
+/// CC measurement register index of RTMR1.
+pub const MR_RTMR1: u32 = 2;
+/// CC measurement register index of RTMR2.
+pub const MR_RTMR2: u32 = 3;
+
+/// TCG `EV_SEPARATOR`.
+pub const EV_SEPARATOR: u32 = 0x4;
+/// TCG `EV_PLATFORM_CONFIG_FLAGS`.
+pub const EV_PLATFORM_CONFIG_FLAGS: u32 = 0xA;
+/// UEFI `EV_EFI_PLATFORM_FIRMWARE_BLOB2`.
+pub const EV_EFI_PLATFORM_FIRMWARE_BLOB2: u32 = 0x8000_000A;
+
+/// Data of a normal separator.
+pub const SEPARATOR: [u8; 4] = 0u32.to_le_bytes();
+/// Data of the error separator, recorded when the boot fails.
+pub const ERROR_SEPARATOR: [u8; 4] = 1u32.to_le_bytes();
+
+/// The launch parameters the firmware relies on, normalised so a verifier can predict them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaunchParams {
+    /// The platform the firmware runs on.
+    pub platform: PlatformKind,
+    /// Bytes of RAM the VMM's memory map describes (the `-m` size under QEMU).
+    pub ram_bytes: u64,
+    /// Number of vCPUs the VMM announces.
+    pub vcpus: u32,
+}
+
+impl LaunchParams {
+    /// The text measured for them: `key=value` lines, in this order, each ending in `\n`:
+    /// `firmware=td-shim/<version>`, `platform=<plain|tdx|sev-snp>`, `ram_bytes=<decimal>`,
+    /// `vcpus=<decimal>`.
+    pub fn text(&self) -> String {
+        format!(
+            "firmware=td-shim/{}\nplatform={}\nram_bytes={}\nvcpus={}\n",
+            env!("CARGO_PKG_VERSION"),
+            self.platform.name(),
+            self.ram_bytes,
+            self.vcpus
+        )
+    }
+}
+
+/// What the firmware boots.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    /// A Linux kernel (the whole bzImage file, as delivered), its command line (without NUL)
+    /// and initrd.
+    Linux {
+        /// The bzImage.
+        kernel: &'a [u8],
+        /// The command line, exactly as the kernel gets it, without the NUL.
+        cmdline: &'a [u8],
+        /// The initrd, if any.
+        initrd: Option<&'a [u8]>,
+    },
+    /// An ELF payload (the whole file).
+    Elf(&'a [u8]),
+}
+
+/// One event of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedEvent {
+    /// What it records, for people (`launch_params`, `kernel`, ...).
+    pub name: &'static str,
+    /// CC measurement register index (1 = RTMR0, ...).
+    pub mr_index: u32,
+    /// TCG/UEFI event type.
+    pub event_type: u32,
+    /// The event data as it goes into the log.
+    pub data: Vec<u8>,
+    /// SHA-384 of the digest input.
+    pub digest: [u8; 48],
+}
+
+fn sha384(parts: &[&[u8]]) -> [u8; 48] {
+    let mut h = Sha384::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// `TD_SHIM_PLATFORM_CONFIG_INFO`: a 16-byte descriptor (ASCII, NUL-padded when shorter), a u32
+/// info length,
+/// the info.
+fn config_info(descriptor: &str, info: &[u8]) -> Vec<u8> {
+    let mut d = [0u8; 16];
+    let n = descriptor.len().min(16);
+    d[..n].copy_from_slice(&descriptor.as_bytes()[..n]);
+    let mut v = Vec::with_capacity(20 + info.len());
+    v.extend_from_slice(&d);
+    v.extend_from_slice(&(info.len() as u32).to_le_bytes());
+    v.extend_from_slice(info);
+    v
+}
+
+/// `UEFI_PLATFORM_FIRMWARE_BLOB2`: a u8 description size, the description (with its NUL), the
+/// blob's base (0: the blob is measured from firmware memory whose address is not part of the
+/// contract) and its length.
+fn blob2(description: &str, length: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(description.len() + 18);
+    v.push((description.len() + 1) as u8);
+    v.extend_from_slice(description.as_bytes());
+    v.push(0);
+    v.extend_from_slice(&0u64.to_le_bytes());
+    v.extend_from_slice(&(length as u64).to_le_bytes());
+    v
+}
+
+fn separator(mr_index: u32, data: [u8; 4]) -> PlannedEvent {
+    PlannedEvent {
+        name: if data == SEPARATOR {
+            "separator"
+        } else {
+            "error separator"
+        },
+        mr_index,
+        event_type: EV_SEPARATOR,
+        data: data.to_vec(),
+        digest: sha384(&[&data]),
+    }
+}
+
+/// The digest of a bzImage as measured: SHA-384 of the file with the boot loader's setup-header
+/// fields normalized ([`td_loader::linux::normalize_setup_header`]), so a kernel gives the same
+/// digest whether QEMU's direct boot (which patches them) or the image delivered it.
+pub fn kernel_digest(kernel: &[u8]) -> [u8; 48] {
+    // Every loader field lies in the first 0x290 bytes (the end of the setup header area).
+    const HEAD: usize = 0x290;
+    let split = kernel.len().min(HEAD);
+    let mut head = [0u8; HEAD];
+    head[..split].copy_from_slice(&kernel[..split]);
+    td_loader::linux::normalize_setup_header(&mut head[..split]);
+    sha384(&[&head[..split], &kernel[split..]])
+}
+
+/// The ordered events for booting `payload` with `params`.
+pub fn plan(params: &LaunchParams, payload: &Payload<'_>) -> Vec<PlannedEvent> {
+    let text = params.text();
+    let mut events = Vec::with_capacity(6);
+    events.push(PlannedEvent {
+        name: "launch_params",
+        mr_index: MR_RTMR0,
+        event_type: EV_PLATFORM_CONFIG_FLAGS,
+        data: config_info("td_launch_params", text.as_bytes()),
+        digest: sha384(&[text.as_bytes()]),
+    });
+    events.push(separator(MR_RTMR0, SEPARATOR));
+    match payload {
+        Payload::Linux {
+            kernel,
+            cmdline,
+            initrd,
+        } => {
+            events.push(PlannedEvent {
+                name: "kernel",
+                mr_index: MR_RTMR1,
+                event_type: EV_EFI_PLATFORM_FIRMWARE_BLOB2,
+                data: blob2("td_kernel", kernel.len()),
+                digest: kernel_digest(kernel),
+            });
+            events.push(separator(MR_RTMR1, SEPARATOR));
+            events.push(PlannedEvent {
+                name: "cmdline",
+                mr_index: MR_RTMR2,
+                event_type: EV_PLATFORM_CONFIG_FLAGS,
+                data: config_info("td_cmdline", cmdline),
+                digest: sha384(&[cmdline]),
+            });
+            if let Some(initrd) = initrd {
+                events.push(PlannedEvent {
+                    name: "initrd",
+                    mr_index: MR_RTMR2,
+                    event_type: EV_EFI_PLATFORM_FIRMWARE_BLOB2,
+                    data: blob2("td_initrd", initrd.len()),
+                    digest: sha384(&[initrd]),
+                });
+            }
+        }
+        Payload::Elf(elf) => {
+            events.push(PlannedEvent {
+                name: "payload",
+                mr_index: MR_RTMR1,
+                event_type: EV_EFI_PLATFORM_FIRMWARE_BLOB2,
+                data: blob2("td_payload", elf.len()),
+                digest: sha384(&[elf]),
+            });
+            events.push(separator(MR_RTMR1, SEPARATOR));
+        }
+    }
+    events
+}
+
+/// The error separators recorded when the boot fails after `recorded` of the plan's events: one
+/// per firmware register (RTMR0, RTMR1) that has not yet had its separator, so a verifier sees
+/// that this boot did not complete.
+pub fn error_separators(planned: &[PlannedEvent], recorded: usize) -> Vec<PlannedEvent> {
+    let done = &planned[..recorded.min(planned.len())];
+    [MR_RTMR0, MR_RTMR1]
+        .into_iter()
+        .filter(|&mr| {
+            !done
+                .iter()
+                .any(|e| e.mr_index == mr && e.event_type == EV_SEPARATOR)
+        })
+        .map(|mr| separator(mr, ERROR_SEPARATOR))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    const PARAMS: LaunchParams = LaunchParams {
+        platform: PlatformKind::Plain,
+        ram_bytes: 512 << 20,
+        vcpus: 2,
+    };
+
+    fn fake_kernel() -> Vec<u8> {
+        let mut k = alloc::vec![0x11u8; 0x3000];
+        k[0x211] = 0x01;
+        k
+    }
+
+    #[test]
+    fn linux_plan_order_registers_and_digests() {
+        let kernel = fake_kernel();
+        let events = plan(
+            &PARAMS,
+            &Payload::Linux {
+                kernel: &kernel,
+                cmdline: b"console=ttyS0",
+                initrd: Some(b"initrd bytes"),
+            },
+        );
+        let shape: Vec<_> = events
+            .iter()
+            .map(|e| (e.name, e.mr_index, e.event_type))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("launch_params", 1, EV_PLATFORM_CONFIG_FLAGS),
+                ("separator", 1, EV_SEPARATOR),
+                ("kernel", 2, EV_EFI_PLATFORM_FIRMWARE_BLOB2),
+                ("separator", 2, EV_SEPARATOR),
+                ("cmdline", 3, EV_PLATFORM_CONFIG_FLAGS),
+                ("initrd", 3, EV_EFI_PLATFORM_FIRMWARE_BLOB2),
+            ]
+        );
+        // Digests over exact bytes.
+        assert_eq!(events[4].digest, sha384(&[b"console=ttyS0"]));
+        assert_eq!(events[5].digest, sha384(&[b"initrd bytes"]));
+        assert_eq!(events[1].digest, sha384(&[&[0, 0, 0, 0]]));
+        // The launch parameters are readable in the log.
+        let text = PARAMS.text();
+        assert!(text.contains("ram_bytes=536870912\nvcpus=2\n"));
+        assert_eq!(&events[0].data[20..], text.as_bytes());
+        assert_eq!(&events[0].data[..16], b"td_launch_params");
+        // The command line is in the event data after the 16-byte descriptor and length.
+        assert_eq!(&events[4].data[..10], b"td_cmdline");
+        assert_eq!(&events[4].data[20..], b"console=ttyS0");
+        // Blob: description "td_kernel\0", base 0, length.
+        assert_eq!(events[2].data[0], 10);
+        assert_eq!(&events[2].data[1..11], b"td_kernel\0");
+        assert_eq!(events[2].data[11..19], [0; 8]);
+        assert_eq!(
+            u64::from_le_bytes(events[2].data[19..27].try_into().unwrap()),
+            0x3000
+        );
+    }
+
+    #[test]
+    fn each_input_changes_only_its_own_event() {
+        let kernel = fake_kernel();
+        let base = plan(
+            &PARAMS,
+            &Payload::Linux {
+                kernel: &kernel,
+                cmdline: b"a",
+                initrd: Some(b"i"),
+            },
+        );
+        let mut k2 = kernel.clone();
+        k2[0x2FFF] ^= 1;
+        let other_kernel = plan(
+            &PARAMS,
+            &Payload::Linux {
+                kernel: &k2,
+                cmdline: b"a",
+                initrd: Some(b"i"),
+            },
+        );
+        let other_cmdline = plan(
+            &PARAMS,
+            &Payload::Linux {
+                kernel: &kernel,
+                cmdline: b"b",
+                initrd: Some(b"i"),
+            },
+        );
+        let other_initrd = plan(
+            &PARAMS,
+            &Payload::Linux {
+                kernel: &kernel,
+                cmdline: b"a",
+                initrd: Some(b"j"),
+            },
+        );
+        let more_ram = plan(
+            &LaunchParams {
+                ram_bytes: 1 << 30,
+                ..PARAMS
+            },
+            &Payload::Linux {
+                kernel: &kernel,
+                cmdline: b"a",
+                initrd: Some(b"i"),
+            },
+        );
+        let differing = |other: &[PlannedEvent]| -> Vec<&str> {
+            base.iter()
+                .zip(other)
+                .filter(|(a, b)| a != b)
+                .map(|(a, _)| a.name)
+                .collect()
+        };
+        assert_eq!(differing(&other_kernel), ["kernel"]);
+        assert_eq!(differing(&other_cmdline), ["cmdline"]);
+        assert_eq!(differing(&other_initrd), ["initrd"]);
+        assert_eq!(differing(&more_ram), ["launch_params"]);
+    }
+
+    #[test]
+    fn the_loader_fields_do_not_change_the_kernel_digest() {
+        let file = fake_kernel();
+        let mut patched = file.clone();
+        patched[0x210] = 0xB0; // type_of_loader, as QEMU writes it
+        patched[0x228..0x22C].copy_from_slice(&0x2_0000u32.to_le_bytes()); // cmd_line_ptr
+        assert_eq!(kernel_digest(&file), kernel_digest(&patched));
+        let mut code = file.clone();
+        code[0x1000] ^= 1;
+        assert_ne!(kernel_digest(&file), kernel_digest(&code));
+        // Tiny inputs are handled.
+        let _ = kernel_digest(&[1, 2, 3]);
+    }
+
+    #[test]
+    fn elf_plan_and_error_separators() {
+        let events = plan(&PARAMS, &Payload::Elf(b"\x7fELF"));
+        let names: Vec<_> = events.iter().map(|e| e.name).collect();
+        assert_eq!(
+            names,
+            ["launch_params", "separator", "payload", "separator"]
+        );
+        // Failing after the launch parameters: both firmware registers get an error separator.
+        let errs = error_separators(&events, 1);
+        assert_eq!(errs.iter().map(|e| e.mr_index).collect::<Vec<_>>(), [1, 2]);
+        assert!(errs.iter().all(|e| e.data == ERROR_SEPARATOR));
+        // After RTMR0's separator, only RTMR1 is left; after everything, nothing.
+        assert_eq!(error_separators(&events, 2).len(), 1);
+        assert!(error_separators(&events, 4).is_empty());
+    }
+}
