@@ -1195,7 +1195,11 @@ mod tests {
         assert_eq!(get16(&out, 0x1FE), 0xAA55);
         assert_eq!(&out[0x202..0x206], b"HdrS");
         assert_eq!(get16(&out, 0x206), 0x020F);
-        assert_eq!(get16(&out, 0x224), 0, "heap_end_ptr is the loader's: normalized");
+        assert_eq!(
+            get16(&out, 0x224),
+            0,
+            "heap_end_ptr is the loader's: normalized"
+        );
         assert_eq!(get32(&out, 0x22C), INITRD_MAX);
         assert_eq!(u64::from(get32(&out, 0x230)), ALIGN);
         assert_eq!(get16(&out, 0x236), 3);

@@ -98,6 +98,10 @@ pub enum AcpiError {
     NoRsdp,
     /// The files do not fit below 4 GiB at the address given.
     TooLarge,
+    /// The linked RSDP, RSDT or XSDT is missing, outside the region, or malformed.
+    BadRootTables,
+    /// The firmware's own tables do not fit the room left for them.
+    NoRoomForTables,
 }
 
 impl fmt::Display for AcpiError {
@@ -138,6 +142,13 @@ impl fmt::Display for AcpiError {
             ),
             Self::NoRsdp => write!(f, "acpi: the table-loader script loads no RSDP"),
             Self::TooLarge => write!(f, "acpi: the tables do not fit below 4 GiB"),
+            Self::BadRootTables => write!(
+                f,
+                "acpi: the VMM's RSDP, RSDT or XSDT is missing, misplaced or malformed"
+            ),
+            Self::NoRoomForTables => {
+                write!(f, "acpi: no room for the firmware's own tables")
+            }
         }
     }
 }
@@ -390,6 +401,161 @@ pub fn link(
     })
 }
 
+/// Bytes of an ACPI table header.
+pub const HEADER_SIZE: usize = 36;
+/// Room reserved after the VMM's tables for the firmware's own tables and the rebuilt RSDT/XSDT.
+pub const FIRMWARE_TABLES_ROOM: u64 = 4096;
+
+fn checksum(bytes: &[u8]) -> u8 {
+    0u8.wrapping_sub(bytes.iter().fold(0u8, |a, &b| a.wrapping_add(b)))
+}
+
+/// An ACPI table (ACPI 6.5 §5.2.6 header): `signature`, length, `revision`, checksum, OEM ID
+/// "TDSHIM", OEM table ID "TD-SHIM ", OEM revision 1, creator "TDSH", creator revision 1, then
+/// `body`.
+pub fn table(signature: [u8; 4], revision: u8, body: &[u8]) -> Vec<u8> {
+    let len = HEADER_SIZE + body.len();
+    let mut t = Vec::with_capacity(len);
+    t.extend_from_slice(&signature);
+    t.extend_from_slice(&(len as u32).to_le_bytes());
+    t.push(revision);
+    t.push(0);
+    t.extend_from_slice(b"TDSHIM");
+    t.extend_from_slice(b"TD-SHIM ");
+    t.extend_from_slice(&1u32.to_le_bytes());
+    t.extend_from_slice(b"TDSH");
+    t.extend_from_slice(&1u32.to_le_bytes());
+    t.extend_from_slice(body);
+    t[9] = checksum(&t);
+    t
+}
+
+/// The CCEL table (ACPI 6.5 §5.2.34): CC type (1 SEV, 2 TDX; this firmware uses 0 on a plain VM),
+/// subtype, reserved u16, LAML (log area minimum length) u64, LASA (log area start) u64.
+pub fn ccel(cc_type: u8, subtype: u8, laml: u64, lasa: u64) -> Vec<u8> {
+    let mut body = Vec::with_capacity(20);
+    body.push(cc_type);
+    body.push(subtype);
+    body.extend_from_slice(&[0, 0]);
+    body.extend_from_slice(&laml.to_le_bytes());
+    body.extend_from_slice(&lasa.to_le_bytes());
+    table(*b"CCEL", 1, &body)
+}
+
+fn get(region: &[u8], at: u64, len: usize) -> Result<&[u8], AcpiError> {
+    let at = usize::try_from(at).map_err(|_| AcpiError::BadRootTables)?;
+    region
+        .get(at..at.checked_add(len).ok_or(AcpiError::BadRootTables)?)
+        .ok_or(AcpiError::BadRootTables)
+}
+
+/// Adds `tables` to the linked tables in `region` (at guest address `base`): writes them from
+/// offset `at`, then a new RSDT (and XSDT, if the RSDP has one) listing the VMM's entries and
+/// the new tables, and points the RSDP (at guest address `rsdp`) at them with fixed checksums.
+/// Returns the guest address of each added table.
+pub fn add_tables(
+    region: &mut [u8],
+    base: u64,
+    rsdp: u64,
+    at: usize,
+    tables: &[Vec<u8>],
+) -> Result<Vec<u64>, AcpiError> {
+    let rsdp_off = rsdp.checked_sub(base).ok_or(AcpiError::BadRootTables)?;
+    let r = get(region, rsdp_off, 20)?;
+    if &r[..8] != b"RSD PTR " {
+        return Err(AcpiError::BadRootTables);
+    }
+    let revision = r[15];
+    let rsdt = u64::from(u32_at(r, 16));
+    let xsdt = if revision >= 2 {
+        let x = get(region, rsdp_off, 36)?;
+        u64::from_le_bytes(x[24..32].try_into().map_err(|_| AcpiError::BadRootTables)?)
+    } else {
+        0
+    };
+    // The old root tables' entries.
+    let entries = |addr: u64, width: usize| -> Result<(Vec<u8>, Vec<u64>), AcpiError> {
+        let off = addr.checked_sub(base).ok_or(AcpiError::BadRootTables)?;
+        let header = get(region, off, HEADER_SIZE)?;
+        let len = u32_at(header, 4) as usize;
+        if len < HEADER_SIZE || !(len - HEADER_SIZE).is_multiple_of(width) {
+            return Err(AcpiError::BadRootTables);
+        }
+        let whole = get(region, off, len)?;
+        let list = whole[HEADER_SIZE..]
+            .chunks_exact(width)
+            .map(|c| {
+                let mut v = [0u8; 8];
+                v[..width].copy_from_slice(c);
+                u64::from_le_bytes(v)
+            })
+            .collect();
+        Ok((whole[..HEADER_SIZE].to_vec(), list))
+    };
+    let old_rsdt = entries(rsdt, 4)?;
+    let old_xsdt = if xsdt != 0 {
+        Some(entries(xsdt, 8)?)
+    } else {
+        None
+    };
+    let mut cursor = at;
+    let mut put = |bytes: &[u8]| -> Result<u64, AcpiError> {
+        let start = cursor.div_ceil(8) * 8;
+        let end = start
+            .checked_add(bytes.len())
+            .ok_or(AcpiError::NoRoomForTables)?;
+        region
+            .get_mut(start..end)
+            .ok_or(AcpiError::NoRoomForTables)?
+            .copy_from_slice(bytes);
+        cursor = end;
+        Ok(base + start as u64)
+    };
+    let mut added = Vec::with_capacity(tables.len());
+    for t in tables {
+        added.push(put(t)?);
+    }
+    let rebuild = |header: Vec<u8>, mut list: Vec<u64>, width: usize| -> Vec<u8> {
+        list.extend_from_slice(&added);
+        let mut t = header;
+        for e in list {
+            t.extend_from_slice(&e.to_le_bytes()[..width]);
+        }
+        let len = t.len() as u32;
+        t[4..8].copy_from_slice(&len.to_le_bytes());
+        t[9] = 0;
+        t[9] = checksum(&t);
+        t
+    };
+    let (h, list) = old_rsdt;
+    let new_rsdt = put(&rebuild(h, list, 4))?;
+    let new_xsdt = match old_xsdt {
+        Some((h, list)) => Some(put(&rebuild(h, list, 8))?),
+        None => None,
+    };
+    // Point the RSDP at the new tables and fix its checksums.
+    let off = rsdp_off as usize;
+    let rsdp_len = if revision >= 2 { 36 } else { 20 };
+    let r = region
+        .get_mut(off..off + rsdp_len)
+        .ok_or(AcpiError::BadRootTables)?;
+    r[16..20].copy_from_slice(
+        &u32::try_from(new_rsdt)
+            .map_err(|_| AcpiError::TooLarge)?
+            .to_le_bytes(),
+    );
+    if let Some(x) = new_xsdt {
+        r[24..32].copy_from_slice(&x.to_le_bytes());
+    }
+    r[8] = 0;
+    r[8] = checksum(&r[..20]);
+    if revision >= 2 {
+        r[32] = 0;
+        r[32] = checksum(&r[..36]);
+    }
+    Ok(added)
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -600,6 +766,82 @@ mod tests {
             run(&script, &tables, &rsdp, 0xFFFF_F000),
             Err(AcpiError::TooLarge)
         );
+    }
+
+    fn sum(b: &[u8]) -> u8 {
+        b.iter().fold(0u8, |a, &x| a.wrapping_add(x))
+    }
+
+    #[test]
+    fn adds_tables_to_the_rsdt_and_xsdt() {
+        // A region with an RSDT of one entry at 0x40, an XSDT at 0x80, an RSDP v2 at 0x100.
+        let base = 0x7F0_0000u64;
+        let mut region = vec![0u8; 0x1000];
+        let rsdt = table(*b"RSDT", 1, &0x1234u32.to_le_bytes());
+        let xsdt = table(*b"XSDT", 1, &0x1234u64.to_le_bytes());
+        region[0x40..0x40 + rsdt.len()].copy_from_slice(&rsdt);
+        region[0x80..0x80 + xsdt.len()].copy_from_slice(&xsdt);
+        let mut rsdp = vec![0u8; 36];
+        rsdp[..8].copy_from_slice(b"RSD PTR ");
+        rsdp[15] = 2;
+        rsdp[16..20].copy_from_slice(&((base + 0x40) as u32).to_le_bytes());
+        rsdp[20..24].copy_from_slice(&36u32.to_le_bytes());
+        rsdp[24..32].copy_from_slice(&(base + 0x80).to_le_bytes());
+        region[0x100..0x124].copy_from_slice(&rsdp);
+
+        let ccel = ccel(0, 0, 0x1_0000, 0x1A_0000);
+        assert_eq!(ccel.len(), 56);
+        assert_eq!(sum(&ccel), 0);
+        let added = add_tables(
+            &mut region,
+            base,
+            base + 0x100,
+            0x200,
+            core::slice::from_ref(&ccel),
+        )
+        .unwrap();
+        assert_eq!(added, [base + 0x200]);
+        assert_eq!(&region[0x200..0x200 + 56], &ccel[..]);
+        // The RSDP points at new root tables that list the old entry and the CCEL.
+        let r = &region[0x100..0x124];
+        assert_eq!(sum(&r[..20]), 0);
+        assert_eq!(sum(r), 0);
+        let new_rsdt = (u32::from_le_bytes(r[16..20].try_into().unwrap()) as u64 - base) as usize;
+        let t = &region[new_rsdt..new_rsdt + 44];
+        assert_eq!(&t[..4], b"RSDT");
+        assert_eq!(u32::from_le_bytes(t[4..8].try_into().unwrap()), 44);
+        assert_eq!(sum(t), 0);
+        assert_eq!(u32::from_le_bytes(t[36..40].try_into().unwrap()), 0x1234);
+        assert_eq!(
+            u64::from(u32::from_le_bytes(t[40..44].try_into().unwrap())),
+            base + 0x200
+        );
+        let new_xsdt = (u64::from_le_bytes(r[24..32].try_into().unwrap()) - base) as usize;
+        let x = &region[new_xsdt..new_xsdt + 52];
+        assert_eq!(&x[..4], b"XSDT");
+        assert_eq!(sum(x), 0);
+        assert_eq!(
+            u64::from_le_bytes(x[44..52].try_into().unwrap()),
+            base + 0x200
+        );
+    }
+
+    #[test]
+    fn add_tables_refuses_what_does_not_fit_or_is_not_there() {
+        let mut region = vec![0u8; 0x200];
+        assert_eq!(
+            add_tables(&mut region, 0, 0x100, 0x180, &[]),
+            Err(AcpiError::BadRootTables)
+        );
+        region[0x100..0x108].copy_from_slice(b"RSD PTR ");
+        region[0x110..0x114].copy_from_slice(&0x40u32.to_le_bytes());
+        let rsdt = table(*b"RSDT", 1, &[]);
+        region[0x40..0x40 + rsdt.len()].copy_from_slice(&rsdt);
+        assert_eq!(
+            add_tables(&mut region, 0, 0x100, 0x1F0, &[ccel(0, 0, 1, 2)]),
+            Err(AcpiError::NoRoomForTables)
+        );
+        assert!(add_tables(&mut region, 0, 0x100, 0x140, &[]).is_ok());
     }
 
     #[test]
