@@ -66,6 +66,20 @@
 //! [`MAX_ALGORITHMS`] algorithms, digests longer than [`MAX_DIGEST_SIZE`], event data longer
 //! than [`MAX_EVENT_DATA_SIZE`], more than [`MAX_EVENTS`] events. A log must carry SHA-384 (the
 //! RTMRs' hash) in every event.
+//!
+//! # Writing
+//!
+//! [`EventLogWriter`] writes a log the parser reads back: a SHA-384-only log in a log area,
+//! each event extending its RTMR through an [`Extender`]. It needs no allocator, for the
+//! firmware; [`writer`] describes the Spec ID event it writes and its rules.
+
+pub mod writer;
+
+pub use writer::{
+    EventLogWriter, ExtendError, Extender, SoftwareRtmrs, WriteError, EVENT2_HEADER_SIZE,
+    MAX_VENDOR_INFO_SIZE, SPEC_ERRATA, SPEC_ID_RECORD_SIZE, SPEC_VERSION_MAJOR, SPEC_VERSION_MINOR,
+    UINTN_SIZE,
+};
 
 use alloc::vec::Vec;
 use core::fmt;

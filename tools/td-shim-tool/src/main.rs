@@ -79,7 +79,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Read a CC event log (the CCEL log area, from any firmware): list it or replay it.
+    /// Read a CC event log (the CCEL log area, from any firmware): list it, replay it, or
+    /// compare it with another.
     Eventlog {
         #[command(subcommand)]
         command: EventlogCommand,
@@ -104,6 +105,17 @@ enum EventlogCommand {
         /// A TDX quote (version 4) taken in the same boot.
         #[arg(long)]
         quote: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two logs event by event (MR index, type, digest, data) and name the first event
+    /// that differs and the registers it changes (exit 1 if the events differ).
+    Diff {
+        /// The reference log (e.g. the one `measure` predicts).
+        expected: PathBuf,
+        /// The log to check against it (e.g. the guest's).
+        actual: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -218,6 +230,30 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             Ok(())
+        }
+        Command::Eventlog {
+            command:
+                EventlogCommand::Diff {
+                    expected,
+                    actual,
+                    json,
+                },
+        } => {
+            let (expected_bytes, actual_bytes) = (read(&expected)?, read(&actual)?);
+            let report = eventlog::diff(&expected_bytes, &actual_bytes).with_context(|| {
+                format!(
+                    "cannot compare {} ({}) with {} ({})",
+                    expected.display(),
+                    eventlog::EXPECTED,
+                    actual.display(),
+                    eventlog::ACTUAL
+                )
+            })?;
+            print(json, &report, || report.to_text())?;
+            match report.summary() {
+                Some(summary) => anyhow::bail!("{summary}"),
+                None => Ok(()),
+            }
         }
     }
 }

@@ -169,4 +169,239 @@ fn usage_errors_are_status_2() {
         tool(&["eventlog", "replay", "a", "--quote"]).status.code(),
         Some(2)
     );
+    assert_eq!(tool(&["eventlog", "diff", "a"]).status.code(), Some(2));
+    assert_eq!(
+        tool(&["eventlog", "diff", "a", "b", "c"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        tool(&["eventlog", "diff", "a", "b", "--frob"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+/// Writes `bytes` to a file in `dir` and returns its path as an argument.
+fn file(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).expect("write log");
+    path.to_str().expect("utf-8 path").to_owned()
+}
+
+#[test]
+fn diff_of_a_real_log_with_itself_is_equal() {
+    for name in ["gotdx-ccel_data.dat", "trustee-CCEL_data"] {
+        let out = tool(&["eventlog", "diff", &arg(name), &arg(name)]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("the logs have the same"), "{text}");
+        assert!(text.contains("the replayed registers are equal"), "{text}");
+        assert!(stderr(&out).is_empty());
+    }
+}
+
+#[test]
+fn diff_names_the_event_whose_digest_was_flipped() {
+    let original = std::fs::read(testdata("gotdx-ccel_data.dat")).expect("read log");
+    let log = td_shim::eventlog::parse(&original).expect("parse log");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The first event (RTMR0), the RTMR1 separator, a grub command (RTMR2), the last event.
+    for k in [1usize, 16, 33, 43] {
+        let event = &log.events()[k - 1];
+        let register = format!("RTMR{}", event.rtmr().expect("a measured event"));
+        let mut tampered = original.clone();
+        tampered[event.offset() + 14 + 47] ^= 1; // the digest's last byte
+        let path = file(&dir, &format!("tampered-{k}.dat"), &tampered);
+        let out = tool(&["eventlog", "diff", &arg("gotdx-ccel_data.dat"), &path]);
+        assert_eq!(out.status.code(), Some(1), "event {k}");
+        let text = stdout(&out);
+        assert!(
+            text.contains(&format!("first difference: event {k} (digest)")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "  EXPECTED  event {k} at {:#08x}  {register} ",
+                event.offset()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("  ACTUAL    event {k} at ")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("sha384 {}", hex::encode(event.digest()))));
+        assert!(
+            text.contains(&format!("replayed registers that differ: {register}\n")),
+            "{text}"
+        );
+        assert!(
+            stderr(&out).contains(&format!(
+                "the logs differ at event {k}, which changes {register}"
+            )),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn diff_describes_the_input_of_the_event() {
+    let original = std::fs::read(testdata("trustee-CCEL_data")).expect("read log");
+    let log = td_shim::eventlog::parse(&original).expect("parse log");
+    let mut tampered = original.clone();
+    tampered[log.events()[3].offset() + 14] ^= 1;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = file(&dir, "payload.dat", &tampered);
+    let out = tool(&["eventlog", "diff", &arg("trustee-CCEL_data"), &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("RTMR1 EV_EFI_PLATFORM_FIRMWARE_BLOB2 (MR index 2)  28 bytes  td_payload: base 0x901000, length 0x10000000"),
+        "{text}"
+    );
+}
+
+#[test]
+fn diff_of_logs_of_different_length() {
+    let original = std::fs::read(testdata("gotdx-ccel_data.dat")).expect("read log");
+    let log = td_shim::eventlog::parse(&original).expect("parse log");
+    // Keep 40 events; the area after them is 0xFF, as the firmware leaves it.
+    let mut short = original.clone();
+    short[log.events()[40].offset()..].fill(0xFF);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let short = file(&dir, "short.dat", &short);
+    let full = arg("gotdx-ccel_data.dat");
+
+    let out = tool(&["eventlog", "diff", &short, &full]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("EXPECTED: 40 events, ACTUAL: 43 events"),
+        "{text}"
+    );
+    assert!(
+        text.contains("first difference: ACTUAL has 3 more events after event 40\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  ACTUAL    event 41 at 0x0042c3  RTMR2 EV_IPL"),
+        "{text}"
+    );
+    assert!(stderr(&out).contains(
+        "the logs differ: ACTUAL has 3 more events after event 40, which changes RTMR1 and RTMR2"
+    ));
+
+    let out = tool(&["eventlog", "diff", &full, &short]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("first difference: EXPECTED has 3 more events after event 40"));
+}
+
+#[test]
+fn diff_as_json() {
+    let original = std::fs::read(testdata("gotdx-ccel_data.dat")).expect("read log");
+    let log = td_shim::eventlog::parse(&original).expect("parse log");
+    let mut tampered = original.clone();
+    tampered[log.events()[15].offset() + 14] ^= 1;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = file(&dir, "tampered.dat", &tampered);
+    let out = tool(&[
+        "eventlog",
+        "diff",
+        &arg("gotdx-ccel_data.dat"),
+        &path,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["equal"], false);
+    assert_eq!(v["expected_events"], 43);
+    assert_eq!(v["actual_events"], 43);
+    assert_eq!(v["spec_id_differs"], false);
+    let d = &v["first_difference"];
+    assert_eq!(d["index"], 16);
+    assert_eq!(d["fields"], serde_json::json!(["digest"]));
+    assert_eq!(d["registers"], serde_json::json!(["RTMR1"]));
+    assert!(d["extra"].is_null());
+    for side in ["expected", "actual"] {
+        let e = &d[side];
+        assert_eq!(e["index"], 16);
+        assert_eq!(e["offset"], 0x250c);
+        assert_eq!(e["mr_index"], 2);
+        assert_eq!(e["register"], "RTMR1");
+        assert_eq!(e["event_type"], 4);
+        assert_eq!(e["type_name"], "EV_SEPARATOR");
+        assert_eq!(e["data_length"], 4);
+        assert_eq!(e["description"], "separator (0x00000000)");
+    }
+    assert_eq!(
+        d["expected"]["digest"],
+        "394341b7182cd227c5c6b07ef8000cdfd86136c4292b8e576573ad7ed9ae41019f5818b4b971c9effc60e1ad9f1289f0"
+    );
+    assert_eq!(
+        d["actual"]["digest"],
+        "384341b7182cd227c5c6b07ef8000cdfd86136c4292b8e576573ad7ed9ae41019f5818b4b971c9effc60e1ad9f1289f0"
+    );
+    assert_eq!(v["differing_registers"], serde_json::json!(["RTMR1"]));
+    assert_eq!(v["expected_rtmrs"][1], RTMR1);
+    assert_ne!(v["actual_rtmrs"][1], RTMR1);
+    assert_eq!(v["actual_rtmrs"][2], RTMR2);
+
+    // Equal logs; a length difference.
+    let out = tool(&[
+        "eventlog",
+        "diff",
+        &arg("gotdx-ccel_data.dat"),
+        &arg("gotdx-ccel_data.dat"),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["equal"], true);
+    assert!(v["first_difference"].is_null());
+    assert_eq!(v["differing_registers"], serde_json::json!([]));
+    let mut short = original.clone();
+    short[log.events()[42].offset()..].fill(0xFF);
+    let short = file(&dir, "short.dat", &short);
+    let out = tool(&[
+        "eventlog",
+        "diff",
+        &arg("gotdx-ccel_data.dat"),
+        &short,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let d = &v["first_difference"];
+    assert_eq!(
+        d["extra"],
+        serde_json::json!({"log": "EXPECTED", "count": 1, "after": 42})
+    );
+    assert!(d["actual"].is_null());
+    assert_eq!(d["expected"]["index"], 43);
+    assert_eq!(d["fields"], serde_json::json!([]));
+}
+
+#[test]
+fn diff_refuses_unreadable_input_with_status_1() {
+    let log = arg("gotdx-ccel_data.dat");
+    let out = tool(&["eventlog", "diff", &log, "/nonexistent/log"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot read /nonexistent/log"));
+    let quote = arg("gotdx-cos-113-tdx-quote.dat");
+    let out = tool(&["eventlog", "diff", &quote, &log]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("(EXPECTED) with")
+            && err
+                .contains("EXPECTED is not a valid event log: event log: the first event has type"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let out = tool(&["eventlog", "diff", &log, &quote]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("ACTUAL is not a valid event log"));
+    assert!(stdout(&out).is_empty());
 }
