@@ -58,6 +58,10 @@ pub struct BootInfo {
     pub payload_base: u64,
     /// Bytes the loaded payload spans from `payload_base` (reserved in the memory map).
     pub payload_size: u64,
+    /// Where the CC event log of this boot starts (reserved in the memory map).
+    pub event_log_address: u64,
+    /// Bytes of the event log area (the log ends at the first 0xFF padding).
+    pub event_log_size: u64,
 }
 
 /// One memory map record, in the E820 layout (20 bytes, packed).
@@ -99,7 +103,7 @@ mod tests {
 
     #[test]
     fn wire_sizes() {
-        assert_eq!(core::mem::size_of::<BootInfo>(), 48);
+        assert_eq!(core::mem::size_of::<BootInfo>(), 64);
         assert_eq!(core::mem::size_of::<MemoryMapEntry>(), 20);
         assert_eq!(qemu_exit_status(DEBUG_EXIT_PAYLOAD_OK), 33);
         assert_eq!(qemu_exit_status(DEBUG_EXIT_FIRMWARE_FATAL), 253);

@@ -167,6 +167,14 @@ pub const HANDOFF: Region = Region {
     size: 0x1_0000,
 };
 
+/// The CC event log: the firmware's measurements, announced to the OS by the CCEL ACPI table
+/// (LASA = base, LAML = size) and kept reserved after hand-off.
+pub const EVENT_LOG: Region = Region {
+    name: "event-log",
+    base: HANDOFF.end(),
+    size: 0x1_0000,
+};
+
 /// The firmware's code and read-only data, copied here from the image by the reset code and run
 /// from here: RIP-relative code must sit within 2 GiB of the `.data` and `.bss` it uses, which
 /// the top of 4 GiB is not. 2 MiB aligned so it can be mapped read-only and executable while
@@ -211,11 +219,12 @@ pub const MIN_RAM_TOP: u64 = PAYLOAD_LOAD.end();
 
 /// The firmware's own regions inside [`TEMP_MEM`], in address order. The gaps between them are
 /// unused.
-pub const TEMP_MEM_REGIONS: [Region; 7] = [
+pub const TEMP_MEM_REGIONS: [Region; 8] = [
     FW_DATA,
     FW_STACK,
     RESET_PAGE_TABLES,
     HANDOFF,
+    EVENT_LOG,
     FW_CODE,
     PAGE_TABLES,
     HEAP,

@@ -442,6 +442,12 @@ pub fn ccel(cc_type: u8, subtype: u8, laml: u64, lasa: u64) -> Vec<u8> {
     table(*b"CCEL", 1, &body)
 }
 
+/// The table publishing a plain VM's emulated registers: signature "RTMR", body RTMR0..RTMR3,
+/// 48 bytes each (docs/measurement.md).
+pub fn rtmr_table(registers: &crate::eventlog::Rtmrs) -> Vec<u8> {
+    table(*b"RTMR", 1, registers.as_flattened())
+}
+
 fn get(region: &[u8], at: u64, len: usize) -> Result<&[u8], AcpiError> {
     let at = usize::try_from(at).map_err(|_| AcpiError::BadRootTables)?;
     region

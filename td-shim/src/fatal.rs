@@ -10,6 +10,14 @@ struct Fatal {
 }
 
 static FATAL: spin::Once<Fatal> = spin::Once::new();
+static HOOK: spin::Once<fn()> = spin::Once::new();
+static IN_FATAL: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Registers what the fatal path does before it reports: recording the error separator in the
+/// measurement registers and the log. Later calls are ignored.
+pub fn set_hook(hook: fn()) {
+    HOOK.call_once(|| hook);
+}
 
 /// Registers the platform and console the fatal path uses. Later calls are ignored.
 pub fn install(platform: &'static dyn Platform, console: &'static SerialLogger) {
@@ -19,6 +27,12 @@ pub fn install(platform: &'static dyn Platform, console: &'static SerialLogger) 
 /// Prints `td-shim: FATAL <what>` and ends the boot through the platform. Before
 /// [`install`], it can only stop the CPU.
 pub fn fatal(what: fmt::Arguments<'_>) -> ! {
+    // The hook runs once: a failure inside it comes back here and goes straight to the report.
+    if !IN_FATAL.swap(true, core::sync::atomic::Ordering::SeqCst) {
+        if let Some(hook) = HOOK.get() {
+            hook();
+        }
+    }
     match FATAL.get() {
         Some(f) => {
             f.console.write_line(format_args!("td-shim: FATAL {what}"));

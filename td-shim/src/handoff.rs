@@ -15,6 +15,7 @@ pub fn write_boot_info(
     map: &MemoryMap,
     payload_base: u64,
     payload_size: u64,
+    event_log: (u64, u64),
 ) -> Result<u64, MemoryMapError> {
     let info_size = core::mem::size_of::<BootInfo>();
     let entry_size = core::mem::size_of::<MemoryMapEntry>();
@@ -35,6 +36,8 @@ pub fn write_boot_info(
         memory_map_address: region_base + info_size as u64,
         payload_base,
         payload_size,
+        event_log_address: event_log.0,
+        event_log_size: event_log.1,
     };
     head.copy_from_slice(info.as_bytes());
     Ok(region_base)
@@ -63,19 +66,21 @@ mod tests {
             &map,
             0x100_0000,
             0x5000,
+            (0x1A_0000, 0x1_0000),
         )
         .unwrap();
         assert_eq!(at, 0x19_0000);
         let (info, rest) = BootInfo::read_from_prefix(&region).unwrap();
         assert_eq!(info.magic, BOOT_INFO_MAGIC);
         assert_eq!(info.memory_map_entries, 2);
-        assert_eq!(info.memory_map_address, 0x19_0000 + 48);
+        assert_eq!(info.memory_map_address, 0x19_0000 + 64);
+        assert_eq!(info.event_log_address, 0x1A_0000);
         let (second, _) = <[MemoryMapEntry; 2]>::read_from_prefix(rest).unwrap();
         assert_eq!({ second[1].base }, 0xFEFF_C000);
         // A region too small for the map is refused, not overrun.
         let mut small = [0u8; 60];
         assert_eq!(
-            write_boot_info(&mut small, 0, PlatformKind::Plain, &map, 0, 0),
+            write_boot_info(&mut small, 0, PlatformKind::Plain, &map, 0, 0, (0, 0)),
             Err(MemoryMapError::TooManyRanges)
         );
     }

@@ -51,6 +51,8 @@ pub enum BootError {
     Linux(td_loader::linux::LinuxError),
     /// The Linux boot could not be laid out in memory.
     LinuxBoot(linux::LinuxBootError),
+    /// Recording a measurement failed.
+    Measurement(eventlog::WriteError),
     /// The VMM's ACPI table-loader script was refused.
     Acpi(acpi::AcpiError),
     /// The platform was detected but this firmware cannot run on it yet.
@@ -69,6 +71,7 @@ impl fmt::Display for BootError {
             Self::Linux(e) => write!(f, "linux: {e}"),
             Self::LinuxBoot(e) => write!(f, "{e}"),
             Self::Acpi(e) => write!(f, "{e}"),
+            Self::Measurement(e) => write!(f, "measurement: {e}"),
             Self::RegionUnavailable(r) => write!(f, "firmware region {r} is unavailable (already taken, or not where the layout puts it)"),
             Self::UnsupportedPlatform(p) => {
                 write!(
@@ -98,5 +101,6 @@ from_error!(
     Elf(td_loader::elf::ElfError),
     Linux(td_loader::linux::LinuxError),
     LinuxBoot(linux::LinuxBootError),
-    Acpi(acpi::AcpiError)
+    Acpi(acpi::AcpiError),
+    Measurement(eventlog::WriteError)
 );

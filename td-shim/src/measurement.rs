@@ -18,6 +18,8 @@
 //! events. RTMR3 is never touched by the firmware. Exact bytes with their lengths are measured,
 //! never zero-padded regions.
 
+use crate::eventlog::{EventLogWriter, ExtendError, Extender, WriteError};
+use crate::platform::Platform;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -236,6 +238,68 @@ pub fn error_separators(planned: &[PlannedEvent], recorded: usize) -> Vec<Planne
         .collect()
 }
 
+/// A platform's measurement registers as an [`Extender`] for the log writer.
+pub struct PlatformExtender<'a>(pub &'a dyn Platform);
+
+impl Extender for PlatformExtender<'_> {
+    fn extend(&mut self, rtmr: usize, digest: &[u8; 48]) -> Result<(), ExtendError> {
+        self.0.extend_rtmr(rtmr, digest)
+    }
+}
+
+/// A boot's measurements in progress: the log, the plan once it is known, and how much of it is
+/// recorded, so the fatal path can close the registers with [`error_separators`].
+pub struct Recording<'a> {
+    writer: EventLogWriter<'a>,
+    planned: Vec<PlannedEvent>,
+    recorded: usize,
+}
+
+impl<'a> Recording<'a> {
+    /// Starts the log in `area` (the Spec ID event, vendor info "td-shim").
+    pub fn new(area: &'a mut [u8]) -> Result<Self, WriteError> {
+        Ok(Recording {
+            writer: EventLogWriter::new(area, b"td-shim")?,
+            planned: Vec::new(),
+            recorded: 0,
+        })
+    }
+
+    /// Records `planned` in order: each event is extended into its register and appended to the
+    /// log, or, on the first failure, nothing more is.
+    pub fn record(
+        &mut self,
+        extender: &mut dyn Extender,
+        planned: Vec<PlannedEvent>,
+    ) -> Result<(), WriteError> {
+        self.planned = planned;
+        self.recorded = 0;
+        for e in &self.planned {
+            self.writer
+                .log_digest(extender, e.mr_index, e.event_type, e.digest, &e.data)?;
+            self.recorded += 1;
+        }
+        Ok(())
+    }
+
+    /// Records the error separators of a failed boot (best effort: the boot is failing anyway).
+    pub fn record_failure(&mut self, extender: &mut dyn Extender) {
+        for e in error_separators(&self.planned, self.recorded) {
+            let _ = self
+                .writer
+                .log_digest(extender, e.mr_index, e.event_type, e.digest, &e.data);
+        }
+        // Closed: a second failure adds nothing.
+        self.recorded = self.planned.len();
+        self.planned.clear();
+    }
+
+    /// The log bytes written so far.
+    pub fn log(&self) -> &[u8] {
+        self.writer.bytes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -374,6 +438,46 @@ mod tests {
         assert_ne!(kernel_digest(&file), kernel_digest(&code));
         // Tiny inputs are handled.
         let _ = kernel_digest(&[1, 2, 3]);
+    }
+
+    #[test]
+    fn a_recorded_plan_replays_to_the_registers() {
+        use crate::eventlog::{parse, SoftwareRtmrs};
+        let kernel = fake_kernel();
+        let planned = plan(
+            &PARAMS,
+            &Payload::Linux {
+                kernel: &kernel,
+                cmdline: b"console=ttyS0",
+                initrd: None,
+            },
+        );
+        let mut area = alloc::vec![0u8; 4096];
+        let mut regs = SoftwareRtmrs::default();
+        let mut rec = Recording::new(&mut area).unwrap();
+        rec.record(&mut regs, planned.clone()).unwrap();
+        let log = parse(rec.log()).unwrap();
+        assert_eq!(log.events().len(), planned.len());
+        assert_eq!(log.replay(), regs.0);
+        assert_eq!(regs.0[3], [0; 48], "RTMR3 is the OS's");
+        // A failure after recording everything adds no separator; before the plan, both.
+        rec.record_failure(&mut regs);
+        assert_eq!(parse(rec.log()).unwrap().events().len(), planned.len());
+        let mut area = alloc::vec![0u8; 4096];
+        let mut regs = SoftwareRtmrs::default();
+        let mut rec = Recording::new(&mut area).unwrap();
+        rec.record_failure(&mut regs);
+        let log = parse(rec.log()).unwrap();
+        let seps: Vec<_> = log
+            .events()
+            .iter()
+            .map(|e| (e.mr_index(), e.data().to_vec()))
+            .collect();
+        assert_eq!(
+            seps,
+            [(1, ERROR_SEPARATOR.to_vec()), (2, ERROR_SEPARATOR.to_vec())]
+        );
+        assert_eq!(log.replay(), regs.0);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! memory map comes from QEMU's fw_cfg `etc/e820`.
 
 use crate::arch::{cpu, io};
+use crate::eventlog::{extend, ExtendError, Rtmrs, RTMR_COUNT};
 use crate::fw_cfg::{self, DmaStatus, FwCfg, FwCfgError};
 use crate::memory_map::{MemoryMap, E820_ENTRY_SIZE, MAX_VMM_ENTRIES};
 use crate::platform::{Platform, PortIo};
@@ -9,8 +10,29 @@ use crate::BootError;
 use core::sync::atomic::{compiler_fence, Ordering};
 use td_layout::handoff::{PlatformKind, DEBUG_EXIT_FIRMWARE_FATAL, DEBUG_EXIT_PORT};
 
-/// A plain VM.
-pub struct PlainPlatform;
+/// A plain VM. Its four runtime measurement registers are emulated in firmware memory (SHA-384
+/// extend, from zero) and published to the OS at hand-off (docs/measurement.md).
+pub struct PlainPlatform {
+    rtmrs: spin::Mutex<Rtmrs>,
+}
+
+impl PlainPlatform {
+    /// A plain VM with all emulated registers zero.
+    pub const fn new() -> Self {
+        PlainPlatform {
+            rtmrs: spin::Mutex::new([[0; 48]; RTMR_COUNT]),
+        }
+    }
+}
+
+impl Default for PlainPlatform {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// fw_cfg item key of the number of boot vCPUs (u16, little-endian).
+const FW_CFG_NB_CPUS: u16 = 0x05;
 
 impl PortIo for PlainPlatform {
     fn inb(&self, port: u16) -> u8 {
@@ -81,6 +103,25 @@ impl Platform for PlainPlatform {
 
     fn accept_memory(&self, _base: u64, _len: u64) -> Result<(), BootError> {
         Ok(())
+    }
+
+    fn vcpu_count(&self) -> Result<u32, BootError> {
+        let mut n = [0u8; 2];
+        self.fw_cfg_read_item(FW_CFG_NB_CPUS, &mut n)?;
+        Ok(u32::from(u16::from_le_bytes(n)))
+    }
+
+    fn extend_rtmr(&self, rtmr: usize, digest: &[u8; 48]) -> Result<(), ExtendError> {
+        let mut regs = self.rtmrs.lock();
+        let reg = regs
+            .get_mut(rtmr)
+            .ok_or(ExtendError::BadRegister { rtmr })?;
+        *reg = extend(reg, digest);
+        Ok(())
+    }
+
+    fn emulated_rtmrs(&self) -> Option<Rtmrs> {
+        Some(*self.rtmrs.lock())
     }
 
     fn fw_cfg_read_item(&self, key: u16, dst: &mut [u8]) -> Result<(), FwCfgError> {

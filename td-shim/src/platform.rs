@@ -1,6 +1,7 @@
 //! The `Platform` trait: what differs between TDX, SEV-SNP and a plain VM, behind one interface
 //! the boot core is written against (DESIGN.md, "Platforms").
 
+use crate::eventlog::{ExtendError, Rtmrs};
 use crate::fw_cfg::FwCfgError;
 use crate::memory_map::MemoryMap;
 use crate::BootError;
@@ -38,6 +39,17 @@ pub trait Platform: PortIo + Sync {
     /// device offers it (under SEV through a shared bounce buffer). Platforms without fw_cfg
     /// (TDX) return [`FwCfgError::NotPresent`].
     fn fw_cfg_read_item(&self, key: u16, dst: &mut [u8]) -> Result<(), FwCfgError>;
+
+    /// How many vCPUs the VMM starts (a launch parameter the measurement records).
+    fn vcpu_count(&self) -> Result<u32, BootError>;
+
+    /// Extends runtime measurement register `rtmr` (0..=3) with `digest`: TDG.MR.RTMR.EXTEND
+    /// under TDX, the emulated registers on a plain VM. On error the register is unchanged.
+    fn extend_rtmr(&self, rtmr: usize, digest: &[u8; 48]) -> Result<(), ExtendError>;
+
+    /// The registers to publish to the OS when they are emulated (a plain VM); `None` where the
+    /// hardware holds them and reports them itself (TDX quote, SNP report).
+    fn emulated_rtmrs(&self) -> Option<Rtmrs>;
 
     /// The platform's report of a fatal error, after the message has been printed: never
     /// returns. On a plain VM: QEMU's `isa-debug-exit` if present, then halt.

@@ -7,7 +7,9 @@
 use crate::memory_map::MemoryMap;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use td_layout::layout::{Region, HANDOFF, HEAP, IMAGE_BASE, IMAGE_SIZE, PAGE_TABLES, PAYLOAD_LOAD};
+use td_layout::layout::{
+    Region, EVENT_LOG, HANDOFF, HEAP, IMAGE_BASE, IMAGE_SIZE, PAGE_TABLES, PAYLOAD_LOAD,
+};
 use x86_64::structures::paging::PageTable;
 
 /// The RAM regions the boot core may take.
@@ -21,6 +23,8 @@ pub enum RamRegion {
     Handoff,
     /// [`PAYLOAD_LOAD`].
     PayloadLoad,
+    /// [`EVENT_LOG`].
+    EventLog,
 }
 
 impl RamRegion {
@@ -31,6 +35,7 @@ impl RamRegion {
             RamRegion::PageTables => PAGE_TABLES,
             RamRegion::Handoff => HANDOFF,
             RamRegion::PayloadLoad => PAYLOAD_LOAD,
+            RamRegion::EventLog => EVENT_LOG,
         }
     }
 }

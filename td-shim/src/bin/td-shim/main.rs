@@ -8,8 +8,8 @@ extern crate alloc;
 use core::convert::Infallible;
 use td_layout::handoff::E820_RESERVED;
 use td_layout::layout::{
-    FW_CODE, FW_STACK, HANDOFF, IMAGE_BASE, IMAGE_PAYLOAD, IMAGE_SIZE, PAGE_TABLES, PAYLOAD_LOAD,
-    TEMP_MEM,
+    EVENT_LOG, FW_CODE, FW_STACK, HANDOFF, IMAGE_BASE, IMAGE_PAYLOAD, IMAGE_SIZE, PAGE_TABLES,
+    PAYLOAD_LOAD, TEMP_MEM,
 };
 use td_layout::payload::{PayloadKind, PayloadTable};
 use td_loader::linux::BootParamsInput;
@@ -18,6 +18,7 @@ use td_shim::arch::{cpu, exceptions, heap, phys};
 use td_shim::fatal::fatal;
 use td_shim::fw_cfg::{linux_boot, FwCfg, FwCfgError};
 use td_shim::linux;
+use td_shim::measurement::{self, LaunchParams, Payload, PlatformExtender, Recording};
 use td_shim::memory_map::carve_firmware_regions;
 use td_shim::memory_map::{MemoryMap, MemoryMapError};
 use td_shim::paging::{map_firmware_address_space, AddressSpace, IdentityMapper};
@@ -27,8 +28,19 @@ use td_shim::serial::{SerialLogger, Uart, COM1};
 use td_shim::BootError;
 use td_shim::{acpi, chipset};
 
-static PLAIN: PlainPlatform = PlainPlatform;
+static PLAIN: PlainPlatform = PlainPlatform::new();
 static CONSOLE: SerialLogger = SerialLogger::new(&PLAIN);
+/// This boot's measurements, reachable from the fatal path.
+static RECORDING: spin::Mutex<Option<Recording<'static>>> = spin::Mutex::new(None);
+
+/// The fatal path's hook: close the firmware registers with the error separator.
+fn record_failure() {
+    if let Some(mut guard) = RECORDING.try_lock() {
+        if let Some(rec) = guard.as_mut() {
+            rec.record_failure(&mut PlatformExtender(&PLAIN));
+        }
+    }
+}
 
 /// Called by the reset code on the boot CPU: `entry_mode` is 16 (entered in real mode) or 32
 /// (entered in 32-bit protected mode, as TDX does); `vcpu_index` and `ebx` are the entry
@@ -37,6 +49,7 @@ static CONSOLE: SerialLogger = SerialLogger::new(&PLAIN);
 extern "sysv64" fn shim_entry(entry_mode: u32, vcpu_index: u32, ebx: u32) -> ! {
     Uart::new(&PLAIN, COM1).init();
     td_shim::fatal::install(&PLAIN, &CONSOLE);
+    td_shim::fatal::set_hook(record_failure);
     if log::set_logger(&CONSOLE).is_ok() {
         log::set_max_level(log::LevelFilter::Info);
     }
@@ -61,7 +74,17 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
     log::info!("platform: {}", platform.kind().name());
 
     let mut map = platform.memory_map()?;
+    let vmm_ram = map.ram_bytes();
     carve_firmware_regions(&mut map)?;
+    // From here on a failure is recorded in the measurements (the error separator).
+    let log_area =
+        phys::take(phys::RamRegion::EventLog).ok_or(BootError::RegionUnavailable("event-log"))?;
+    *RECORDING.lock() = Some(Recording::new(log_area)?);
+    let params = LaunchParams {
+        platform: platform.kind(),
+        ram_bytes: vmm_ram,
+        vcpus: platform.vcpu_count()?,
+    };
     for r in map.ram() {
         platform.accept_memory(r.base, r.length)?;
     }
@@ -79,7 +102,7 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
         Err(e) => return Err(e.into()),
     };
     if kernel_size > 0 {
-        return boot_linux(platform, map, LinuxSource::fw_cfg(platform)?);
+        return boot_linux(platform, map, &params, LinuxSource::fw_cfg(platform)?);
     }
     let region = phys::image(IMAGE_PAYLOAD).ok_or(BootError::RegionUnavailable("payload"))?;
     let table = PayloadTable::parse(region)?;
@@ -87,10 +110,11 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
         boot_linux(
             platform,
             map,
+            &params,
             LinuxSource::Image(alloc::boxed::Box::new(table)),
         )
     } else {
-        boot_elf_from_image(platform, map, &table)
+        boot_elf_from_image(platform, map, &params, &table)
     }
 }
 
@@ -223,6 +247,41 @@ fn enable_paging(map: &MemoryMap, exec: (u64, u64)) -> Result<(), BootError> {
     Ok(())
 }
 
+/// Records the measurement plan for `payload` in the registers and the log.
+fn measure(
+    platform: &'static dyn Platform,
+    params: &LaunchParams,
+    payload: &Payload<'_>,
+) -> Result<(), BootError> {
+    let planned = measurement::plan(params, payload);
+    let count = planned.len();
+    let mut guard = RECORDING.lock();
+    let rec = guard
+        .as_mut()
+        .ok_or(BootError::RegionUnavailable("event-log"))?;
+    rec.record(&mut PlatformExtender(platform), planned)?;
+    log::info!(
+        "measurement: {count} events, {} bytes of CC event log at {:#x}",
+        rec.log().len(),
+        EVENT_LOG.base
+    );
+    if let Some(regs) = platform.emulated_rtmrs() {
+        for (i, r) in regs.iter().enumerate().take(3) {
+            log::info!("measurement: RTMR{i} {}", Hex(r));
+        }
+    }
+    Ok(())
+}
+
+/// Lower-case hex of a byte string.
+struct Hex<'a>(&'a [u8]);
+
+impl core::fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
 fn log_map(what: &str, map: &MemoryMap) {
     log::info!("{what}: {} memory map entries", map.ranges().len());
     for r in map.ranges() {
@@ -233,6 +292,7 @@ fn log_map(what: &str, map: &MemoryMap) {
 fn boot_elf_from_image(
     platform: &'static dyn Platform,
     mut map: MemoryMap,
+    params: &LaunchParams,
     table: &PayloadTable<'_>,
 ) -> Result<Infallible, BootError> {
     if !map.is_ram(PAYLOAD_LOAD.base, PAYLOAD_LOAD.size) {
@@ -246,6 +306,7 @@ fn boot_elf_from_image(
     enable_paging(&map, (PAYLOAD_LOAD.base, PAYLOAD_LOAD.size))?;
 
     let payload = td_shim::payload::copy_elf_payload(table)?;
+    measure(platform, params, &Payload::Elf(&payload))?;
     let dst = phys::take(phys::RamRegion::PayloadLoad)
         .ok_or(BootError::RegionUnavailable("payload-load"))?;
     let loaded = td_shim::payload::load_elf_payload(&payload, dst, PAYLOAD_LOAD.base)?;
@@ -268,6 +329,7 @@ fn boot_elf_from_image(
         &map,
         loaded.base,
         loaded.size,
+        (EVENT_LOG.base, EVENT_LOG.size),
     )?;
     log_map("hand-off", &map);
     log::info!(
@@ -280,14 +342,23 @@ fn boot_elf_from_image(
 /// The zero page sits at the start of the hand-off region, the command line right after it.
 const CMDLINE_OFFSET: usize = 4096;
 
+/// The ACPI tables as installed.
+struct Acpi {
+    /// Guest address of the RSDP.
+    rsdp: u64,
+    /// Where the RTMR table of emulated registers sits, to be filled in at hand-off.
+    rtmr_table: Option<&'static mut [u8]>,
+}
+
 /// Installs the VMM's ACPI tables by running fw_cfg `etc/table-loader`, at the top of low RAM,
-/// which becomes ACPI NVS in the memory map (the FACS among them must never be reclaimed).
-/// Returns the RSDP's address, or `None` when the VMM offers no tables.
+/// which becomes ACPI NVS in the memory map (the FACS among them must never be reclaimed), and
+/// adds the firmware's own: CCEL (the event log) and, where registers are emulated, RTMR.
+/// Returns `None` when the VMM offers no tables.
 fn install_acpi(
     platform: &'static dyn Platform,
     map: &mut MemoryMap,
     arena: &mut RamArena,
-) -> Result<Option<u64>, BootError> {
+) -> Result<Option<Acpi>, BootError> {
     // QEMU builds the tables from the chipset's state when they are first read.
     match chipset::enable_acpi_pm(platform) {
         chipset::AcpiPm::Ich9 { base } => log::info!("acpi: ICH9 PM I/O at {base:#x}"),
@@ -314,9 +385,10 @@ fn install_acpi(
             .map(|f| u64::from(f.size))
     };
     let plan = acpi::plan(&script, size_of)?;
-    let base = linux::top_of_low_ram(map, plan.size).ok_or(acpi::AcpiError::TooLarge)?;
+    let size = plan.size + acpi::FIRMWARE_TABLES_ROOM;
+    let base = linux::top_of_low_ram(map, size).ok_or(acpi::AcpiError::TooLarge)?;
     let region = arena
-        .take(base, plan.size)
+        .take(base, size)
         .ok_or(BootError::RegionUnavailable("acpi"))?;
     let linked = acpi::link(&plan, base, |name, dst| match fw_cfg.lookup(name) {
         Ok(Some(f)) if f.size as usize == dst.len() => {
@@ -328,7 +400,22 @@ fn install_acpi(
         let at = (addr - base) as usize;
         region[at..at + bytes.len()].copy_from_slice(bytes);
     }
-    map.carve("acpi", base, plan.size, td_loader::linux::E820_NVS)?;
+    // CC type 0 (not 1 SEV / 2 TDX): a plain VM's log, extended into emulated registers.
+    let mut own = alloc::vec![acpi::ccel(0, 0, EVENT_LOG.size, EVENT_LOG.base)];
+    let emulated = platform.emulated_rtmrs();
+    if let Some(regs) = &emulated {
+        own.push(acpi::rtmr_table(regs));
+    }
+    let added = acpi::add_tables(region, base, linked.rsdp, plan.size as usize, &own)?;
+    let rtmr_table = match (emulated, added.get(1)) {
+        (Some(regs), Some(&addr)) => {
+            let at = (addr - base) as usize;
+            let len = acpi::rtmr_table(&regs).len();
+            region.get_mut(at..at + len)
+        }
+        _ => None,
+    };
+    map.carve("acpi", base, size, td_loader::linux::E820_NVS)?;
     if plan.skipped_write_pointers > 0 {
         log::warn!(
             "acpi: skipped {} WRITE_POINTER commands (devices such as vmgenid will not see their buffers)",
@@ -341,16 +428,20 @@ fn install_acpi(
         base + plan.size,
         linked.rsdp
     );
-    Ok(Some(linked.rsdp))
+    Ok(Some(Acpi {
+        rsdp: linked.rsdp,
+        rtmr_table,
+    }))
 }
 
 fn boot_linux(
     platform: &'static dyn Platform,
     mut map: MemoryMap,
+    params: &LaunchParams,
     source: LinuxSource,
 ) -> Result<Infallible, BootError> {
     let mut arena = RamArena::new(&map).ok_or(BootError::RegionUnavailable("ram"))?;
-    let rsdp = install_acpi(platform, &mut map, &mut arena)?;
+    let acpi = install_acpi(platform, &mut map, &mut arena)?;
     log::info!(
         "linux: {}: bzImage {} bytes, initrd {} bytes",
         source.describe(),
@@ -364,12 +455,14 @@ fn boot_linux(
         .take(staging.bzimage.0, staging.bzimage.1)
         .ok_or(BootError::RegionUnavailable("kernel staging"))?;
     source.read_bzimage(platform, bz)?;
+    let mut initrd: Option<&[u8]> = None;
     if let Some((base, len)) = staging.initrd {
-        let initrd = arena
+        let staged = arena
             .take(base, len)
             .ok_or(BootError::RegionUnavailable("initrd staging"))?;
-        source.read_initrd(platform, initrd)?;
+        source.read_initrd(platform, staged)?;
         log::info!("linux: initrd at [{base:#x}, {:#x})", base + len);
+        initrd = Some(staged);
     }
 
     let handoff =
@@ -378,6 +471,16 @@ fn boot_linux(
     let cmdline_len = source.read_cmdline(platform, cmdline_area)?;
 
     let image = td_loader::linux::parse(bz)?;
+    let cmdline = &cmdline_area[..cmdline_len];
+    measure(
+        platform,
+        params,
+        &Payload::Linux {
+            kernel: bz,
+            cmdline,
+            initrd,
+        },
+    )?;
     let mut taken = alloc::vec![staging.bzimage];
     taken.extend(staging.initrd);
     let load = image.place_kernel(&linux::free_ranges(&map, &taken))?;
@@ -397,8 +500,9 @@ fn boot_linux(
     // Of the firmware's working memory Linux needs only the zero page and command line (the
     // hand-off region): it switches to its own stack, GDT, IDT and page tables before it
     // allocates any memory. The rest goes back to it as RAM.
+    // The event log stays reserved too, for the OS and its attestation agent.
     map.release(TEMP_MEM.base, HANDOFF.base - TEMP_MEM.base);
-    map.release(HANDOFF.end(), TEMP_MEM.end() - HANDOFF.end());
+    map.release(EVENT_LOG.end(), TEMP_MEM.end() - EVENT_LOG.end());
     let e820 = linux::e820(&map);
     let zero_page: &mut [u8; 4096] = zero_page
         .try_into()
@@ -411,12 +515,16 @@ fn boot_linux(
             cmdline_addr: HANDOFF.base + CMDLINE_OFFSET as u64,
             cmdline_len: cmdline_len as u32,
             initrd: staging.initrd,
-            acpi_rsdp: rsdp.unwrap_or(0),
+            acpi_rsdp: acpi.as_ref().map_or(0, |a| a.rsdp),
             e820: &e820,
             setup_data: 0,
         },
     )?;
     log_map("linux: e820", &map);
+    // Publish the emulated registers' final values.
+    if let (Some(slot), Some(regs)) = (acpi.and_then(|a| a.rtmr_table), platform.emulated_rtmrs()) {
+        slot.copy_from_slice(&acpi::rtmr_table(&regs));
+    }
     let entry = td_loader::linux::entry64(load).ok_or(BootError::RegionUnavailable("entry"))?;
     log::info!(
         "linux: entering the kernel at {entry:#x}, zero page at {:#x}",
