@@ -5,6 +5,7 @@
 //! Kernels that are truncated, not bzImages, or lack a 64-bit entry are refused before they run.
 
 use guest_agent::report::{find_report, Report};
+use sha2::{Digest, Sha384};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
@@ -12,6 +13,10 @@ use td_layout::handoff::{qemu_exit_status, DEBUG_EXIT_FIRMWARE_FATAL};
 use tests::{artifacts, boot, kernel, Boot, AGENT_INITRD_ID};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
+
+fn sha384(bytes: &[u8]) -> [u8; 48] {
+    Sha384::digest(bytes).into()
+}
 
 fn direct_boot(kernel: &Path, memory: &str, smp: &str, cmdline: &str) -> Boot {
     let a = artifacts();
@@ -140,6 +145,15 @@ fn refused(name: &str, bytes: &[u8], message: &str) {
         .unwrap_or_else(|| panic!("{name}: no FATAL line"));
     assert!(fatal.contains(message), "{name}: {fatal}");
     assert!(!b.said("Linux version"), "{name}: the kernel must not run");
+    // Refused before its measurement: both firmware registers end in the error separator alone.
+    let one = td_shim::eventlog::extend(&[0; 48], &sha384(&td_shim::measurement::ERROR_SEPARATOR));
+    let hex: String = one.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        b.said(&format!(
+            "td-shim: measurement: error separator recorded; RTMR0 {hex} RTMR1 {hex}"
+        )),
+        "{name}: error separator"
+    );
     assert_eq!(
         b.status,
         Some(qemu_exit_status(DEBUG_EXIT_FIRMWARE_FATAL)),

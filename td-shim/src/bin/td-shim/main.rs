@@ -38,6 +38,14 @@ fn record_failure() {
     if let Some(mut guard) = RECORDING.try_lock() {
         if let Some(rec) = guard.as_mut() {
             rec.record_failure(&mut PlatformExtender(&PLAIN));
+            // Emulated registers die with the VM: say what they were.
+            if let Some(regs) = PLAIN.emulated_rtmrs() {
+                CONSOLE.write_line(format_args!(
+                    "td-shim: measurement: error separator recorded; RTMR0 {} RTMR1 {}",
+                    Hex(&regs[0]),
+                    Hex(&regs[1])
+                ));
+            }
         }
     }
 }
