@@ -2,6 +2,7 @@
 //! below is the guest's path; it is looked up under the root, and failure lines name the guest path.
 
 use crate::failure::Failures;
+use crate::measurement;
 use crate::report::{MemmapEntry, Report};
 use std::fs;
 use std::io;
@@ -25,7 +26,7 @@ pub fn collect(
     uname_release: impl FnOnce() -> io::Result<String>,
     mut failures: Failures,
 ) -> Report {
-    let tree = Tree { root };
+    let tree = Tree::new(root);
     let f = &mut failures;
     let kernel = tree
         .read_text(OSRELEASE, f)
@@ -54,6 +55,7 @@ pub fn collect(
     let initrd_id = tree
         .read_text(INITRD_ID, f)
         .map(|text| strip_newline(&text).to_owned());
+    let measurement = measurement::collect(&tree, f);
     Report {
         kernel,
         cmdline,
@@ -63,18 +65,32 @@ pub fn collect(
         acpi_tables,
         e820,
         initrd_id,
+        measurement,
         errors: failures.into_lines(),
     }
 }
 
 /// The guest's file tree under a root directory.
-struct Tree<'a> {
+pub(crate) struct Tree<'a> {
     root: &'a Path,
 }
 
-impl Tree<'_> {
-    fn path(&self, guest_path: &str) -> PathBuf {
+impl<'a> Tree<'a> {
+    /// The tree under `root`.
+    pub(crate) fn new(root: &'a Path) -> Self {
+        Self { root }
+    }
+
+    /// Where the guest's `guest_path` is under the root.
+    pub(crate) fn path(&self, guest_path: &str) -> PathBuf {
         self.root.join(guest_path.trim_start_matches('/'))
+    }
+
+    /// The bytes of the guest's file `guest_path`; a failure line if it cannot be read.
+    pub(crate) fn read_bytes(&self, guest_path: &str, failures: &mut Failures) -> Option<Vec<u8>> {
+        fs::read(self.path(guest_path))
+            .map_err(|e| failures.record(format_args!("read {guest_path}"), e))
+            .ok()
     }
 
     fn read_text(&self, guest_path: &str, failures: &mut Failures) -> Option<String> {
@@ -157,7 +173,8 @@ impl Tree<'_> {
     }
 }
 
-fn parse_or_record<T>(
+/// `parsed`'s value, or a failure line `parse <guest_path>: <error>`.
+pub(crate) fn parse_or_record<T>(
     guest_path: &str,
     parsed: Result<T, String>,
     failures: &mut Failures,
@@ -234,10 +251,11 @@ mod tests {
             MEMINFO,
             "MemFree:          900000 kB\nMemTotal:        2014624 kB\n",
         );
-        for table in ["FACP", "APIC", "DSDT", "CCEL", "SSDT1"] {
+        for table in ["FACP", "APIC", "DSDT", "SSDT1"] {
             write(&format!("{ACPI_TABLES}/{table}"), "table");
         }
-        write(&format!("{ACPI_TABLES}/data/CCEL"), "log");
+        // CCEL, RTMR and the log in /dev/mem, as Linux 6.1 shows them.
+        measurement::tests::write_plain_vm(dir.path());
         fs::create_dir_all(dir.path().join("sys/firmware/acpi/tables/dynamic")).unwrap();
         let ranges = [
             ("0x100000", "0x7fffffff", "System RAM"),
@@ -271,9 +289,12 @@ mod tests {
         assert_eq!(report.mem_total_kib, Some(2_014_624));
         assert_eq!(
             report.acpi_tables,
-            ["APIC", "CCEL", "DSDT", "FACP", "SSDT1"]
+            ["APIC", "CCEL", "DSDT", "FACP", "RTMR", "SSDT1"]
         );
         assert_eq!(report.initrd_id.as_deref(), Some("td-shim-agent"));
+        let measurement = report.measurement.unwrap();
+        assert_eq!(measurement.events, 5);
+        assert!(measurement.rtmrs_match);
     }
 
     #[test]
@@ -310,6 +331,24 @@ mod tests {
         assert_eq!(value["e820"][2]["end"], 0x7fff_ffff);
         assert_eq!(value["e820"][2]["type"], "System RAM");
         assert_eq!(value["initrd_id"], "td-shim-agent");
+        assert_eq!(value["measurement"]["cc_type"], 0);
+        assert_eq!(value["measurement"]["log_base"], 0x1a_0000);
+        assert_eq!(value["measurement"]["log_area_size"], 0x1_0000);
+        assert_eq!(value["measurement"]["log_source"], "/dev/mem");
+        assert!(value["measurement"]["event_log"].is_string());
+        assert_eq!(value["measurement"]["events"], 5);
+        assert_eq!(
+            value["measurement"]["replayed_rtmrs"]
+                .as_array()
+                .unwrap()
+                .len(),
+            4
+        );
+        assert_eq!(
+            value["measurement"]["replayed_rtmrs"],
+            value["measurement"]["platform_rtmrs"]
+        );
+        assert_eq!(value["measurement"]["rtmrs_match"], true);
         assert_eq!(value["errors"], serde_json::json!([]));
     }
 
@@ -326,13 +365,21 @@ mod tests {
         assert!(report.acpi_tables.is_empty());
         assert!(report.e820.is_empty());
         assert_eq!(report.initrd_id, None);
+        assert_eq!(report.measurement, None);
         assert_eq!(report.errors[0], "agent: mount /proc: denied");
         assert_eq!(
             report.errors[1].split(": ").take(2).collect::<Vec<_>>(),
             ["agent", "read /proc/sys/kernel/osrelease"]
         );
         assert_eq!(report.errors[2], "agent: uname: not asked");
-        for path in [CMDLINE, CPUS_ONLINE, CPUINFO, MEMINFO, INITRD_ID] {
+        for path in [
+            CMDLINE,
+            CPUS_ONLINE,
+            CPUINFO,
+            MEMINFO,
+            INITRD_ID,
+            measurement::CCEL_TABLE,
+        ] {
             let prefix = format!("agent: read {path}: ");
             assert!(
                 report.errors.iter().any(|line| line.starts_with(&prefix)),
@@ -346,7 +393,7 @@ mod tests {
                 "{prefix}"
             );
         }
-        assert_eq!(report.errors.len(), 10);
+        assert_eq!(report.errors.len(), 11);
         assert!(report.errors.iter().all(|line| !line.contains('\n')));
     }
 

@@ -29,6 +29,10 @@ pub struct Report {
     pub e820: Vec<MemmapEntry>,
     /// The identifier of the initrd the agent came from (`/etc/initrd-id`).
     pub initrd_id: Option<String>,
+    /// The firmware's measurements: the CC event log the CCEL table points at, replayed and
+    /// compared with the platform's registers. `null` when there is no CCEL table or the log
+    /// cannot be read or parsed.
+    pub measurement: Option<Measurement>,
     /// Every failure line, in the order they happened.
     pub errors: Vec<String>,
 }
@@ -43,6 +47,37 @@ pub struct MemmapEntry {
     /// The kernel's name for the type: `System RAM`, `Reserved`, `ACPI Tables`, ….
     #[serde(rename = "type")]
     pub kind: String,
+}
+
+/// The firmware's measurements as the guest sees them (see [`crate::measurement`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Measurement {
+    /// The CCEL table's `CC Type` (ACPI 6.5 §5.2.34): 1 AMD SEV, 2 Intel TDX; 0 (reserved in
+    /// ACPI) is what this firmware writes on a plain VM, whose registers are emulated.
+    pub cc_type: u8,
+    /// The CCEL table's `LASA`: the physical address of the log area.
+    pub log_base: u64,
+    /// The CCEL table's `LAML`: the size of the log area, in bytes.
+    pub log_area_size: u64,
+    /// The guest path the log area was read from: `/sys/firmware/acpi/tables/data/CCEL`
+    /// (Linux 6.4 and later) or `/dev/mem` (at `log_base`).
+    pub log_source: String,
+    /// The used part of the log area (the Spec ID event to the end of the last event, without
+    /// the padding after it), in base64 with the standard alphabet and padding (RFC 4648 §4).
+    pub event_log: String,
+    /// The number of events after the Spec ID event.
+    pub events: usize,
+    /// RTMR0 to RTMR3 replayed from the log, in lower-case hex.
+    pub replayed_rtmrs: [String; 4],
+    /// RTMR0 to RTMR3 as the platform holds them, in lower-case hex. On a plain VM (CC type 0)
+    /// they are the emulated registers of the firmware's RTMR ACPI table. `null` on every other
+    /// platform: on TDX they would come from a TDREPORT or a quote through configfs-tsm, which
+    /// the agent does not read yet, and SEV-SNP has no RTMRs. Also `null` when the RTMR table of
+    /// a plain VM cannot be read, with the reason in `errors`.
+    pub platform_rtmrs: Option<[String; 4]>,
+    /// Whether `replayed_rtmrs` equal `platform_rtmrs`; `false` when there are no platform
+    /// registers to compare with.
+    pub rtmrs_match: bool,
 }
 
 /// Why a console transcript did not yield a report.
@@ -106,6 +141,22 @@ mod tests {
                 kind: "System RAM".into(),
             }],
             initrd_id: None,
+            measurement: Some(Measurement {
+                cc_type: 0,
+                log_base: 0x1a_0000,
+                log_area_size: 0x1_0000,
+                log_source: "/dev/mem".into(),
+                event_log: "AAAA".into(),
+                events: 6,
+                replayed_rtmrs: [
+                    "00".repeat(48),
+                    "11".repeat(48),
+                    "22".repeat(48),
+                    "33".repeat(48),
+                ],
+                platform_rtmrs: None,
+                rtmrs_match: false,
+            }),
             errors: vec!["agent: read /proc/cmdline: gone".into()],
         }
     }
@@ -143,9 +194,34 @@ mod tests {
                 "errors",
                 "initrd_id",
                 "kernel",
+                "measurement",
                 "mem_total_kib"
             ]
         );
+        let mut keys: Vec<&str> = object["measurement"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "cc_type",
+                "event_log",
+                "events",
+                "log_area_size",
+                "log_base",
+                "log_source",
+                "platform_rtmrs",
+                "replayed_rtmrs",
+                "rtmrs_match"
+            ]
+        );
+        assert_eq!(object["measurement"]["cc_type"], 0);
+        assert_eq!(object["measurement"]["replayed_rtmrs"][3], "33".repeat(48));
+        assert!(object["measurement"]["platform_rtmrs"].is_null());
         assert!(object["cmdline"].is_null());
         assert!(object["cpus_online"].is_string());
         assert_eq!(object["e820"][0]["end"].as_u64(), Some(u64::MAX));

@@ -1,4 +1,5 @@
-//! The host side of td-shim: building images and reading what they say about themselves.
+//! The host side of td-shim: building images, reading what they say about themselves, and
+//! computing the measurements and reference values of a boot before it happens.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -6,3 +7,5 @@ pub mod build;
 pub mod eventlog;
 pub mod initramfs;
 pub mod inspect;
+pub mod measure;
+pub mod refvals;

@@ -1,26 +1,30 @@
 //! `td-shim-tool`: build td-shim images, inspect firmware images, pack the guest initramfs, read
-//! CC event logs.
+//! CC event logs, compute a boot's measurements and reference values.
 //!
 //! Exit status: 0 success, 1 the input was refused or could not be read or written, 2 usage.
 #![forbid(unsafe_code)]
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use td_layout::handoff::PlatformKind;
 use td_shim_tool::initramfs::{build_initramfs, ExtraFile, DEFAULT_ID};
 use td_shim_tool::{
     build::{build_image, Payload},
     eventlog,
     inspect::inspect,
+    measure::{self, memory::parse_memory, Measurement},
+    refvals,
 };
 
 #[derive(Parser)]
 #[command(
     name = "td-shim-tool",
     version,
-    about = "Build td-shim firmware images, inspect firmware images and CC event logs"
+    about = "Build td-shim firmware images, inspect firmware images and CC event logs, compute \
+             measurements and reference values"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -85,6 +89,121 @@ enum Command {
         #[command(subcommand)]
         command: EventlogCommand,
     },
+    /// Compute the RTMRs and the CC event log td-shim will produce, before any guest runs.
+    ///
+    /// The events are those of td_shim::measurement::plan, the function the firmware runs, for
+    /// the payload and launch parameters given. With --kernel, the payload is what QEMU's direct
+    /// boot (-kernel, -initrd, -append) hands the firmware; else it is what the --image's payload
+    /// table lists.
+    Measure {
+        #[command(flatten)]
+        boot: BootInputs,
+        /// Print JSON: {"rtmr0".."rtmr3", "events": [{"index", "mr_index", "register", "type",
+        /// "name", "digest", "description"}], "launch_params"}.
+        #[arg(long)]
+        json: bool,
+        /// Write the expected CC event log (the bytes td-shim writes in its log area), for
+        /// `eventlog diff EXPECTED ACTUAL` against a guest's log.
+        #[arg(long, value_name = "FILE")]
+        log_out: Option<PathBuf>,
+    },
+    /// Write the expected measurements as reference values for Trustee's RVPS, and a policy.
+    ///
+    /// The output is an RVPS message in the "sample" provenance format:
+    /// {"version": "0.1.0", "type": "sample", "payload": base64 of {ID: [hex value]}}. The IDs:
+    /// td-shim.rtmr0, td-shim.rtmr1, td-shim.rtmr2, td-shim.rtmr3 (the registers);
+    /// td-shim.launch_params, td-shim.kernel, td-shim.cmdline, td-shim.initrd (the SHA-384
+    /// digests of those events; td-shim.initrd only with an initrd; for an ELF payload,
+    /// td-shim.payload instead of kernel, cmdline and initrd).
+    Refvals {
+        #[command(flatten)]
+        boot: BootInputs,
+        /// The output is always JSON; accepted for symmetry with the other commands.
+        #[arg(long)]
+        json: bool,
+        /// Write the message here instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Also write a Rego attestation policy that accepts exactly these reference values
+        /// (its header states the evidence claims it assumes).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
+}
+
+/// The platform of the launch.
+#[derive(Clone, Copy, ValueEnum)]
+enum PlatformArg {
+    /// A VM without a TEE (emulated RTMRs). The only platform td-shim boots on so far.
+    Plain,
+}
+
+/// Where the payload comes from: at least one of the two.
+#[derive(Args)]
+#[group(required = true, multiple = true)]
+struct PayloadSource {
+    /// A td-shim image (from `build`): the payload is the kernel, initrd and command line, or
+    /// the ELF payload, its payload table lists. Not used when --kernel is given: the firmware
+    /// boots a kernel given to QEMU (-kernel) instead of the image's payload.
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// A Linux bzImage, as given to QEMU's -kernel; takes precedence over --image.
+    #[arg(long, value_name = "BZIMAGE")]
+    kernel: Option<PathBuf>,
+}
+
+/// What a boot's measurements depend on: the payload and the launch parameters.
+#[derive(Args)]
+struct BootInputs {
+    #[command(flatten)]
+    source: PayloadSource,
+    /// The initrd, as given to QEMU's -initrd.
+    #[arg(long, requires = "kernel")]
+    initrd: Option<PathBuf>,
+    /// The kernel command line, as given to QEMU's -append (default: empty).
+    #[arg(long, requires = "kernel")]
+    cmdline: Option<String>,
+    /// The VM's RAM, as given to QEMU's -m: 512M, 5G, 2048k, 1.5G, or a bare number of MiB
+    /// (units B, K, M, G, T, P, E, either case, 1024-based).
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    memory: u64,
+    /// The number of vCPUs, as given to QEMU's -smp.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=0xFFFF))]
+    vcpus: u32,
+    /// The platform the VM runs on (only plain for now).
+    #[arg(long, value_enum, default_value = "plain")]
+    platform: PlatformArg,
+}
+
+impl BootInputs {
+    /// Reads the inputs and computes the boot's measurements.
+    fn measure(&self) -> Result<Measurement> {
+        let platform = match self.platform {
+            PlatformArg::Plain => PlatformKind::Plain,
+        };
+        let params = measure::launch_params(platform, self.memory, self.vcpus)?;
+        if let Some(kernel) = &self.source.kernel {
+            if let Some(image) = &self.source.image {
+                eprintln!(
+                    "td-shim-tool: note: --kernel given: the payload of {} is not used",
+                    image.display()
+                );
+            }
+            let kernel_bytes = read(kernel)?;
+            let initrd = self.initrd.as_deref().map(read).transpose()?;
+            let cmdline = self.cmdline.as_deref().unwrap_or("").as_bytes();
+            let payload = measure::linux_payload(&kernel_bytes, initrd.as_deref(), cmdline)
+                .with_context(|| format!("cannot measure a boot of {}", kernel.display()))?;
+            Ok(measure::measure(&params, &payload)?)
+        } else if let Some(image) = &self.source.image {
+            let image_bytes = read(image)?;
+            let payload = measure::image_payload(&image_bytes)
+                .with_context(|| format!("cannot measure a boot of {}", image.display()))?;
+            Ok(measure::measure(&params, &payload)?)
+        } else {
+            anyhow::bail!("give --kernel or --image")
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -200,6 +319,38 @@ fn run(cli: Cli) -> Result<()> {
             print(json, &initramfs, || {
                 format!("wrote {}\n{}", output.display(), initramfs.to_text())
             })
+        }
+        Command::Measure {
+            boot,
+            json,
+            log_out,
+        } => {
+            let measurement = boot.measure()?;
+            if let Some(path) = &log_out {
+                write(path, &measurement.log)?;
+            }
+            let report = measurement.report();
+            print(json, &report, || report.to_text())
+        }
+        Command::Refvals {
+            boot,
+            json: _,
+            output,
+            policy,
+        } => {
+            let measurement = boot.measure()?;
+            let values = refvals::reference_values(&measurement)?;
+            let message = serde_json::to_string_pretty(&refvals::rvps_message(&values))?;
+            if let Some(path) = &policy {
+                write(path, refvals::policy(&measurement)?.as_bytes())?;
+            }
+            match &output {
+                Some(path) => write(path, format!("{message}\n").as_bytes()),
+                None => {
+                    println!("{message}");
+                    Ok(())
+                }
+            }
         }
         Command::Eventlog {
             command: EventlogCommand::Dump { file, json },

@@ -315,6 +315,10 @@ struct Sample {
     to_kernel_ms: f64,
     /// Guest RAM the kernel's E820 does not list as usable, in KiB.
     not_usable_kib: u64,
+    /// td-shim only: milliseconds between the console lines that bracket the firmware's
+    /// measuring (`linux: initrd at` → `measurement: N events`); serial output is synchronous
+    /// under TCG, so their arrival times bound the work between them.
+    measuring_ms: Option<f64>,
 }
 
 /// Starts QEMU with `bios` and the given kernel, initrd and command line, and times the first
@@ -349,6 +353,8 @@ fn time_boot(bios: &Path, kernel: &Path, initrd: &Path, memory_mib: u64) -> Resu
     });
     let deadline = Duration::from_secs(120);
     let mut entry = None;
+    let mut before_measuring = None;
+    let mut measuring_ms = None;
     let mut usable_kib = 0u64;
     let result = loop {
         let Ok((at, line)) = rx.recv_timeout(deadline.saturating_sub(start.elapsed())) else {
@@ -357,6 +363,17 @@ fn time_boot(bios: &Path, kernel: &Path, initrd: &Path, memory_mib: u64) -> Resu
                 bios.display()
             ));
         };
+        if line.contains("td-shim: INFO  linux: initrd at") {
+            before_measuring = Some(at);
+        }
+        if let (Some(b), true) = (
+            before_measuring,
+            line.contains("td-shim: INFO  measurement: "),
+        ) {
+            if measuring_ms.is_none() {
+                measuring_ms = Some(at.duration_since(b).as_secs_f64() * 1000.0);
+            }
+        }
         if entry.is_none()
             && (line.contains("Decompressing Linux") || line.contains("Linux version"))
         {
@@ -380,6 +397,7 @@ fn time_boot(bios: &Path, kernel: &Path, initrd: &Path, memory_mib: u64) -> Resu
                 Some(e) => Ok(Sample {
                     to_kernel_ms: e.as_secs_f64() * 1000.0,
                     not_usable_kib: (memory_mib * 1024).saturating_sub(usable_kib),
+                    measuring_ms,
                 }),
                 None => Err(anyhow::anyhow!("{}: no entry marker", bios.display())),
             };
@@ -470,6 +488,63 @@ fn bench(rounds: usize) -> Result<()> {
             m,
             m / medians[0],
             v.last().map_or(0, |s| s.not_usable_kib)
+        );
+    }
+    let mut measuring: Vec<f64> = samples[0].iter().filter_map(|s| s.measuring_ms).collect();
+    if !measuring.is_empty() {
+        let bytes = std::fs::metadata(&kernel)?.len() + std::fs::metadata(&initrd)?.len();
+        println!(
+            "\ntd-shim's measuring under TCG (kernel + initrd, {} bytes): median {:.1} ms",
+            bytes,
+            median(&mut measuring)
+        );
+    }
+    bench_measure_tool(&kernel, &initrd, rounds)
+}
+
+/// `td-shim-tool measure` against `sha384sum` over the same kernel and initrd: one SHA-384 pass
+/// over the inputs is the floor, so the ratio says how close the tool gets to it.
+fn bench_measure_tool(kernel: &Path, initrd: &Path, rounds: usize) -> Result<()> {
+    use std::time::Instant;
+    run(cargo().args(["build", "--release", "-q", "-p", "td-shim-tool"]))?;
+    let tool = root().join("target/release/td-shim-tool");
+    if !have("sha384sum", "--version") {
+        bail!("sha384sum is missing: install Debian's package coreutils");
+    }
+    let time = |cmd: &mut Command| -> Result<f64> {
+        let start = Instant::now();
+        let out = cmd
+            .stdout(std::process::Stdio::null())
+            .status()
+            .with_context(|| format!("cannot start {cmd:?}"))?;
+        if !out.success() {
+            bail!("{cmd:?} failed");
+        }
+        Ok(start.elapsed().as_secs_f64() * 1000.0)
+    };
+    let (mut tool_ms, mut sum_ms) = (Vec::new(), Vec::new());
+    for _ in 0..rounds.max(5) {
+        tool_ms.push(time(
+            Command::new(&tool)
+                .args(["measure", "--memory", "1G", "--vcpus", "2", "--kernel"])
+                .arg(kernel)
+                .arg("--initrd")
+                .arg(initrd),
+        )?);
+        sum_ms.push(time(Command::new("sha384sum").arg(kernel).arg(initrd))?);
+    }
+    let bytes = (std::fs::metadata(kernel)?.len() + std::fs::metadata(initrd)?.len()) as f64;
+    let (t, s) = (median(&mut tool_ms), median(&mut sum_ms));
+    println!(
+        "\n| hashing {} bytes | median ms | MB/s | throughput vs sha384sum |",
+        bytes as u64
+    );
+    println!("|---|---:|---:|---:|");
+    for (name, ms) in [("td-shim-tool measure", t), ("sha384sum", s)] {
+        println!(
+            "| {name} | {ms:.1} | {:.0} | {:.2} |",
+            bytes / ms / 1000.0,
+            s / ms
         );
     }
     Ok(())

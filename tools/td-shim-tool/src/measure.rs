@@ -1,0 +1,490 @@
+//! `td-shim-tool measure`: the RTMRs and the CC event log a td-shim boot produces, computed
+//! before any guest runs, from the boot inputs alone.
+//!
+//! Nothing here describes an event. The events are `td_shim::measurement::plan`'s, the function
+//! the firmware executes on what it boots, and they are recorded by
+//! `td_shim::measurement::Recording`, the firmware's own recorder (vendor info `td-shim`, the
+//! firmware's 64 KiB log area, [`EVENT_LOG`]), into software RTMRs that extend as the platform's
+//! do. So the expected log is, byte for byte, the used part of the firmware's log area, and the
+//! expected registers are what the firmware extends: a reference value cannot drift from the
+//! firmware.
+//!
+//! The inputs are those of the firmware:
+//! - the payload: a Linux kernel with its initrd and command line as QEMU's direct boot
+//!   (`-kernel`, `-initrd`, `-append`) hands them over ([`linux_payload`]), or the payload an
+//!   image's payload table lists ([`image_payload`]). The firmware boots a direct-boot kernel in
+//!   preference to the image's payload, so a caller with both measures the kernel;
+//! - the launch parameters ([`LaunchParams`]): the platform, the RAM size (QEMU's `-m`, read by
+//!   [`memory::parse_memory`]) and the vCPU count (`-smp`).
+//!
+//! Inputs the firmware would refuse are refused here, by the same checks: a kernel
+//! `td_loader::linux::parse` rejects, a command line longer than the kernel takes, an ELF
+//! payload `td_loader` cannot parse, an image whose payload table is invalid.
+
+pub mod memory;
+
+use crate::eventlog::dump;
+use serde::Serialize;
+use std::fmt::Write as _;
+use td_layout::handoff::PlatformKind;
+use td_layout::layout::{EVENT_LOG, IMAGE_PAYLOAD, IMAGE_SIZE, MIN_RAM_TOP};
+use td_layout::payload::{PayloadKind, PayloadTable, PayloadTableError};
+use td_loader::elf::{ElfError, ElfFile};
+use td_loader::linux::LinuxError;
+use td_shim::eventlog::{self, rtmr_of_mr_index, EventType, Rtmrs, SoftwareRtmrs, WriteError};
+use td_shim::measurement::{plan, PlannedEvent, Recording};
+
+pub use td_shim::measurement::{LaunchParams, Payload};
+
+/// Why a boot could not be measured: the firmware would not boot these inputs either.
+#[derive(Debug, thiserror::Error)]
+pub enum MeasureError {
+    /// The kernel is not a bzImage the firmware boots.
+    #[error("kernel: {0} (the firmware refuses this kernel)")]
+    Kernel(LinuxError),
+    /// The command line holds a NUL byte.
+    #[error("cmdline: it contains a NUL byte")]
+    CmdlineNul,
+    /// The command line is longer than the kernel's `cmdline_size`.
+    #[error("cmdline: {len} bytes, but the kernel takes at most {max}")]
+    CmdlineTooLong {
+        /// Its length.
+        len: usize,
+        /// The kernel's `cmdline_size`.
+        max: u32,
+    },
+    /// The ELF payload is not one the firmware loads.
+    #[error("ELF payload: {0}")]
+    Elf(ElfError),
+    /// The image is not the size of a td-shim image.
+    #[error("image: {0} bytes, but a td-shim image is {IMAGE_SIZE} bytes")]
+    ImageSize(usize),
+    /// The image's payload table is invalid.
+    #[error("image: {0}")]
+    PayloadTable(PayloadTableError),
+    /// The image's payload table lists neither a kernel nor an ELF payload.
+    #[error("image: the payload table lists neither a kernel nor an ELF payload")]
+    NoPayload,
+    /// Less RAM than the firmware needs.
+    #[error(
+        "memory: {0} bytes, but td-shim needs RAM up to {MIN_RAM_TOP:#x} ({mib} MiB)",
+        mib = MIN_RAM_TOP >> 20
+    )]
+    TooLittleRam(u64),
+    /// The firmware's log area cannot hold the events (the firmware would fail the same way).
+    #[error("event log: {0}")]
+    Log(WriteError),
+    /// The recorded log does not replay to the recorded registers (a bug).
+    #[error("the expected event log does not replay to the expected registers: {0}")]
+    SelfCheck(String),
+}
+
+/// Checks a kernel and its command line as the firmware does before it boots them.
+fn check_linux(kernel: &[u8], cmdline: &[u8]) -> Result<(), MeasureError> {
+    let bz = td_loader::linux::parse(kernel).map_err(MeasureError::Kernel)?;
+    if cmdline.contains(&0) {
+        return Err(MeasureError::CmdlineNul);
+    }
+    if cmdline.len() > bz.cmdline_size() as usize {
+        return Err(MeasureError::CmdlineTooLong {
+            len: cmdline.len(),
+            max: bz.cmdline_size(),
+        });
+    }
+    Ok(())
+}
+
+/// A Linux boot as QEMU's direct boot delivers it: the bzImage file, the initrd file, the
+/// command line (without NUL; empty when `-append` is not given).
+pub fn linux_payload<'a>(
+    kernel: &'a [u8],
+    initrd: Option<&'a [u8]>,
+    cmdline: &'a [u8],
+) -> Result<Payload<'a>, MeasureError> {
+    check_linux(kernel, cmdline)?;
+    Ok(Payload::Linux {
+        kernel,
+        cmdline,
+        initrd,
+    })
+}
+
+/// The payload a td-shim image boots when the VMM gives no kernel: a Linux kernel if the payload
+/// table lists one (with the initrd and command line it lists), else its ELF payload.
+pub fn image_payload(image: &[u8]) -> Result<Payload<'_>, MeasureError> {
+    if image.len() as u64 != IMAGE_SIZE {
+        return Err(MeasureError::ImageSize(image.len()));
+    }
+    let start = IMAGE_PAYLOAD.image_offset() as usize;
+    let region = &image[start..start + IMAGE_PAYLOAD.size as usize];
+    let table = PayloadTable::parse(region).map_err(MeasureError::PayloadTable)?;
+    if let Some(kernel) = table.find(PayloadKind::Kernel) {
+        let cmdline = table.find(PayloadKind::Cmdline).unwrap_or(&[]);
+        return linux_payload(kernel, table.find(PayloadKind::Initrd), cmdline);
+    }
+    let elf = table
+        .find(PayloadKind::Elf)
+        .ok_or(MeasureError::NoPayload)?;
+    ElfFile::parse(elf).map_err(MeasureError::Elf)?;
+    Ok(Payload::Elf(elf))
+}
+
+/// The launch parameters of a VM on `platform` with `ram_bytes` of RAM and `vcpus` vCPUs.
+pub fn launch_params(
+    platform: PlatformKind,
+    ram_bytes: u64,
+    vcpus: u32,
+) -> Result<LaunchParams, MeasureError> {
+    if ram_bytes < MIN_RAM_TOP {
+        return Err(MeasureError::TooLittleRam(ram_bytes));
+    }
+    Ok(LaunchParams {
+        platform,
+        ram_bytes,
+        vcpus,
+    })
+}
+
+/// One expected event.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpectedEvent {
+    /// Position in the log (the Spec ID event is 0, so the first event is 1).
+    pub index: usize,
+    /// The CC MR index (1 = RTMR0).
+    pub mr_index: u32,
+    /// The register it extends, "RTMR0" to "RTMR3".
+    pub register: String,
+    /// The event type's TCG/UEFI name.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// What it records, as the measurement plan names it (`launch_params`, `kernel`, ...).
+    pub name: &'static str,
+    /// The SHA-384 digest, lower-case hex.
+    pub digest: String,
+    /// What the event data says, as `eventlog dump` shows it.
+    pub description: Option<String>,
+}
+
+/// The expected measurements of one boot.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    /// The launch-parameter text the firmware measures ([`LaunchParams::text`]).
+    pub launch_params: String,
+    /// The plan's events, in order.
+    pub planned: Vec<PlannedEvent>,
+    /// RTMR0 to RTMR3 after the firmware's events.
+    pub rtmrs: Rtmrs,
+    /// The log as the firmware writes it: the used part of its log area.
+    pub log: Vec<u8>,
+}
+
+/// The firmware's measurements for booting `payload` with `params`.
+pub fn measure(params: &LaunchParams, payload: &Payload<'_>) -> Result<Measurement, MeasureError> {
+    let planned = plan(params, payload);
+    let mut area = vec![0u8; EVENT_LOG.size as usize];
+    let mut registers = SoftwareRtmrs::default();
+    let mut recording = Recording::new(&mut area).map_err(MeasureError::Log)?;
+    recording
+        .record(&mut registers, planned.clone())
+        .map_err(MeasureError::Log)?;
+    let log = recording.log().to_vec();
+    let replayed = eventlog::parse(&log)
+        .map_err(|e| MeasureError::SelfCheck(e.to_string()))?
+        .replay();
+    if replayed != registers.0 {
+        return Err(MeasureError::SelfCheck("the registers differ".into()));
+    }
+    Ok(Measurement {
+        launch_params: params.text(),
+        planned,
+        rtmrs: registers.0,
+        log,
+    })
+}
+
+/// `measure --json`.
+#[derive(Debug, Serialize)]
+pub struct MeasureReport {
+    /// RTMR0, lower-case hex.
+    pub rtmr0: String,
+    /// RTMR1.
+    pub rtmr1: String,
+    /// RTMR2.
+    pub rtmr2: String,
+    /// RTMR3 (the firmware never extends it).
+    pub rtmr3: String,
+    /// The events, in log order.
+    pub events: Vec<ExpectedEvent>,
+    /// The launch-parameter text measured in RTMR0.
+    pub launch_params: String,
+}
+
+impl Measurement {
+    /// The expected events, described as `eventlog dump` describes them.
+    pub fn events(&self) -> Vec<ExpectedEvent> {
+        let described = dump(&self.log).map(|d| d.events).unwrap_or_default();
+        self.planned
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ExpectedEvent {
+                index: i + 1,
+                mr_index: e.mr_index,
+                register: rtmr_of_mr_index(e.mr_index)
+                    .map_or_else(|| "-".into(), |r| format!("RTMR{r}")),
+                type_name: EventType(e.event_type).to_string(),
+                name: e.name,
+                digest: hex::encode(e.digest),
+                description: described.get(i).and_then(|d| d.description.clone()),
+            })
+            .collect()
+    }
+
+    /// The report `measure` prints.
+    pub fn report(&self) -> MeasureReport {
+        let [rtmr0, rtmr1, rtmr2, rtmr3] = self.rtmrs.map(hex::encode);
+        MeasureReport {
+            rtmr0,
+            rtmr1,
+            rtmr2,
+            rtmr3,
+            events: self.events(),
+            launch_params: self.launch_params.clone(),
+        }
+    }
+}
+
+impl MeasureReport {
+    /// The human-readable form.
+    pub fn to_text(&self) -> String {
+        let mut s = String::from("launch parameters:\n");
+        for line in self.launch_params.lines() {
+            let _ = writeln!(s, "  {line}");
+        }
+        for (i, value) in [&self.rtmr0, &self.rtmr1, &self.rtmr2, &self.rtmr3]
+            .iter()
+            .enumerate()
+        {
+            let _ = writeln!(s, "RTMR{i} {value}");
+        }
+        let _ = writeln!(s, "{} events:", self.events.len());
+        for e in &self.events {
+            let _ = writeln!(
+                s,
+                "{:>4} {:<5} {:<32} {:<13} {}",
+                e.index,
+                e.register,
+                e.type_name,
+                e.name,
+                e.description.as_deref().unwrap_or("")
+            );
+            let _ = writeln!(s, "     sha384 {}", e.digest);
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use td_shim::measurement::kernel_digest;
+
+    /// A minimal bzImage `td_loader::linux::parse` accepts: protocol 2.15, one setup sector,
+    /// 64-bit entry, relocatable, 2 MiB alignment, `cmdline_size` 2047, `len` bytes.
+    pub(crate) fn synthetic_kernel(len: usize) -> Vec<u8> {
+        let mut k = vec![0x90u8; len];
+        k[0x1F1] = 1; // setup_sects
+        k[0x1F4..0x1F8].fill(0); // syssize
+        k[0x1FE..0x200].copy_from_slice(&[0x55, 0xAA]);
+        k[0x200] = 0xEB; // jmp
+        k[0x201] = 0x66; // setup header ends at 0x268
+        k[0x202..0x206].copy_from_slice(b"HdrS");
+        k[0x206..0x208].copy_from_slice(&0x020Fu16.to_le_bytes());
+        k[0x210] = 0xB0; // type_of_loader, as QEMU writes it: normalized away
+        k[0x211] = 0x01; // LOADED_HIGH
+        k[0x228..0x22C].copy_from_slice(&0x2_0000u32.to_le_bytes()); // cmd_line_ptr
+        k[0x230..0x234].copy_from_slice(&0x20_0000u32.to_le_bytes());
+        k[0x234] = 1; // relocatable
+        k[0x235] = 0; // min_alignment
+        k[0x236..0x238].copy_from_slice(&1u16.to_le_bytes()); // XLF_KERNEL_64
+        k[0x238..0x23C].copy_from_slice(&2047u32.to_le_bytes());
+        k[0x250..0x258].fill(0);
+        k[0x258..0x260].fill(0);
+        k[0x260..0x264].copy_from_slice(&0x10_0000u32.to_le_bytes()); // init_size
+        k
+    }
+
+    pub(crate) const PARAMS: LaunchParams = LaunchParams {
+        platform: PlatformKind::Plain,
+        ram_bytes: 512 << 20,
+        vcpus: 2,
+    };
+
+    #[test]
+    fn the_events_are_the_plans_and_the_log_replays_to_the_registers() {
+        let kernel = synthetic_kernel(0x3000);
+        let payload = linux_payload(&kernel, Some(b"initrd"), b"console=ttyS0").unwrap();
+        let m = measure(&PARAMS, &payload).unwrap();
+        // Exactly plan()'s events and digests.
+        assert_eq!(m.planned, plan(&PARAMS, &payload));
+        let report = m.report();
+        let digests: Vec<_> = report.events.iter().map(|e| e.digest.clone()).collect();
+        let planned: Vec<_> = plan(&PARAMS, &payload)
+            .iter()
+            .map(|e| hex::encode(e.digest))
+            .collect();
+        assert_eq!(digests, planned);
+        assert_eq!(report.events[2].digest, hex::encode(kernel_digest(&kernel)));
+        // The log bytes replay to the printed registers.
+        let replayed = eventlog::parse(&m.log).unwrap().replay();
+        assert_eq!(replayed, m.rtmrs);
+        assert_eq!(report.rtmr0, hex::encode(replayed[0]));
+        assert_eq!(report.rtmr1, hex::encode(replayed[1]));
+        assert_eq!(report.rtmr2, hex::encode(replayed[2]));
+        assert_eq!(report.rtmr3, "0".repeat(96));
+        assert_eq!(report.launch_params, PARAMS.text());
+        // The Spec ID event is the firmware's.
+        assert_eq!(
+            eventlog::parse(&m.log).unwrap().spec_id().vendor_info,
+            b"td-shim"
+        );
+    }
+
+    #[test]
+    fn events_are_named_and_described() {
+        let kernel = synthetic_kernel(0x3000);
+        let payload = linux_payload(&kernel, None, b"console=ttyS0").unwrap();
+        let events = measure(&PARAMS, &payload).unwrap().events();
+        let shape: Vec<_> = events
+            .iter()
+            .map(|e| (e.index, e.register.as_str(), e.type_name.as_str(), e.name))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (1, "RTMR0", "EV_PLATFORM_CONFIG_FLAGS", "launch_params"),
+                (2, "RTMR0", "EV_SEPARATOR", "separator"),
+                (3, "RTMR1", "EV_EFI_PLATFORM_FIRMWARE_BLOB2", "kernel"),
+                (4, "RTMR1", "EV_SEPARATOR", "separator"),
+                (5, "RTMR2", "EV_PLATFORM_CONFIG_FLAGS", "cmdline"),
+            ]
+        );
+        assert_eq!(
+            events[2].description.as_deref(),
+            Some("td_kernel: base 0x0, length 0x3000")
+        );
+        assert_eq!(
+            events[4].description.as_deref(),
+            Some("td_cmdline, 13 bytes of information")
+        );
+        let text = measure(&PARAMS, &payload).unwrap().report().to_text();
+        assert!(text.contains("  ram_bytes=536870912\n"), "{text}");
+        assert!(
+            text.contains("   3 RTMR1 EV_EFI_PLATFORM_FIRMWARE_BLOB2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn each_launch_parameter_changes_rtmr0_only() {
+        let kernel = synthetic_kernel(0x3000);
+        let payload = linux_payload(&kernel, None, b"").unwrap();
+        let base = measure(&PARAMS, &payload).unwrap().rtmrs;
+        for params in [
+            launch_params(PlatformKind::Plain, 1 << 30, 2).unwrap(),
+            launch_params(PlatformKind::Plain, 512 << 20, 4).unwrap(),
+        ] {
+            let other = measure(&params, &payload).unwrap().rtmrs;
+            assert_ne!(other[0], base[0]);
+            assert_eq!(other[1..], base[1..]);
+        }
+    }
+
+    #[test]
+    fn refuses_what_the_firmware_refuses() {
+        let mut kernel = synthetic_kernel(0x3000);
+        assert!(matches!(
+            linux_payload(&kernel, None, &[b'a'; 2048]),
+            Err(MeasureError::CmdlineTooLong {
+                len: 2048,
+                max: 2047
+            })
+        ));
+        assert!(linux_payload(&kernel, None, &[b'a'; 2047]).is_ok());
+        assert!(matches!(
+            linux_payload(&kernel, None, b"a\0b"),
+            Err(MeasureError::CmdlineNul)
+        ));
+        kernel[0x202] = b'X';
+        let err = linux_payload(&kernel, None, b"").unwrap_err();
+        assert!(matches!(err, MeasureError::Kernel(LinuxError::BadMagic(_))));
+        assert!(err.to_string().starts_with("kernel: "), "{err}");
+        assert!(matches!(
+            launch_params(PlatformKind::Plain, MIN_RAM_TOP - 1, 1),
+            Err(MeasureError::TooLittleRam(_))
+        ));
+        assert!(launch_params(PlatformKind::Plain, MIN_RAM_TOP, 1).is_ok());
+    }
+
+    #[test]
+    fn reads_the_images_payload_table() {
+        fn image_with(entries: &[(PayloadKind, &[u8])]) -> Vec<u8> {
+            let mut image = vec![0u8; IMAGE_SIZE as usize];
+            let start = IMAGE_PAYLOAD.image_offset() as usize;
+            td_layout::payload::write_payload_table(
+                &mut image[start..start + IMAGE_PAYLOAD.size as usize],
+                entries,
+            )
+            .unwrap();
+            image
+        }
+        assert!(matches!(
+            image_payload(&[0; 4096]),
+            Err(MeasureError::ImageSize(4096))
+        ));
+        assert!(matches!(
+            image_payload(&vec![0u8; IMAGE_SIZE as usize]),
+            Err(MeasureError::PayloadTable(PayloadTableError::BadMagic))
+        ));
+        // Kernel, initrd and command line from the table measure as the same files given
+        // directly.
+        let kernel = synthetic_kernel(0x3000);
+        let image = image_with(&[
+            (PayloadKind::Kernel, &kernel),
+            (PayloadKind::Initrd, b"initrd"),
+            (PayloadKind::Cmdline, b"console=ttyS0"),
+        ]);
+        let from_image = measure(&PARAMS, &image_payload(&image).unwrap()).unwrap();
+        let direct = measure(
+            &PARAMS,
+            &linux_payload(&kernel, Some(b"initrd"), b"console=ttyS0").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(from_image.log, direct.log);
+        // Without a command line entry, the command line is empty.
+        let image = image_with(&[(PayloadKind::Kernel, &kernel)]);
+        assert!(matches!(
+            image_payload(&image).unwrap(),
+            Payload::Linux {
+                cmdline: b"",
+                initrd: None,
+                ..
+            }
+        ));
+        // The kernel is checked as the firmware checks it.
+        let mut bad = kernel.clone();
+        bad[0x1FE] = 0;
+        let image = image_with(&[(PayloadKind::Kernel, &bad)]);
+        assert!(matches!(
+            image_payload(&image),
+            Err(MeasureError::Kernel(_))
+        ));
+        // An ELF entry must hold an ELF file; an initrd alone is no payload.
+        let image = image_with(&[(PayloadKind::Elf, b"not an ELF file")]);
+        assert!(matches!(image_payload(&image), Err(MeasureError::Elf(_))));
+        let image = image_with(&[(PayloadKind::Initrd, b"initrd")]);
+        assert!(matches!(
+            image_payload(&image),
+            Err(MeasureError::NoPayload)
+        ));
+    }
+}

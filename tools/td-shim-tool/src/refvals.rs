@@ -1,0 +1,476 @@
+//! `td-shim-tool refvals`: the expected measurements of a td-shim boot as reference values for
+//! Trustee's Reference Value Provider Service (RVPS), and an attestation policy that accepts
+//! exactly them.
+//!
+//! # The RVPS message
+//!
+//! The "sample" provenance format, message version 0.1.0 (research/tdx-attestation.md §4.5;
+//! Trustee's `rvps` crate: `Message` and the sample extractor):
+//!
+//! ```json
+//! {"version": "0.1.0", "type": "sample", "payload": "<base64 of the provenance>"}
+//! ```
+//!
+//! The payload is standard base64 (with padding) of a JSON object that maps each reference-value
+//! ID to an array of accepted values; here each array holds the one expected value. RVPS stores
+//! one reference value per ID (replacing an older one) and the attestation service's policy reads
+//! it with `query_reference_value("<ID>")`. Register the message with `rvps-tool register` or
+//! the KBS's `POST /kbs/v0/reference-value`.
+//!
+//! # Reference-value IDs
+//!
+//! Every value is lower-case hex. The event digests are the SHA-384 digests of the events td-shim
+//! records (docs/measurement.md §2), as they appear in the CC event log.
+//!
+//! | ID | value |
+//! |---|---|
+//! | `td-shim.rtmr0` .. `td-shim.rtmr3` | RTMR0 to RTMR3 after the firmware (RTMR3: 48 zero bytes) |
+//! | `td-shim.launch_params` | digest of the launch-parameters event (RTMR0) |
+//! | `td-shim.kernel` | digest of the kernel event (RTMR1; Linux payloads) |
+//! | `td-shim.cmdline` | digest of the command-line event (RTMR2; Linux payloads) |
+//! | `td-shim.initrd` | digest of the initrd event (RTMR2; only when there is an initrd) |
+//! | `td-shim.payload` | digest of the ELF payload event (RTMR1; ELF payloads) |
+//!
+//! # The policy
+//!
+//! [`policy`] writes a Rego policy for Trustee's attestation service (`package policy`, the EAR
+//! trust claims `executables` and `configuration`, plus `allow`). Its header comment states the
+//! input it assumes: the claims of Trustee's TDX verifier (research §4.3), which on td-shim's
+//! Plain platform no Trustee verifier produces yet.
+
+use crate::measure::Measurement;
+use base64::Engine as _;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use td_shim::eventlog::EventType;
+use td_shim::measurement::EV_SEPARATOR;
+
+/// The IDs of RTMR0 to RTMR3.
+pub const RTMR_IDS: [&str; 4] = [
+    "td-shim.rtmr0",
+    "td-shim.rtmr1",
+    "td-shim.rtmr2",
+    "td-shim.rtmr3",
+];
+/// The ID of the launch-parameters event's digest.
+pub const LAUNCH_PARAMS_ID: &str = "td-shim.launch_params";
+/// The ID of the kernel event's digest.
+pub const KERNEL_ID: &str = "td-shim.kernel";
+/// The ID of the command-line event's digest.
+pub const CMDLINE_ID: &str = "td-shim.cmdline";
+/// The ID of the initrd event's digest.
+pub const INITRD_ID: &str = "td-shim.initrd";
+/// The ID of the ELF payload event's digest.
+pub const PAYLOAD_ID: &str = "td-shim.payload";
+
+/// RVPS message version the sample extractor accepts.
+pub const RVPS_MESSAGE_VERSION: &str = "0.1.0";
+/// Provenance type of the sample extractor.
+pub const RVPS_SAMPLE_TYPE: &str = "sample";
+
+/// Why reference values could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RefvalsError {
+    /// The measurement plan has an event this module has no ID for (the plan changed).
+    #[error("the measurement plan's event {0:?} has no reference-value ID")]
+    UnknownEvent(&'static str),
+}
+
+/// The ID of a planned event's digest (`None` for separators, which carry no input).
+fn event_id(name: &'static str, event_type: u32) -> Result<Option<&'static str>, RefvalsError> {
+    if event_type == EV_SEPARATOR {
+        return Ok(None);
+    }
+    match name {
+        "launch_params" => Ok(Some(LAUNCH_PARAMS_ID)),
+        "kernel" => Ok(Some(KERNEL_ID)),
+        "cmdline" => Ok(Some(CMDLINE_ID)),
+        "initrd" => Ok(Some(INITRD_ID)),
+        "payload" => Ok(Some(PAYLOAD_ID)),
+        other => Err(RefvalsError::UnknownEvent(other)),
+    }
+}
+
+/// An event the policy checks: its CC MR index, type name, and the ID of its digest.
+struct CheckedEvent {
+    mr_index: u32,
+    type_name: String,
+    id: &'static str,
+}
+
+fn checked_events(m: &Measurement) -> Result<Vec<CheckedEvent>, RefvalsError> {
+    let mut checked = Vec::new();
+    for e in &m.planned {
+        if let Some(id) = event_id(e.name, e.event_type)? {
+            checked.push(CheckedEvent {
+                mr_index: e.mr_index,
+                type_name: EventType(e.event_type).to_string(),
+                id,
+            });
+        }
+    }
+    Ok(checked)
+}
+
+/// The reference values: ID → the accepted values (one each).
+pub fn reference_values(m: &Measurement) -> Result<BTreeMap<String, Vec<String>>, RefvalsError> {
+    let mut values = BTreeMap::new();
+    for (id, rtmr) in RTMR_IDS.iter().zip(&m.rtmrs) {
+        values.insert((*id).to_owned(), vec![hex::encode(rtmr)]);
+    }
+    for e in &m.planned {
+        if let Some(id) = event_id(e.name, e.event_type)? {
+            values.insert(id.to_owned(), vec![hex::encode(e.digest)]);
+        }
+    }
+    Ok(values)
+}
+
+/// An RVPS message.
+#[derive(Debug, Serialize)]
+pub struct RvpsMessage {
+    /// [`RVPS_MESSAGE_VERSION`].
+    pub version: &'static str,
+    /// [`RVPS_SAMPLE_TYPE`].
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Base64 of the provenance JSON.
+    pub payload: String,
+}
+
+/// The sample-provenance message that registers `values`.
+pub fn rvps_message(values: &BTreeMap<String, Vec<String>>) -> RvpsMessage {
+    // Serializing a map of strings cannot fail.
+    let provenance = serde_json::to_vec(values).unwrap_or_default();
+    RvpsMessage {
+        version: RVPS_MESSAGE_VERSION,
+        kind: RVPS_SAMPLE_TYPE,
+        payload: base64::engine::general_purpose::STANDARD.encode(provenance),
+    }
+}
+
+const POLICY_HEADER: &str = r#"# Attestation policy for a td-shim boot, written by `td-shim-tool refvals --policy`.
+#
+# It accepts exactly the reference values `td-shim-tool refvals` wrote with it, once they are
+# registered in Trustee's RVPS: each RTMR, and the digest of each event td-shim records, must
+# equal the value under its td-shim.* ID (read with Trustee's query_reference_value).
+#
+# ASSUMED INPUT: the claims of Trustee's TDX verifier (quote and CC event log):
+#   input.tdx.quote.body.rtmr_0 .. rtmr_3   RTMR0..RTMR3, lower-case hex
+#   input.tdx.uefi_event_logs[]             the CC event log, replayed against those RTMRs;
+#                                           each event has index (the CC MR index: 1 = RTMR0,
+#                                           2 = RTMR1, 3 = RTMR2), type_name (TCG/UEFI name)
+#                                           and digests[] = {"alg": "SHA-384", "digest": hex}
+# Under TDX, Trustee's TDX verifier produces exactly these from a quote and the CCEL. On
+# td-shim's Plain platform (no TEE) no Trustee verifier takes the guest agent's evidence yet:
+# this policy assumes the verifier that does presents the agent's registers (the emulated
+# RTMRs, equal to the log's replay) and its event log in the same shape. If yours puts them
+# elsewhere, change `evidence` below. The Plain platform's registers are emulated and protect
+# nothing; this policy judges the boot chain only, not the hardware (no `hardware` claim: check
+# MRTD and the TCB status as Trustee's default policy does).
+#
+# Output: Trustee's EAR trust claims. executables = 3 (approved boot chain) when RTMR1-RTMR3
+# and the payload events match, else 33; configuration = 2 (approved configuration) when RTMR0
+# and the launch-parameters event match, else 36. allow = both. RTMR3 is expected as the
+# firmware leaves it (zero): a guest that extends RTMR3 before it attests needs another value.
+
+package policy
+
+import rego.v1
+
+evidence := input.tdx
+
+default executables := 33
+
+default configuration := 36
+
+default allow := false
+"#;
+
+const POLICY_FOOTER: &str = r#"
+allow if {
+	executables == 3
+	configuration == 2
+}
+
+# The SHA-384 digests of the events of type `type_name` in CC MR `index`.
+digests(index, type_name) := [d.digest |
+	some event in evidence.uefi_event_logs
+	event.index == index
+	event.type_name == type_name
+	some d in event.digests
+	d.alg == "SHA-384"
+]
+
+# There is exactly one such event, and its digest is the reference value `id`.
+event_matches(index, type_name, id) if {
+	found := digests(index, type_name)
+	count(found) == 1
+	found[0] in query_reference_value(id)
+}
+"#;
+
+fn rule(s: &mut String, claim: &str, value: u8, rtmrs: &[usize], events: &[&CheckedEvent]) {
+    let _ = writeln!(s, "\n{claim} := {value} if {{");
+    for &r in rtmrs {
+        let _ = writeln!(
+            s,
+            "\tevidence.quote.body.rtmr_{r} in query_reference_value(\"{}\")",
+            RTMR_IDS[r]
+        );
+    }
+    for e in events {
+        let _ = writeln!(
+            s,
+            "\tevent_matches({}, \"{}\", \"{}\")",
+            e.mr_index, e.type_name, e.id
+        );
+    }
+    s.push_str("}\n");
+}
+
+/// The Rego policy that accepts exactly the reference values of `m` (see the module
+/// documentation).
+pub fn policy(m: &Measurement) -> Result<String, RefvalsError> {
+    let events = checked_events(m)?;
+    let (config, boot): (Vec<&CheckedEvent>, Vec<&CheckedEvent>) =
+        events.iter().partition(|e| e.mr_index == 1);
+    let mut s = String::from(POLICY_HEADER);
+    rule(&mut s, "executables", 3, &[1, 2, 3], &boot);
+    rule(&mut s, "configuration", 2, &[0], &config);
+    s.push_str(POLICY_FOOTER);
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::tests::{synthetic_kernel, PARAMS};
+    use crate::measure::{linux_payload, measure, LaunchParams, Payload};
+
+    fn linux(initrd: Option<&[u8]>) -> Measurement {
+        let kernel = synthetic_kernel(0x3000);
+        measure(
+            &PARAMS,
+            &linux_payload(&kernel, initrd, b"console=ttyS0").unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn ids_and_values() {
+        let m = linux(Some(b"initrd"));
+        let values = reference_values(&m).unwrap();
+        let ids: Vec<_> = values.keys().map(String::as_str).collect();
+        assert_eq!(
+            ids,
+            [
+                "td-shim.cmdline",
+                "td-shim.initrd",
+                "td-shim.kernel",
+                "td-shim.launch_params",
+                "td-shim.rtmr0",
+                "td-shim.rtmr1",
+                "td-shim.rtmr2",
+                "td-shim.rtmr3",
+            ]
+        );
+        let report = m.report();
+        assert_eq!(values["td-shim.rtmr0"], [report.rtmr0.as_str()]);
+        assert_eq!(values["td-shim.rtmr3"], ["0".repeat(96)]);
+        let by_name = |name: &str| {
+            report
+                .events
+                .iter()
+                .find(|e| e.name == name)
+                .unwrap()
+                .digest
+                .clone()
+        };
+        assert_eq!(values["td-shim.launch_params"], [by_name("launch_params")]);
+        assert_eq!(values["td-shim.kernel"], [by_name("kernel")]);
+        assert_eq!(values["td-shim.cmdline"], [by_name("cmdline")]);
+        assert_eq!(values["td-shim.initrd"], [by_name("initrd")]);
+        // No initrd, no initrd ID; an ELF payload has its own.
+        assert!(!reference_values(&linux(None))
+            .unwrap()
+            .contains_key("td-shim.initrd"));
+        let elf = measure(&PARAMS, &Payload::Elf(b"\x7fELF")).unwrap();
+        let ids: Vec<_> = reference_values(&elf).unwrap().into_keys().collect();
+        assert_eq!(
+            ids,
+            [
+                "td-shim.launch_params",
+                "td-shim.payload",
+                "td-shim.rtmr0",
+                "td-shim.rtmr1",
+                "td-shim.rtmr2",
+                "td-shim.rtmr3"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_message_is_the_sample_format() {
+        let values = reference_values(&linux(None)).unwrap();
+        let message = serde_json::to_value(rvps_message(&values)).unwrap();
+        let object = message.as_object().unwrap();
+        assert_eq!(object.len(), 3);
+        assert_eq!(message["version"], "0.1.0");
+        assert_eq!(message["type"], "sample");
+        let payload = base64::engine::general_purpose::STANDARD
+            .decode(message["payload"].as_str().unwrap())
+            .unwrap();
+        let decoded: BTreeMap<String, Vec<String>> = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(decoded, values);
+    }
+
+    #[test]
+    fn the_policy_checks_every_register_and_event() {
+        let text = policy(&linux(Some(b"initrd"))).unwrap();
+        for line in [
+            "evidence := input.tdx",
+            "\tevidence.quote.body.rtmr_0 in query_reference_value(\"td-shim.rtmr0\")",
+            "\tevidence.quote.body.rtmr_3 in query_reference_value(\"td-shim.rtmr3\")",
+            "\tevent_matches(1, \"EV_PLATFORM_CONFIG_FLAGS\", \"td-shim.launch_params\")",
+            "\tevent_matches(2, \"EV_EFI_PLATFORM_FIRMWARE_BLOB2\", \"td-shim.kernel\")",
+            "\tevent_matches(3, \"EV_PLATFORM_CONFIG_FLAGS\", \"td-shim.cmdline\")",
+            "\tevent_matches(3, \"EV_EFI_PLATFORM_FIRMWARE_BLOB2\", \"td-shim.initrd\")",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+        }
+        assert!(!policy(&linux(None)).unwrap().contains("td-shim.initrd"));
+    }
+
+    /// Claims in the shape the policy assumes (Trustee's TDX verifier), from a measurement's
+    /// registers and log.
+    pub(crate) fn tdx_claims(m: &Measurement) -> serde_json::Value {
+        let log = td_shim::eventlog::parse(&m.log).unwrap();
+        let events: Vec<_> = log
+            .events()
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "index": e.mr_index(),
+                    "type_name": e.event_type().to_string(),
+                    "digests": [{"alg": "SHA-384", "digest": hex::encode(e.digest())}],
+                })
+            })
+            .collect();
+        let [r0, r1, r2, r3] = m.rtmrs.map(hex::encode);
+        serde_json::json!({"tdx": {
+            "quote": {"body": {"rtmr_0": r0, "rtmr_1": r1, "rtmr_2": r2, "rtmr_3": r3}},
+            "uefi_event_logs": events,
+        }})
+    }
+
+    /// Evaluates `policy` with Trustee's engine (regorus), `values` behind
+    /// `query_reference_value` (null for an unknown ID, as the RVPS answers), and `input`:
+    /// (executables, configuration, allow).
+    pub(crate) fn evaluate(
+        policy: &str,
+        values: &BTreeMap<String, Vec<String>>,
+        input: &serde_json::Value,
+    ) -> (i64, i64, bool) {
+        let mut engine = regorus::Engine::new();
+        let values = values.clone();
+        engine
+            .add_extension(
+                "query_reference_value".into(),
+                1,
+                Box::new(move |args: Vec<regorus::Value>| {
+                    let id = args[0].as_string()?.to_string();
+                    Ok(match values.get(&id) {
+                        Some(v) => regorus::Value::from_json_str(&serde_json::to_string(v)?)?,
+                        None => regorus::Value::Null,
+                    })
+                }),
+            )
+            .unwrap();
+        engine
+            .add_policy("td-shim.rego".into(), policy.into())
+            .unwrap();
+        engine.set_input(regorus::Value::from_json_str(&input.to_string()).unwrap());
+        let mut rule = |name: &str| engine.eval_rule(format!("data.policy.{name}")).unwrap();
+        (
+            rule("executables").as_i64().unwrap(),
+            rule("configuration").as_i64().unwrap(),
+            *rule("allow").as_bool().unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_policy_accepts_exactly_the_reference_values() {
+        let kernel = synthetic_kernel(0x3000);
+        let boot = |params: &LaunchParams, cmdline: &'static [u8], initrd: Option<&[u8]>| {
+            measure(params, &linux_payload(&kernel, initrd, cmdline).unwrap()).unwrap()
+        };
+        let expected = boot(&PARAMS, b"console=ttyS0", Some(b"initrd"));
+        let values = reference_values(&expected).unwrap();
+        let text = policy(&expected).unwrap();
+        let run = |input: &serde_json::Value| evaluate(&text, &values, input);
+
+        assert_eq!(run(&tdx_claims(&expected)), (3, 2, true));
+        // Another command line, initrd, or none: the boot chain is not the approved one.
+        let other_cmdline = boot(&PARAMS, b"console=ttyS1", Some(b"initrd"));
+        assert_eq!(run(&tdx_claims(&other_cmdline)), (33, 2, false));
+        let other_initrd = boot(&PARAMS, b"console=ttyS0", Some(b"initrd2"));
+        assert_eq!(run(&tdx_claims(&other_initrd)), (33, 2, false));
+        let no_initrd = boot(&PARAMS, b"console=ttyS0", None);
+        assert_eq!(run(&tdx_claims(&no_initrd)), (33, 2, false));
+        // Other launch parameters: the configuration is not the approved one.
+        let more_ram = LaunchParams {
+            ram_bytes: 1 << 30,
+            ..PARAMS
+        };
+        let other_params = boot(&more_ram, b"console=ttyS0", Some(b"initrd"));
+        assert_eq!(run(&tdx_claims(&other_params)), (3, 36, false));
+        // A register alone, an event digest alone, or a repeated event are caught too.
+        let mut claims = tdx_claims(&expected);
+        claims["tdx"]["quote"]["body"]["rtmr_3"] = "11".repeat(48).into();
+        assert_eq!(run(&claims), (33, 2, false));
+        let mut claims = tdx_claims(&expected);
+        claims["tdx"]["uefi_event_logs"][2]["digests"][0]["digest"] = "22".repeat(48).into();
+        assert_eq!(run(&claims), (33, 2, false));
+        let mut claims = tdx_claims(&expected);
+        let first = claims["tdx"]["uefi_event_logs"][0].clone();
+        claims["tdx"]["uefi_event_logs"]
+            .as_array_mut()
+            .unwrap()
+            .push(first);
+        assert_eq!(run(&claims), (3, 36, false));
+        // A reference value missing from the RVPS fails its check; no evidence, nothing passes.
+        let mut partial = values.clone();
+        partial.remove("td-shim.kernel");
+        assert_eq!(
+            evaluate(&text, &partial, &tdx_claims(&expected)),
+            (33, 2, false)
+        );
+        assert_eq!(
+            run(&serde_json::json!({"sample": {"svn": "1"}})),
+            (33, 36, false)
+        );
+        // An ELF payload's policy.
+        let elf = measure(&PARAMS, &Payload::Elf(b"\x7fELF")).unwrap();
+        let elf_values = reference_values(&elf).unwrap();
+        let elf_policy = policy(&elf).unwrap();
+        assert_eq!(
+            evaluate(&elf_policy, &elf_values, &tdx_claims(&elf)),
+            (3, 2, true)
+        );
+        assert_eq!(
+            evaluate(&elf_policy, &elf_values, &tdx_claims(&expected)),
+            (33, 2, false)
+        );
+    }
+
+    #[test]
+    fn an_unknown_event_is_refused() {
+        assert!(matches!(
+            event_id("something new", 0xA),
+            Err(RefvalsError::UnknownEvent("something new"))
+        ));
+        assert_eq!(event_id("separator", EV_SEPARATOR).unwrap(), None);
+    }
+}
