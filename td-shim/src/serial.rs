@@ -30,24 +30,38 @@ impl<'a, P: PortIo + ?Sized> Uart<'a, P> {
         self.io.outb(b + 4, 0x03); // MCR: DTR, RTS
     }
 
-    fn put(&self, byte: u8) {
-        // Wait for the transmit holding register, but never forever: a missing UART reads 0xFF.
+    // Waits until the transmitter is empty, but never forever: a missing UART reads 0xFF.
+    fn wait_for_fifo(&self) {
         for _ in 0..100_000 {
             if self.io.inb(self.base + 5) & 0x20 != 0 {
                 break;
             }
         }
-        self.io.outb(self.base, byte);
+    }
+
+    /// Sends `bytes`: one status check per 16 bytes (the FIFO `init` enables is 16 deep), since
+    /// every port access is a VM exit (or an emulated one).
+    fn send(&self, bytes: &[u8]) {
+        for chunk in bytes.chunks(FIFO_DEPTH) {
+            self.wait_for_fifo();
+            for &b in chunk {
+                self.io.outb(self.base, b);
+            }
+        }
     }
 }
 
+/// Depth of the 16550's transmit FIFO.
+const FIFO_DEPTH: usize = 16;
+
 impl<P: PortIo + ?Sized> Write for Uart<'_, P> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        for b in s.bytes() {
-            if b == b'\n' {
-                self.put(b'\r');
+        // Lines end in CR LF on the wire.
+        for (i, line) in s.split('\n').enumerate() {
+            if i > 0 {
+                self.send(b"\r\n");
             }
-            self.put(b);
+            self.send(line.as_bytes());
         }
         Ok(())
     }
@@ -98,9 +112,12 @@ mod tests {
     use core::cell::RefCell;
     use std::vec::Vec;
 
-    struct Capture(RefCell<Vec<u8>>);
+    /// Bytes sent, and how many times the line status was read.
+    struct Capture(RefCell<Vec<u8>>, RefCell<usize>);
     impl PortIo for Capture {
-        fn inb(&self, _port: u16) -> u8 {
+        fn inb(&self, port: u16) -> u8 {
+            assert_eq!(port, COM1 + 5);
+            *self.1.borrow_mut() += 1;
             0x20
         }
         fn outb(&self, port: u16, value: u8) {
@@ -117,9 +134,18 @@ mod tests {
 
     #[test]
     fn lines_end_in_crlf() {
-        let io = Capture(RefCell::new(Vec::new()));
+        let io = Capture(RefCell::new(Vec::new()), RefCell::new(0));
         let mut uart = Uart::new(&io, COM1);
-        write!(uart, "a\nb").unwrap();
-        assert_eq!(io.0.borrow().as_slice(), b"a\r\nb");
+        write!(uart, "a\nb\n").unwrap();
+        assert_eq!(io.0.borrow().as_slice(), b"a\r\nb\r\n");
+    }
+
+    #[test]
+    fn one_status_check_per_fifo_load() {
+        let io = Capture(RefCell::new(Vec::new()), RefCell::new(0));
+        let mut uart = Uart::new(&io, COM1);
+        uart.write_str(&"x".repeat(40)).unwrap();
+        assert_eq!(io.0.borrow().len(), 40);
+        assert_eq!(*io.1.borrow(), 3, "40 bytes = 3 FIFO loads");
     }
 }
