@@ -298,6 +298,80 @@ fn demo() -> Result<()> {
     if report.cmdline.as_deref() != Some(cmdline) || !out.status.success() {
         bail!("the demo's boot did not go as expected");
     }
+    show_prediction(&kernel, cmdline, &report)
+}
+
+/// The host's prediction for the demo's boot, from the same inputs, next to what the guest
+/// reported; also writes the expected log and the reference values for a KBS.
+fn show_prediction(
+    kernel: &Path,
+    cmdline: &str,
+    report: &guest_agent::report::Report,
+) -> Result<()> {
+    let demo_dir = root().join("target/demo");
+    std::fs::create_dir_all(&demo_dir)?;
+    let inputs = |c: &mut Command| {
+        c.arg("--kernel")
+            .arg(kernel)
+            .arg("--initrd")
+            .arg(default_initrd())
+            .args(["--cmdline", cmdline, "--memory", "1G", "--vcpus", "2"]);
+    };
+    let mut measure = td_shim_tool();
+    measure
+        .args(["measure", "--json", "--log-out"])
+        .arg(demo_dir.join("expected.log"));
+    inputs(&mut measure);
+    let predicted = measure.output().context("run td-shim-tool measure")?;
+    if !predicted.status.success() {
+        bail!(
+            "td-shim-tool measure failed: {}",
+            String::from_utf8_lossy(&predicted.stderr)
+        );
+    }
+    let predicted = String::from_utf8_lossy(&predicted.stdout).into_owned();
+    let refvals = demo_dir.join("refvals.json");
+    let mut rv = td_shim_tool();
+    rv.args(["refvals", "--output"])
+        .arg(&refvals)
+        .arg("--policy")
+        .arg(demo_dir.join("policy.rego"));
+    inputs(&mut rv);
+    run(&mut rv)?;
+
+    let m = report
+        .measurement
+        .as_ref()
+        .context("the agent's report has no measurements")?;
+    println!("\ndemo: RTMRs, guest (replayed log = published registers) and host (td-shim-tool measure):");
+    let mut equal = m.rtmrs_match;
+    for (i, guest) in m.replayed_rtmrs.iter().enumerate() {
+        let host = predicted
+            .split(&format!("\"rtmr{i}\": \""))
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("?");
+        let same = guest == host && m.platform_rtmrs.as_ref().is_some_and(|p| &p[i] == guest);
+        equal &= same;
+        println!(
+            "  RTMR{i} guest {guest}\n        host  {host}  {}",
+            if same { "equal" } else { "DIFFERENT" }
+        );
+    }
+    println!(
+        "demo: {} events in the guest's log; the host's expected log: {}",
+        m.events,
+        demo_dir.join("expected.log").display()
+    );
+    println!(
+        "demo: reference values for a Trustee KBS: {} (policy: {})",
+        refvals.display(),
+        demo_dir.join("policy.rego").display()
+    );
+    if !equal {
+        bail!("the guest's measurements differ from the host's prediction");
+    }
+    println!("demo: the guest's evidence equals the host's prediction");
     Ok(())
 }
 
