@@ -594,11 +594,23 @@ impl core::fmt::Debug for BzImage<'_> {
 /// Parses and validates `kernel` as a relocatable 64-bit bzImage (boot protocol 2.12 or later).
 /// See the module documentation for what is checked.
 pub fn parse(kernel: &[u8]) -> Result<BzImage<'_>, LinuxError> {
-    let len = kernel.len();
-    if len < MIN_HEADER_END {
+    parse_impl(kernel, kernel.len())
+}
+
+/// Applies every check of [`parse`] to a bzImage of `file_len` bytes of which only the first
+/// bytes, `head`, are at hand (they must include the setup header, at most
+/// [`MAX_HEADER_END`] bytes): for a caller that streams the rest, e.g. into a hash. Returns the
+/// kernel's `cmdline_size`.
+pub fn check_header(head: &[u8], file_len: usize) -> Result<u32, LinuxError> {
+    parse_impl(head, file_len).map(|bz| bz.cmdline_size)
+}
+
+// `kernel` holds at least the setup header; `len` is the whole file's length.
+fn parse_impl(kernel: &[u8], len: usize) -> Result<BzImage<'_>, LinuxError> {
+    if len < MIN_HEADER_END || kernel.len() < MIN_HEADER_END {
         return Err(LinuxError::TruncatedHeader {
             needed: MIN_HEADER_END,
-            len,
+            len: len.min(kernel.len()),
         });
     }
     let boot_flag = read_u16(kernel, BOOT_FLAG);
@@ -624,10 +636,10 @@ pub fn parse(kernel: &[u8]) -> Result<BzImage<'_>, LinuxError> {
         .ok()
         .filter(|e| (MIN_HEADER_END..=MAX_HEADER_END).contains(e))
         .ok_or(LinuxError::BadHeaderLength { end })?;
-    if header_end > len {
+    if header_end > len || header_end > kernel.len() {
         return Err(LinuxError::TruncatedHeader {
             needed: header_end,
-            len,
+            len: len.min(kernel.len()),
         });
     }
     let loadflags = read_u8(kernel, LOADFLAGS);
@@ -1448,6 +1460,29 @@ mod tests {
         let mut short = image()[..0x215].to_vec();
         normalize_setup_header(&mut short);
         assert_eq!(short[TYPE_OF_LOADER], 0);
+    }
+
+    #[test]
+    fn the_header_check_agrees_with_parse() {
+        let b = image();
+        // The head alone, with the file's length, passes the same checks.
+        assert_eq!(check_header(&b[..0x300], b.len()), Ok(CMDLINE_MAX));
+        // Size rules use the file length, not the head's.
+        assert_eq!(
+            check_header(&b[..0x300], b.len() - 1),
+            parse(&b[..b.len() - 1]).map(|bz| bz.cmdline_size())
+        );
+        // A head shorter than the header is refused.
+        assert!(matches!(
+            check_header(&b[..0x250], b.len()),
+            Err(LinuxError::TruncatedHeader { .. })
+        ));
+        let mut bad = b.clone();
+        bad[BOOT_FLAG] = 0;
+        assert_eq!(
+            check_header(&bad[..0x300], bad.len()),
+            parse(&bad).map(|_| 0)
+        );
     }
 
     #[test]

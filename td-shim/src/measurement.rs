@@ -71,6 +71,22 @@ impl LaunchParams {
     }
 }
 
+/// A measured input: its bytes, or (for a host tool that streams large files) the digest and
+/// length already computed the way [`plan`] would ([`KernelHasher`] for a kernel, SHA-384 for
+/// an initrd).
+#[derive(Debug, Clone, Copy)]
+pub enum Blob<'a> {
+    /// The bytes.
+    Bytes(&'a [u8]),
+    /// The measurement digest and the length in bytes.
+    Hashed {
+        /// The digest.
+        digest: [u8; 48],
+        /// The length.
+        len: u64,
+    },
+}
+
 /// What the firmware boots.
 #[derive(Debug, Clone, Copy)]
 pub enum Payload<'a> {
@@ -78,11 +94,11 @@ pub enum Payload<'a> {
     /// and initrd.
     Linux {
         /// The bzImage.
-        kernel: &'a [u8],
+        kernel: Blob<'a>,
         /// The command line, exactly as the kernel gets it, without the NUL.
         cmdline: &'a [u8],
         /// The initrd, if any.
-        initrd: Option<&'a [u8]>,
+        initrd: Option<Blob<'a>>,
     },
     /// An ELF payload (the whole file).
     Elf(&'a [u8]),
@@ -128,13 +144,13 @@ fn config_info(descriptor: &str, info: &[u8]) -> Vec<u8> {
 /// `UEFI_PLATFORM_FIRMWARE_BLOB2`: a u8 description size, the description (with its NUL), the
 /// blob's base (0: the blob is measured from firmware memory whose address is not part of the
 /// contract) and its length.
-fn blob2(description: &str, length: usize) -> Vec<u8> {
+fn blob2(description: &str, length: u64) -> Vec<u8> {
     let mut v = Vec::with_capacity(description.len() + 18);
     v.push((description.len() + 1) as u8);
     v.extend_from_slice(description.as_bytes());
     v.push(0);
     v.extend_from_slice(&0u64.to_le_bytes());
-    v.extend_from_slice(&(length as u64).to_le_bytes());
+    v.extend_from_slice(&length.to_le_bytes());
     v
 }
 
@@ -156,13 +172,80 @@ fn separator(mr_index: u32, data: [u8; 4]) -> PlannedEvent {
 /// fields normalized ([`td_loader::linux::normalize_setup_header`]), so a kernel gives the same
 /// digest whether QEMU's direct boot (which patches them) or the image delivered it.
 pub fn kernel_digest(kernel: &[u8]) -> [u8; 48] {
-    // Every loader field lies in the first 0x290 bytes (the end of the setup header area).
-    const HEAD: usize = 0x290;
-    let split = kernel.len().min(HEAD);
-    let mut head = [0u8; HEAD];
-    head[..split].copy_from_slice(&kernel[..split]);
-    td_loader::linux::normalize_setup_header(&mut head[..split]);
-    sha384(&[&head[..split], &kernel[split..]])
+    let mut h = KernelHasher::new();
+    h.update(kernel);
+    h.finalize().0
+}
+
+/// Every loader field lies in the first 0x290 bytes (the end of the setup header area).
+const KERNEL_HEAD: usize = 0x290;
+
+/// [`kernel_digest`] over a bzImage that arrives in pieces.
+pub struct KernelHasher {
+    head: [u8; KERNEL_HEAD],
+    head_len: usize,
+    hash: Sha384,
+    len: u64,
+}
+
+impl Default for KernelHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KernelHasher {
+    /// A hasher at the start of a bzImage.
+    pub fn new() -> Self {
+        KernelHasher {
+            head: [0; KERNEL_HEAD],
+            head_len: 0,
+            hash: Sha384::new(),
+            len: 0,
+        }
+    }
+
+    /// Feeds the next bytes of the file.
+    pub fn update(&mut self, mut data: &[u8]) {
+        self.len += data.len() as u64;
+        if self.head_len < KERNEL_HEAD {
+            let n = data.len().min(KERNEL_HEAD - self.head_len);
+            self.head[self.head_len..self.head_len + n].copy_from_slice(&data[..n]);
+            self.head_len += n;
+            data = &data[n..];
+            if self.head_len == KERNEL_HEAD {
+                td_loader::linux::normalize_setup_header(&mut self.head);
+                self.hash.update(self.head);
+            }
+        }
+        self.hash.update(data);
+    }
+
+    /// The digest and the number of bytes fed.
+    pub fn finalize(mut self) -> ([u8; 48], u64) {
+        if self.head_len < KERNEL_HEAD {
+            let head = &mut self.head[..self.head_len];
+            td_loader::linux::normalize_setup_header(head);
+            self.hash.update(head);
+        }
+        (self.hash.finalize().into(), self.len)
+    }
+}
+
+impl Blob<'_> {
+    fn kernel_measure(&self) -> ([u8; 48], u64) {
+        match *self {
+            Blob::Bytes(b) => (kernel_digest(b), b.len() as u64),
+            Blob::Hashed { digest, len } => (digest, len),
+        }
+    }
+
+    fn measure(&self) -> ([u8; 48], u64) {
+        match *self {
+            Blob::Bytes(b) => (sha384(&[b]), b.len() as u64),
+            Blob::Hashed { digest, len } => (digest, len),
+        }
+    }
 }
 
 /// The ordered events for booting `payload` with `params`.
@@ -183,12 +266,13 @@ pub fn plan(params: &LaunchParams, payload: &Payload<'_>) -> Vec<PlannedEvent> {
             cmdline,
             initrd,
         } => {
+            let (digest, len) = kernel.kernel_measure();
             events.push(PlannedEvent {
                 name: "kernel",
                 mr_index: MR_RTMR1,
                 event_type: EV_EFI_PLATFORM_FIRMWARE_BLOB2,
-                data: blob2("td_kernel", kernel.len()),
-                digest: kernel_digest(kernel),
+                data: blob2("td_kernel", len),
+                digest,
             });
             events.push(separator(MR_RTMR1, SEPARATOR));
             events.push(PlannedEvent {
@@ -199,12 +283,13 @@ pub fn plan(params: &LaunchParams, payload: &Payload<'_>) -> Vec<PlannedEvent> {
                 digest: sha384(&[cmdline]),
             });
             if let Some(initrd) = initrd {
+                let (digest, len) = initrd.measure();
                 events.push(PlannedEvent {
                     name: "initrd",
                     mr_index: MR_RTMR2,
                     event_type: EV_EFI_PLATFORM_FIRMWARE_BLOB2,
-                    data: blob2("td_initrd", initrd.len()),
-                    digest: sha384(&[initrd]),
+                    data: blob2("td_initrd", len),
+                    digest,
                 });
             }
         }
@@ -213,7 +298,7 @@ pub fn plan(params: &LaunchParams, payload: &Payload<'_>) -> Vec<PlannedEvent> {
                 name: "payload",
                 mr_index: MR_RTMR1,
                 event_type: EV_EFI_PLATFORM_FIRMWARE_BLOB2,
-                data: blob2("td_payload", elf.len()),
+                data: blob2("td_payload", elf.len() as u64),
                 digest: sha384(&[elf]),
             });
             events.push(separator(MR_RTMR1, SEPARATOR));
@@ -323,9 +408,9 @@ mod tests {
         let events = plan(
             &PARAMS,
             &Payload::Linux {
-                kernel: &kernel,
+                kernel: Blob::Bytes(&kernel),
                 cmdline: b"console=ttyS0",
-                initrd: Some(b"initrd bytes"),
+                initrd: Some(Blob::Bytes(b"initrd bytes")),
             },
         );
         let shape: Vec<_> = events
@@ -371,9 +456,9 @@ mod tests {
         let base = plan(
             &PARAMS,
             &Payload::Linux {
-                kernel: &kernel,
+                kernel: Blob::Bytes(&kernel),
                 cmdline: b"a",
-                initrd: Some(b"i"),
+                initrd: Some(Blob::Bytes(b"i")),
             },
         );
         let mut k2 = kernel.clone();
@@ -381,25 +466,25 @@ mod tests {
         let other_kernel = plan(
             &PARAMS,
             &Payload::Linux {
-                kernel: &k2,
+                kernel: Blob::Bytes(&k2),
                 cmdline: b"a",
-                initrd: Some(b"i"),
+                initrd: Some(Blob::Bytes(b"i")),
             },
         );
         let other_cmdline = plan(
             &PARAMS,
             &Payload::Linux {
-                kernel: &kernel,
+                kernel: Blob::Bytes(&kernel),
                 cmdline: b"b",
-                initrd: Some(b"i"),
+                initrd: Some(Blob::Bytes(b"i")),
             },
         );
         let other_initrd = plan(
             &PARAMS,
             &Payload::Linux {
-                kernel: &kernel,
+                kernel: Blob::Bytes(&kernel),
                 cmdline: b"a",
-                initrd: Some(b"j"),
+                initrd: Some(Blob::Bytes(b"j")),
             },
         );
         let more_ram = plan(
@@ -408,9 +493,9 @@ mod tests {
                 ..PARAMS
             },
             &Payload::Linux {
-                kernel: &kernel,
+                kernel: Blob::Bytes(&kernel),
                 cmdline: b"a",
-                initrd: Some(b"i"),
+                initrd: Some(Blob::Bytes(b"i")),
             },
         );
         let differing = |other: &[PlannedEvent]| -> Vec<&str> {
@@ -424,6 +509,48 @@ mod tests {
         assert_eq!(differing(&other_cmdline), ["cmdline"]);
         assert_eq!(differing(&other_initrd), ["initrd"]);
         assert_eq!(differing(&more_ram), ["launch_params"]);
+    }
+
+    #[test]
+    fn streaming_and_pre_hashed_inputs_measure_the_same() {
+        let kernel = fake_kernel();
+        for chunk in [1, 7, 0x28F, 0x290, 0x291, 4096] {
+            let mut h = KernelHasher::new();
+            kernel.chunks(chunk).for_each(|c| h.update(c));
+            assert_eq!(
+                h.finalize(),
+                (kernel_digest(&kernel), kernel.len() as u64),
+                "chunk {chunk}"
+            );
+        }
+        let mut tiny = KernelHasher::new();
+        tiny.update(&[1, 2, 3]);
+        assert_eq!(tiny.finalize().0, kernel_digest(&[1, 2, 3]));
+        let (digest, len) = {
+            let mut h = KernelHasher::new();
+            h.update(&kernel);
+            h.finalize()
+        };
+        let bytes = plan(
+            &PARAMS,
+            &Payload::Linux {
+                kernel: Blob::Bytes(&kernel),
+                cmdline: b"c",
+                initrd: Some(Blob::Bytes(b"i")),
+            },
+        );
+        let hashed = plan(
+            &PARAMS,
+            &Payload::Linux {
+                kernel: Blob::Hashed { digest, len },
+                cmdline: b"c",
+                initrd: Some(Blob::Hashed {
+                    digest: sha384(&[b"i"]),
+                    len: 1,
+                }),
+            },
+        );
+        assert_eq!(bytes, hashed);
     }
 
     #[test]
@@ -447,7 +574,7 @@ mod tests {
         let planned = plan(
             &PARAMS,
             &Payload::Linux {
-                kernel: &kernel,
+                kernel: Blob::Bytes(&kernel),
                 cmdline: b"console=ttyS0",
                 initrd: None,
             },

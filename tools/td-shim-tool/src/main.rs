@@ -189,11 +189,10 @@ impl BootInputs {
                     image.display()
                 );
             }
-            let kernel_bytes = read(kernel)?;
-            let initrd = self.initrd.as_deref().map(read).transpose()?;
             let cmdline = self.cmdline.as_deref().unwrap_or("").as_bytes();
-            let payload = measure::linux_payload(&kernel_bytes, initrd.as_deref(), cmdline)
-                .with_context(|| format!("cannot measure a boot of {}", kernel.display()))?;
+            let payload =
+                measure::linux_payload_from_files(kernel, self.initrd.as_deref(), cmdline)
+                    .with_context(|| format!("cannot measure a boot of {}", kernel.display()))?;
             Ok(measure::measure(&params, &payload)?)
         } else if let Some(image) = &self.source.image {
             let image_bytes = read(image)?;

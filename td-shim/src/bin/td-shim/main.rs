@@ -18,7 +18,7 @@ use td_shim::arch::{cpu, exceptions, heap, phys};
 use td_shim::fatal::fatal;
 use td_shim::fw_cfg::{linux_boot, FwCfg, FwCfgError};
 use td_shim::linux;
-use td_shim::measurement::{self, LaunchParams, Payload, PlatformExtender, Recording};
+use td_shim::measurement::{self, Blob, LaunchParams, Payload, PlatformExtender, Recording};
 use td_shim::memory_map::carve_firmware_regions;
 use td_shim::memory_map::{MemoryMap, MemoryMapError};
 use td_shim::paging::{map_firmware_address_space, AddressSpace, IdentityMapper};
@@ -484,9 +484,9 @@ fn boot_linux(
         platform,
         params,
         &Payload::Linux {
-            kernel: bz,
+            kernel: Blob::Bytes(bz),
             cmdline,
-            initrd,
+            initrd: initrd.map(Blob::Bytes),
         },
     )?;
     let mut taken = alloc::vec![staging.bzimage];
