@@ -80,6 +80,30 @@ pub fn kernel() -> &'static Path {
     })
 }
 
+/// Builds an image carrying the test kernel, the agent's initramfs and `cmdline`
+/// (`td-shim-tool build --kernel --initrd --cmdline`) and returns its path.
+pub fn build_linux_image(name: &str, cmdline: &str) -> PathBuf {
+    let a = artifacts();
+    let image = std::env::temp_dir().join(format!("td-shim-{name}-{}.bin", std::process::id()));
+    let out = Command::new(&a.tool)
+        .args(["build", "--firmware"])
+        .arg(&a.firmware_elf)
+        .arg("--kernel")
+        .arg(kernel())
+        .arg("--initrd")
+        .arg(&a.initrd)
+        .args(["--cmdline", cmdline, "--output"])
+        .arg(&image)
+        .output()
+        .expect("run td-shim-tool build");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    image
+}
+
 /// What a QEMU run left behind.
 #[derive(Debug)]
 pub struct Boot {

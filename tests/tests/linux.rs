@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 use td_layout::handoff::{qemu_exit_status, DEBUG_EXIT_FIRMWARE_FATAL};
-use tests::{artifacts, boot, kernel, Boot, AGENT_INITRD_ID};
+use tests::{artifacts, boot, build_linux_image, kernel, Boot, AGENT_INITRD_ID};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -176,26 +176,8 @@ fn broken_kernels_are_refused() {
 
 #[test]
 fn kernel_initrd_and_cmdline_from_the_image() {
-    let a = artifacts();
-    let image =
-        std::env::temp_dir().join(format!("td-shim-linux-image-{}.bin", std::process::id()));
     let cmdline = "console=ttyS0 panic=-1 quiet td_shim.test=from-image";
-    let out = std::process::Command::new(&a.tool)
-        .args(["build", "--firmware"])
-        .arg(&a.firmware_elf)
-        .arg("--kernel")
-        .arg(kernel())
-        .arg("--initrd")
-        .arg(&a.initrd)
-        .args(["--cmdline", cmdline, "--output"])
-        .arg(&image)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let image = build_linux_image("from-image", cmdline);
     // No -kernel: the firmware boots what the image carries.
     let b = boot(&image, "512M", &["-smp", "2"], TIMEOUT);
     println!("{}", b.console);

@@ -9,7 +9,7 @@ use guest_agent::report::{find_report, Measurement};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use tests::{artifacts, boot, kernel};
+use tests::{artifacts, boot, build_linux_image, kernel};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -208,23 +208,7 @@ fn changing_one_input_changes_exactly_its_register() {
 fn both_payload_sources_measure_the_same() {
     let a = artifacts();
     let k = kernel();
-    let image = tmp("linux.bin");
-    let out = Command::new(&a.tool)
-        .args(["build", "--firmware"])
-        .arg(&a.firmware_elf)
-        .arg("--kernel")
-        .arg(k)
-        .arg("--initrd")
-        .arg(&a.initrd)
-        .args(["--cmdline", CMDLINE, "--output"])
-        .arg(&image)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let image = build_linux_image("measure-image", CMDLINE);
     let b = boot(&image, "512M", &["-smp", "2"], TIMEOUT);
     println!("{}", b.console);
     let m = find_report(&b.console)

@@ -75,8 +75,8 @@ pub fn enter_payload(entry: u64, boot_info: u64, load_base: u64, stack_top: u64)
 /// zero page, interrupts off, CS = 0x10 and DS/ES/SS = 0x18 (the firmware's own GDT), identity
 /// paging covering the kernel, the zero page and the command line.
 pub fn enter_linux(entry: u64, boot_params: u64, stack_top: u64) -> ! {
-    // SAFETY: `entry` is the 64-bit entry of a kernel loaded into mapped, executable RAM with a
-    // zero page the boot protocol accepts; the firmware state it leaves behind is never used.
+    // The firmware state left behind is never used again.
+    // SAFETY: `entry` is a kernel's 64-bit entry in mapped, executable RAM; RSI is a valid zero page.
     unsafe {
         asm!(
             "cli",
