@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{arg, artefacts, direct_boot, ok, tool};
+use common::{arg, artefacts, build_linux_image, direct_boot, ok, tool};
 use serde_json::Value;
 
 fn measure_json(args: &[String]) -> Value {
@@ -77,22 +77,9 @@ fn measures_the_real_kernel_deterministically() {
 
 #[test]
 fn the_image_built_from_the_same_files_measures_the_same() {
-    let a = artefacts();
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("linux.bin");
-    ok(&[
-        "build",
-        "--firmware",
-        &arg(&a.firmware),
-        "--kernel",
-        &arg(&a.kernel),
-        "--initrd",
-        &arg(&a.initrd),
-        "--cmdline",
-        "console=ttyS0",
-        "-o",
-        &arg(&image),
-    ]);
+    build_linux_image(&image);
     let direct_log = dir.path().join("direct.log");
     let image_log = dir.path().join("image.log");
     let mut args = direct_boot("console=ttyS0", "512M");

@@ -4,7 +4,7 @@
 mod common;
 
 use base64::Engine as _;
-use common::{arg, direct_boot, ok, tool};
+use common::{arg, build_linux_image, direct_boot, ok, tool};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -171,22 +171,9 @@ fn the_policy_accepts_this_boot_and_no_other() {
 
 #[test]
 fn an_image_of_the_same_files_has_the_same_reference_values() {
-    let a = common::artefacts();
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("linux.bin");
-    ok(&[
-        "build",
-        "--firmware",
-        &arg(&a.firmware),
-        "--kernel",
-        &arg(&a.kernel),
-        "--initrd",
-        &arg(&a.initrd),
-        "--cmdline",
-        "console=ttyS0",
-        "-o",
-        &arg(&image),
-    ]);
+    build_linux_image(&image);
     let from_image = run(
         "refvals",
         &["--image", &arg(&image), "--memory", "512M", "--vcpus", "2"].map(str::to_owned),

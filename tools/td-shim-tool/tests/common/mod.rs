@@ -94,3 +94,22 @@ pub fn direct_boot(cmdline: &str, memory: &str) -> Vec<String> {
     .map(str::to_owned)
     .to_vec()
 }
+
+/// Builds an image carrying the test kernel, the agent's initrd and the command line
+/// `console=ttyS0` (`build --kernel --initrd --cmdline`) at `image`.
+pub fn build_linux_image(image: &Path) {
+    let a = artefacts();
+    ok(&[
+        "build",
+        "--firmware",
+        &arg(&a.firmware),
+        "--kernel",
+        &arg(&a.kernel),
+        "--initrd",
+        &arg(&a.initrd),
+        "--cmdline",
+        "console=ttyS0",
+        "-o",
+        &arg(image),
+    ]);
+}
