@@ -811,17 +811,13 @@ mod tests {
     use alloc::vec;
     use proptest::prelude::*;
 
-    // The real logs (testdata/README.md): `shared/` sits beside the checkout.
-    const GOTDX_LOG: &[u8] =
-        include_bytes!("../../../shared/testdata/eventlogs/gotdx-ccel_data.dat");
+    // The real logs of testdata/eventlogs (provenance in testdata/README.md).
+    const GOTDX_LOG: &[u8] = include_bytes!("../../testdata/eventlogs/gotdx-ccel_data.dat");
     const GOTDX_QUOTE: &[u8] =
-        include_bytes!("../../../shared/testdata/eventlogs/gotdx-cos-113-tdx-quote.dat");
-    const TDSHIM_LOG: &[u8] =
-        include_bytes!("../../../shared/testdata/eventlogs/trustee-CCEL_data");
-    const OVMF_LOG: &[u8] =
-        include_bytes!("../../../shared/testdata/eventlogs/trustee-CCEL_data_ovmf");
-    const GRUB_LOG: &[u8] =
-        include_bytes!("../../../shared/testdata/eventlogs/trustee-CCEL_data_grub");
+        include_bytes!("../../testdata/eventlogs/gotdx-cos-113-tdx-quote.dat");
+    const TDSHIM_LOG: &[u8] = include_bytes!("../../testdata/eventlogs/trustee-CCEL_data");
+    const OVMF_LOG: &[u8] = include_bytes!("../../testdata/eventlogs/trustee-CCEL_data_ovmf");
+    const GRUB_LOG: &[u8] = include_bytes!("../../testdata/eventlogs/trustee-CCEL_data_grub");
     const REAL_LOGS: [&[u8]; 4] = [GOTDX_LOG, TDSHIM_LOG, OVMF_LOG, GRUB_LOG];
 
     /// Quote v4: RTMR0 at 0x178, 48 bytes apart.

@@ -438,10 +438,8 @@ mod tests {
     use alloc::vec::Vec;
     use proptest::prelude::*;
 
-    // A real log written by upstream td-shim (testdata/README.md): `shared/` sits beside the
-    // checkout.
-    const TDSHIM_LOG: &[u8] =
-        include_bytes!("../../../../shared/testdata/eventlogs/trustee-CCEL_data");
+    // A real log written by upstream td-shim (provenance in testdata/README.md).
+    const TDSHIM_LOG: &[u8] = include_bytes!("../../../testdata/eventlogs/trustee-CCEL_data");
 
     fn unhex(s: &str) -> [u8; 48] {
         let mut out = [0u8; 48];

@@ -895,7 +895,7 @@ mod tests {
 
     fn testdata(name: &str) -> Vec<u8> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/testdata/eventlogs")
+            .join("../../testdata/eventlogs")
             .join(name);
         std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 fn testdata(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/testdata/eventlogs")
+        .join("../../testdata/eventlogs")
         .join(name)
 }
 
