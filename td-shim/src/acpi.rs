@@ -47,6 +47,9 @@ const ZONE_HIGH: u8 = 1;
 /// Why the table loader's script was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AcpiError {
+    /// The VMM offers no `etc/table-loader`: there would be no tables to publish the CC event
+    /// log in (CCEL), so a Linux boot is refused.
+    NoTables,
     /// The script is not a whole number of commands, or has too many.
     BadScriptLength(usize),
     /// Command `index` has an unknown type.
@@ -107,6 +110,12 @@ pub enum AcpiError {
 impl fmt::Display for AcpiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::NoTables => write!(
+                f,
+                "acpi: the VMM offers no ACPI tables (no etc/table-loader), so the CC event log \
+                 cannot be published to Linux (CCEL): refusing to boot a kernel unmeasured to \
+                 its verifier"
+            ),
             Self::BadScriptLength(n) => write!(
                 f,
                 "acpi: table-loader has {n} bytes, not a whole number of at most {MAX_COMMANDS} commands"

@@ -10,7 +10,7 @@
 //! PCI configuration space is reached through the legacy mechanism (ports 0xCF8/0xCFC), which
 //! every platform offers through its port I/O (directly, or by #VE/#VC under TDX/SNP).
 
-use crate::platform::PortIo;
+use crate::port_io::PortIo;
 
 /// The configuration address port.
 pub const CONFIG_ADDRESS: u16 = 0xCF8;

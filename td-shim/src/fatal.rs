@@ -1,17 +1,14 @@
-//! The single fatal path: say what failed on the console, then the platform's fatal report.
+//! The single fatal path: record the failure in the measurements, say what failed on the
+//! console, then the chosen platform's fatal report.
 
-use crate::platform::Platform;
+use crate::platform;
 use crate::serial::SerialLogger;
 use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-struct Fatal {
-    platform: &'static dyn Platform,
-    console: &'static SerialLogger,
-}
-
-static FATAL: spin::Once<Fatal> = spin::Once::new();
+static CONSOLE: spin::Once<&'static SerialLogger> = spin::Once::new();
 static HOOK: spin::Once<fn()> = spin::Once::new();
-static IN_FATAL: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static IN_FATAL: AtomicBool = AtomicBool::new(false);
 
 /// Registers what the fatal path does before it reports: recording the error separator in the
 /// measurement registers and the log. Later calls are ignored.
@@ -19,25 +16,25 @@ pub fn set_hook(hook: fn()) {
     HOOK.call_once(|| hook);
 }
 
-/// Registers the platform and console the fatal path uses. Later calls are ignored.
-pub fn install(platform: &'static dyn Platform, console: &'static SerialLogger) {
-    FATAL.call_once(|| Fatal { platform, console });
+/// Registers the console the fatal path prints on. Later calls are ignored.
+pub fn set_console(console: &'static SerialLogger) {
+    CONSOLE.call_once(|| console);
 }
 
-/// Prints `td-shim: FATAL <what>` and ends the boot through the platform. Before
-/// [`install`], it can only stop the CPU.
+/// Prints `td-shim: FATAL <what>` and ends the boot through the platform chosen with
+/// [`platform::select`]. Before a platform is chosen it can only stop the CPU.
 pub fn fatal(what: fmt::Arguments<'_>) -> ! {
     // The hook runs once: a failure inside it comes back here and goes straight to the report.
-    if !IN_FATAL.swap(true, core::sync::atomic::Ordering::SeqCst) {
+    if !IN_FATAL.swap(true, Ordering::SeqCst) {
         if let Some(hook) = HOOK.get() {
             hook();
         }
     }
-    match FATAL.get() {
-        Some(f) => {
-            f.console.write_line(format_args!("td-shim: FATAL {what}"));
-            f.platform.fatal_report()
-        }
+    if let Some(console) = CONSOLE.get() {
+        console.write_line(format_args!("td-shim: FATAL {what}"));
+    }
+    match platform::current() {
+        Some(p) => p.fatal_report(),
         None => loop {
             core::hint::spin_loop();
         },

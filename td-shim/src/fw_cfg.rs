@@ -5,9 +5,11 @@
 //! u32 count, then 64-byte entries (size u32 BE, select u16 BE, reserved u16, name[56] NUL
 //! padded). Everything read here comes from the VMM and is bounded before use.
 
-use crate::platform::PortIo;
+use crate::port_io::PortIo;
 use alloc::vec::Vec;
 use core::fmt;
+use zerocopy::byteorder::{BigEndian, U16, U32};
+use zerocopy::{FromBytes, Immutable, KnownLayout, Unaligned};
 
 /// I/O port of the selector register.
 pub const SELECTOR_PORT: u16 = 0x510;
@@ -91,8 +93,14 @@ pub const fn dma_status(control: u32) -> DmaStatus {
 
 /// Length of a name in a directory entry.
 pub const NAME_LEN: usize = 56;
-/// Most directory entries this reader walks (QEMU has a few dozen).
+/// Size of one directory entry: size u32 BE, select u16 BE, reserved u16, name.
+pub const DIR_ENTRY_SIZE: usize = 64;
+/// Most directory entries this reader accepts (QEMU has a few dozen).
 pub const MAX_FILES: u32 = 4096;
+/// How many times a DMA transfer's control word is read before the transfer is declared hung.
+/// QEMU completes a transfer before the write that starts it returns, so the first read
+/// normally sees it done; this bound only stops a VMM that never finishes.
+pub const DMA_POLL_LIMIT: u32 = 10_000_000;
 
 /// Why reading fw_cfg failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,10 +109,22 @@ pub enum FwCfgError {
     NotPresent,
     /// The directory claims more than [`MAX_FILES`] entries.
     TooManyFiles(u32),
+    /// The directory's bytes end before the entries it claims.
+    TruncatedDirectory {
+        /// Entries claimed.
+        count: u32,
+        /// Bytes present.
+        len: usize,
+    },
     /// No file of that name.
     FileNotFound(&'static str),
     /// A DMA transfer reported an error.
     DmaFailed {
+        /// Item key.
+        key: u16,
+    },
+    /// A DMA transfer did not complete within [`DMA_POLL_LIMIT`] polls.
+    DmaTimeout {
         /// Item key.
         key: u16,
     },
@@ -138,8 +158,16 @@ impl fmt::Display for FwCfgError {
                     "fw_cfg: directory claims {n} files (more than {MAX_FILES})"
                 )
             }
+            Self::TruncatedDirectory { count, len } => write!(
+                f,
+                "fw_cfg: directory claims {count} files but has only {len} bytes"
+            ),
             Self::FileNotFound(name) => write!(f, "fw_cfg: no file \"{name}\""),
             Self::DmaFailed { key } => write!(f, "fw_cfg: DMA read of item {key:#x} failed"),
+            Self::DmaTimeout { key } => write!(
+                f,
+                "fw_cfg: DMA read of item {key:#x} did not complete after {DMA_POLL_LIMIT} polls"
+            ),
             Self::ItemTooLarge { key, size, max } => write!(
                 f,
                 "fw_cfg: item {key:#x} has {size} bytes, more than the {max} bytes of room for it"
@@ -161,83 +189,199 @@ pub struct FwCfgFile {
     pub size: u32,
 }
 
-/// The fw_cfg device over some port I/O.
-pub struct FwCfg<'a, P: PortIo + ?Sized> {
-    io: &'a P,
+/// One directory entry as the device sends it (all fields big-endian).
+#[derive(FromBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct RawDirEntry {
+    size: U32<BigEndian>,
+    select: U16<BigEndian>,
+    reserved: U16<BigEndian>,
+    name: [u8; NAME_LEN],
 }
 
-impl<'a, P: PortIo + ?Sized> FwCfg<'a, P> {
-    /// Checks the signature and returns the device.
-    pub fn probe(io: &'a P) -> Result<Self, FwCfgError> {
-        let dev = FwCfg { io };
+/// A parsed directory entry: the name (without its NUL padding) and the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    name: [u8; NAME_LEN],
+    name_len: usize,
+    /// The file.
+    pub file: FwCfgFile,
+}
+
+impl DirEntry {
+    /// The name's bytes, up to its first NUL.
+    pub fn name(&self) -> &[u8] {
+        &self.name[..self.name_len]
+    }
+}
+
+/// Parses the bytes of the directory item (a big-endian u32 count, then the entries). Bytes
+/// after the last entry are ignored, as the device pads nothing but a reader may have read more.
+pub fn parse_directory(bytes: &[u8]) -> Result<Vec<DirEntry>, FwCfgError> {
+    let (count, rest) =
+        U32::<BigEndian>::read_from_prefix(bytes).map_err(|_| FwCfgError::TruncatedDirectory {
+            count: 0,
+            len: bytes.len(),
+        })?;
+    let count = count.get();
+    if count > MAX_FILES {
+        return Err(FwCfgError::TooManyFiles(count));
+    }
+    let truncated = FwCfgError::TruncatedDirectory {
+        count,
+        len: bytes.len(),
+    };
+    let (entries, _) =
+        <[RawDirEntry]>::ref_from_prefix_with_elems(rest, count as usize).map_err(|_| truncated)?;
+    Ok(entries
+        .iter()
+        .map(|e| DirEntry {
+            name: e.name,
+            name_len: e.name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN),
+            file: FwCfgFile {
+                select: e.select.get(),
+                size: e.size.get(),
+            },
+        })
+        .collect())
+}
+
+/// How a platform lets the fw_cfg device write guest memory by DMA. On a plain VM the device
+/// writes the destination directly; under TDX and SEV-SNP it can only reach shared memory, so
+/// the platform reads through a bounce buffer it has converted to shared.
+pub trait FwCfgDma: Sync {
+    /// Reads the first `dst.len()` bytes of item `key` into `dst` by DMA, waiting at most
+    /// [`DMA_POLL_LIMIT`] polls per transfer ([`wait_for_dma`]).
+    fn read(&self, io: &dyn PortIo, key: u16, dst: &mut [u8]) -> Result<(), FwCfgError>;
+}
+
+/// Waits for a DMA transfer of item `key` to finish: `control` reads the control word the
+/// device writes back. Fails on the device's error bit or after [`DMA_POLL_LIMIT`] reads.
+pub fn wait_for_dma(key: u16, mut control: impl FnMut() -> u32) -> Result<(), FwCfgError> {
+    for _ in 0..DMA_POLL_LIMIT {
+        match dma_status(control()) {
+            DmaStatus::Done => return Ok(()),
+            DmaStatus::Failed => return Err(FwCfgError::DmaFailed { key }),
+            DmaStatus::Busy => core::hint::spin_loop(),
+        }
+    }
+    Err(FwCfgError::DmaTimeout { key })
+}
+
+/// Splits a read of item `key` into `dst` into DMA transfers of at most `chunk` bytes each: the
+/// first selects the item, the others continue where the previous one stopped. `transfer`
+/// receives each control word and destination slice.
+pub fn dma_chunks(
+    key: u16,
+    dst: &mut [u8],
+    chunk: usize,
+    mut transfer: impl FnMut(u32, &mut [u8]) -> Result<(), FwCfgError>,
+) -> Result<(), FwCfgError> {
+    if dst.is_empty() {
+        return Ok(());
+    }
+    let chunk = chunk.clamp(1, u32::MAX as usize);
+    for (i, part) in dst.chunks_mut(chunk).enumerate() {
+        let control = if i == 0 {
+            dma_select_read(key)
+        } else {
+            DMA_READ
+        };
+        transfer(control, part)?;
+    }
+    Ok(())
+}
+
+/// The fw_cfg device, probed once: its port I/O, its DMA channel if the device and the platform
+/// offer one, and its file directory.
+pub struct FwCfg<'a> {
+    io: &'a dyn PortIo,
+    dma: Option<&'a dyn FwCfgDma>,
+    files: Vec<DirEntry>,
+}
+
+impl<'a> FwCfg<'a> {
+    /// Checks the signature, reads the interface ID and the directory. `dma` is the platform's
+    /// DMA channel; it is used only if the device advertises DMA.
+    pub fn probe(io: &'a dyn PortIo, dma: Option<&'a dyn FwCfgDma>) -> Result<Self, FwCfgError> {
+        let mut dev = FwCfg {
+            io,
+            dma: None,
+            files: Vec::new(),
+        };
         let mut sig = [0u8; 4];
-        dev.select(SIGNATURE_KEY);
-        dev.read(&mut sig);
+        dev.pio_read(SIGNATURE_KEY, &mut sig);
         if &sig != b"QEMU" {
             return Err(FwCfgError::NotPresent);
         }
+        let mut id = [0u8; 4];
+        dev.pio_read(ID_KEY, &mut id);
+        if u32::from_le_bytes(id) & ID_DMA != 0 {
+            dev.dma = dma;
+        }
+        let mut count = [0u8; 4];
+        dev.pio_read(FILE_DIR_KEY, &mut count);
+        let n = u32::from_be_bytes(count);
+        if n > MAX_FILES {
+            return Err(FwCfgError::TooManyFiles(n));
+        }
+        let mut dir = alloc::vec![0u8; 4 + n as usize * DIR_ENTRY_SIZE];
+        dev.read_item(FILE_DIR_KEY, &mut dir)?;
+        dev.files = parse_directory(&dir)?;
         Ok(dev)
     }
 
-    fn select(&self, key: u16) {
+    fn pio_read(&self, key: u16, buf: &mut [u8]) {
         self.io.outw(SELECTOR_PORT, key);
-    }
-
-    fn read(&self, buf: &mut [u8]) {
         for b in buf {
             *b = self.io.inb(DATA_PORT);
         }
     }
 
-    /// Whether the device offers the DMA interface.
+    /// Whether reads go through DMA.
     pub fn has_dma(&self) -> bool {
-        self.read_u32(ID_KEY) & ID_DMA != 0
+        self.dma.is_some()
     }
 
-    /// Reads a little-endian u32 item (the sizes of the Linux boot items, the interface ID).
-    pub fn read_u32(&self, key: u16) -> u32 {
-        let mut v = [0u8; 4];
-        self.select(key);
-        self.read(&mut v);
-        u32::from_le_bytes(v)
-    }
-
-    /// Reads the first `dst.len()` bytes of item `key` through the data port.
-    pub fn read_item(&self, key: u16, dst: &mut [u8]) {
-        self.select(key);
-        self.read(dst);
-    }
-
-    /// Looks `name` up in the file directory.
-    pub fn find(&self, name: &'static str) -> Result<FwCfgFile, FwCfgError> {
-        self.lookup(name)?.ok_or(FwCfgError::FileNotFound(name))
-    }
-
-    /// Looks `name` up in the file directory; `None` if there is no such file.
-    pub fn lookup(&self, name: &str) -> Result<Option<FwCfgFile>, FwCfgError> {
-        self.select(FILE_DIR_KEY);
-        let mut count = [0u8; 4];
-        self.read(&mut count);
-        let count = u32::from_be_bytes(count);
-        if count > MAX_FILES {
-            return Err(FwCfgError::TooManyFiles(count));
-        }
-        for _ in 0..count {
-            let mut entry = [0u8; 64];
-            self.read(&mut entry);
-            let name_field = &entry[8..8 + NAME_LEN];
-            let len = name_field.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
-            if &name_field[..len] == name.as_bytes() {
-                return Ok(Some(FwCfgFile {
-                    size: u32::from_be_bytes([entry[0], entry[1], entry[2], entry[3]]),
-                    select: u16::from_be_bytes([entry[4], entry[5]]),
-                }));
+    /// Reads the first `dst.len()` bytes of item `key` (by DMA where available).
+    pub fn read_item(&self, key: u16, dst: &mut [u8]) -> Result<(), FwCfgError> {
+        match self.dma {
+            Some(dma) => dma.read(self.io, key, dst),
+            None => {
+                self.pio_read(key, dst);
+                Ok(())
             }
         }
-        Ok(None)
     }
 
-    /// Reads the whole file `name`, refusing files larger than `max` bytes.
+    /// Reads a little-endian u32 item (the sizes of the Linux boot items).
+    pub fn read_u32(&self, key: u16) -> Result<u32, FwCfgError> {
+        let mut v = [0u8; 4];
+        self.read_item(key, &mut v)?;
+        Ok(u32::from_le_bytes(v))
+    }
+
+    /// Reads a little-endian u16 item (the number of vCPUs).
+    pub fn read_u16(&self, key: u16) -> Result<u16, FwCfgError> {
+        let mut v = [0u8; 2];
+        self.read_item(key, &mut v)?;
+        Ok(u16::from_le_bytes(v))
+    }
+
+    /// The file named `name`, or an error if there is none.
+    pub fn find(&self, name: &'static str) -> Result<FwCfgFile, FwCfgError> {
+        self.lookup(name).ok_or(FwCfgError::FileNotFound(name))
+    }
+
+    /// The file named `name`, if the directory has one (the first of that name).
+    pub fn lookup(&self, name: &str) -> Option<FwCfgFile> {
+        self.files
+            .iter()
+            .find(|e| e.name() == name.as_bytes())
+            .map(|e| e.file)
+    }
+
+    /// Reads the whole file `name` into a new buffer, refusing files over `max` bytes.
     pub fn read_file(&self, name: &'static str, max: u32) -> Result<Vec<u8>, FwCfgError> {
         let file = self.find(name)?;
         if file.size > max {
@@ -248,8 +392,7 @@ impl<'a, P: PortIo + ?Sized> FwCfg<'a, P> {
             });
         }
         let mut data = alloc::vec![0u8; file.size as usize];
-        self.select(file.select);
-        self.read(&mut data);
+        self.read_item(file.select, &mut data)?;
         Ok(data)
     }
 }
@@ -259,13 +402,13 @@ pub(crate) mod fake {
     //! A fw_cfg device in memory, speaking the port protocol, for host tests.
     extern crate std;
     use super::*;
-    use core::cell::RefCell;
     use std::collections::BTreeMap;
 
     /// Items by key; the selected key and read offset.
+    #[derive(Clone)]
     pub struct FakeFwCfg {
         items: BTreeMap<u16, Vec<u8>>,
-        state: RefCell<(u16, usize)>,
+        state: std::sync::Arc<spin::Mutex<(u16, usize)>>,
     }
 
     impl FakeFwCfg {
@@ -286,7 +429,15 @@ pub(crate) mod fake {
             items.insert(FILE_DIR_KEY, dir);
             FakeFwCfg {
                 items,
-                state: RefCell::new((0, 0)),
+                state: std::sync::Arc::new(spin::Mutex::new((0, 0))),
+            }
+        }
+
+        /// Copies the start of item `key` into `dst` (zeros past its end), as a DMA read does.
+        pub fn copy_item(&self, key: u16, dst: &mut [u8]) {
+            let item = self.items.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+            for (i, b) in dst.iter_mut().enumerate() {
+                *b = item.get(i).copied().unwrap_or(0);
             }
         }
 
@@ -299,7 +450,7 @@ pub(crate) mod fake {
     impl PortIo for FakeFwCfg {
         fn inb(&self, port: u16) -> u8 {
             assert_eq!(port, DATA_PORT);
-            let mut st = self.state.borrow_mut();
+            let mut st = self.state.lock();
             let b = self
                 .items
                 .get(&st.0)
@@ -315,20 +466,23 @@ pub(crate) mod fake {
         }
         fn outw(&self, port: u16, value: u16) {
             assert_eq!(port, SELECTOR_PORT);
-            *self.state.borrow_mut() = (value, 0);
+            *self.state.lock() = (value, 0);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::fake::FakeFwCfg;
     use super::*;
+    use core::cell::Cell;
+    use core::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn reads_a_file_by_name() {
         let dev = FakeFwCfg::with_files(&[("etc/boot-fail-wait", b"\x05"), ("etc/e820", b"abc")]);
-        let fw = FwCfg::probe(&dev).unwrap();
+        let fw = FwCfg::probe(&dev, None).unwrap();
         assert_eq!(fw.read_file("etc/e820", 16).unwrap(), b"abc");
         assert_eq!(
             fw.read_file("etc/e820", 2).unwrap_err(),
@@ -355,35 +509,121 @@ mod tests {
         assert_eq!(dma_status(DMA_READ | DMA_ERROR), DmaStatus::Failed);
     }
 
+    /// A DMA channel that copies from the fake device and counts its transfers.
+    struct FakeDma<'a>(&'a FakeFwCfg, AtomicUsize);
+    impl FwCfgDma for FakeDma<'_> {
+        fn read(&self, _io: &dyn PortIo, key: u16, dst: &mut [u8]) -> Result<(), FwCfgError> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            self.0.copy_item(key, dst);
+            Ok(())
+        }
+    }
+
     #[test]
-    fn reads_u32_items_and_the_dma_bit() {
-        let mut dev = FakeFwCfg::with_files(&[]);
+    fn reads_u32_items_and_uses_dma_only_when_the_device_offers_it() {
+        let mut dev = FakeFwCfg::with_files(&[("etc/e820", b"abc")]);
         dev.set_item(ID_KEY, 3u32.to_le_bytes().to_vec());
         dev.set_item(
             linux_boot::KERNEL_SIZE,
             0x00C0_FFEEu32.to_le_bytes().to_vec(),
         );
-        let fw = FwCfg::probe(&dev).unwrap();
+        let probe_dev = dev.clone();
+        let dma = FakeDma(&probe_dev, AtomicUsize::new(0));
+        let fw = FwCfg::probe(&probe_dev, Some(&dma)).unwrap();
         assert!(fw.has_dma());
-        assert_eq!(fw.read_u32(linux_boot::KERNEL_SIZE), 0x00C0_FFEE);
+        assert_eq!(fw.read_u32(linux_boot::KERNEL_SIZE).unwrap(), 0x00C0_FFEE);
         let mut two = [0u8; 2];
-        fw.read_item(linux_boot::KERNEL_SIZE, &mut two);
+        fw.read_item(linux_boot::KERNEL_SIZE, &mut two).unwrap();
         assert_eq!(two, [0xEE, 0xFF]);
+        assert_eq!(fw.read_file("etc/e820", 8).unwrap(), b"abc");
+        // The directory, the u32, the two bytes and the file.
+        assert_eq!(dma.1.load(Ordering::Relaxed), 4);
         dev.set_item(ID_KEY, 1u32.to_le_bytes().to_vec());
-        assert!(!FwCfg::probe(&dev).unwrap().has_dma());
+        let dma = FakeDma(&dev, AtomicUsize::new(0));
+        let fw = FwCfg::probe(&dev, Some(&dma)).unwrap();
+        assert!(!fw.has_dma());
+        assert_eq!(fw.read_u32(linux_boot::KERNEL_SIZE).unwrap(), 0x00C0_FFEE);
+        assert_eq!(dma.1.load(Ordering::Relaxed), 0);
     }
 
     #[test]
     fn refuses_missing_device_and_absurd_directory() {
         let mut dev = FakeFwCfg::with_files(&[]);
         dev.set_item(SIGNATURE_KEY, b"BOCH".to_vec());
-        assert_eq!(FwCfg::probe(&dev).err(), Some(FwCfgError::NotPresent));
+        assert_eq!(FwCfg::probe(&dev, None).err(), Some(FwCfgError::NotPresent));
         let mut dev = FakeFwCfg::with_files(&[]);
         dev.set_item(FILE_DIR_KEY, u32::MAX.to_be_bytes().to_vec());
-        let fw = FwCfg::probe(&dev).unwrap();
         assert_eq!(
-            fw.find("etc/e820").unwrap_err(),
-            FwCfgError::TooManyFiles(u32::MAX)
+            FwCfg::probe(&dev, None).err(),
+            Some(FwCfgError::TooManyFiles(u32::MAX))
         );
+    }
+
+    #[test]
+    fn directory_parsing_is_bounded() {
+        assert!(matches!(
+            parse_directory(&[0, 0]),
+            Err(FwCfgError::TruncatedDirectory { .. })
+        ));
+        let mut dir = 2u32.to_be_bytes().to_vec();
+        dir.extend_from_slice(&[0u8; 64]);
+        assert_eq!(
+            parse_directory(&dir),
+            Err(FwCfgError::TruncatedDirectory { count: 2, len: 68 })
+        );
+        let mut entry = [0u8; 64];
+        entry[0..4].copy_from_slice(&7u32.to_be_bytes());
+        entry[4..6].copy_from_slice(&0x21u16.to_be_bytes());
+        entry[8..].copy_from_slice(&[b'x'; NAME_LEN]); // no NUL: the whole field is the name
+        dir.extend_from_slice(&entry);
+        let files = parse_directory(&dir).unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[1].name(), &[b'x'; NAME_LEN]);
+        assert_eq!(
+            files[1].file,
+            FwCfgFile {
+                select: 0x21,
+                size: 7
+            }
+        );
+    }
+
+    #[test]
+    fn dma_waits_are_bounded_and_chunks_continue() {
+        assert_eq!(wait_for_dma(5, || 0), Ok(()));
+        assert_eq!(
+            wait_for_dma(5, || DMA_READ | DMA_ERROR),
+            Err(FwCfgError::DmaFailed { key: 5 })
+        );
+        let polls = Cell::new(0u32);
+        assert_eq!(
+            wait_for_dma(5, || {
+                polls.set(polls.get() + 1);
+                DMA_READ
+            }),
+            Err(FwCfgError::DmaTimeout { key: 5 })
+        );
+        assert_eq!(polls.get(), DMA_POLL_LIMIT);
+
+        let mut dst = [0u8; 10];
+        let mut controls = std::vec::Vec::new();
+        dma_chunks(0x11, &mut dst, 4, |c, part| {
+            controls.push((c, part.len()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            controls,
+            [(dma_select_read(0x11), 4), (DMA_READ, 4), (DMA_READ, 2)]
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_directory_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            if let Ok(files) = parse_directory(&bytes) {
+                proptest::prop_assert!(4 + files.len() * DIR_ENTRY_SIZE <= bytes.len());
+            }
+        }
     }
 }

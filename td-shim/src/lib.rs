@@ -13,8 +13,11 @@ extern crate alloc;
 pub mod acpi;
 #[cfg(target_os = "none")]
 pub mod arch;
+#[cfg(target_os = "none")]
+pub mod boot;
 pub mod chipset;
 pub mod eventlog;
+pub mod exception;
 pub mod fatal;
 pub mod fw_cfg;
 pub mod handoff;
@@ -26,6 +29,7 @@ pub mod payload;
 #[cfg(target_os = "none")]
 pub mod plain;
 pub mod platform;
+pub mod port_io;
 pub mod serial;
 
 use core::fmt;

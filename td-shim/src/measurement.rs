@@ -307,18 +307,14 @@ pub fn plan(params: &LaunchParams, payload: &Payload<'_>) -> Vec<PlannedEvent> {
     events
 }
 
-/// The error separators recorded when the boot fails after `recorded` of the plan's events: one
-/// per firmware register (RTMR0, RTMR1) that has not yet had its separator, so a verifier sees
-/// that this boot did not complete.
-pub fn error_separators(planned: &[PlannedEvent], recorded: usize) -> Vec<PlannedEvent> {
-    let done = &planned[..recorded.min(planned.len())];
+/// The error separators recorded when the boot fails at any point after the log was started:
+/// one in each firmware register, RTMR0 then RTMR1, whatever was recorded before. A failed boot
+/// therefore never leaves registers a successful boot can produce, even when it fails after the
+/// whole plan was recorded (a command line refused after it was measured, a kernel that cannot
+/// be placed).
+pub fn error_separators() -> Vec<PlannedEvent> {
     [MR_RTMR0, MR_RTMR1]
         .into_iter()
-        .filter(|&mr| {
-            !done
-                .iter()
-                .any(|e| e.mr_index == mr && e.event_type == EV_SEPARATOR)
-        })
         .map(|mr| separator(mr, ERROR_SEPARATOR))
         .collect()
 }
@@ -332,12 +328,11 @@ impl Extender for PlatformExtender<'_> {
     }
 }
 
-/// A boot's measurements in progress: the log, the plan once it is known, and how much of it is
-/// recorded, so the fatal path can close the registers with [`error_separators`].
+/// A boot's measurements in progress: the log, and whether it was closed by a failure (the
+/// fatal path closes it with [`error_separators`]).
 pub struct Recording<'a> {
     writer: EventLogWriter<'a>,
-    planned: Vec<PlannedEvent>,
-    recorded: usize,
+    closed: bool,
 }
 
 impl<'a> Recording<'a> {
@@ -345,8 +340,7 @@ impl<'a> Recording<'a> {
     pub fn new(area: &'a mut [u8]) -> Result<Self, WriteError> {
         Ok(Recording {
             writer: EventLogWriter::new(area, b"td-shim")?,
-            planned: Vec::new(),
-            recorded: 0,
+            closed: false,
         })
     }
 
@@ -357,26 +351,28 @@ impl<'a> Recording<'a> {
         extender: &mut dyn Extender,
         planned: Vec<PlannedEvent>,
     ) -> Result<(), WriteError> {
-        self.planned = planned;
-        self.recorded = 0;
-        for e in &self.planned {
+        if self.closed {
+            return Err(WriteError::Closed);
+        }
+        for e in &planned {
             self.writer
                 .log_digest(extender, e.mr_index, e.event_type, e.digest, &e.data)?;
-            self.recorded += 1;
         }
         Ok(())
     }
 
-    /// Records the error separators of a failed boot (best effort: the boot is failing anyway).
-    pub fn record_failure(&mut self, extender: &mut dyn Extender) {
-        for e in error_separators(&self.planned, self.recorded) {
-            let _ = self
-                .writer
-                .log_digest(extender, e.mr_index, e.event_type, e.digest, &e.data);
+    /// Records the error separators of a failed boot, once; later calls add nothing. Returns
+    /// whether every separator was recorded (the log area can be full; the boot is failing
+    /// anyway, so the caller only reports it).
+    pub fn record_failure(&mut self, extender: &mut dyn Extender) -> bool {
+        if core::mem::replace(&mut self.closed, true) {
+            return true;
         }
-        // Closed: a second failure adds nothing.
-        self.recorded = self.planned.len();
-        self.planned.clear();
+        error_separators().iter().all(|e| {
+            self.writer
+                .log_digest(extender, e.mr_index, e.event_type, e.digest, &e.data)
+                .is_ok()
+        })
     }
 
     /// The log bytes written so far.
@@ -587,9 +583,22 @@ mod tests {
         assert_eq!(log.events().len(), planned.len());
         assert_eq!(log.replay(), regs.0);
         assert_eq!(regs.0[3], [0; 48], "RTMR3 is the OS's");
-        // A failure after recording everything adds no separator; before the plan, both.
-        rec.record_failure(&mut regs);
-        assert_eq!(parse(rec.log()).unwrap().events().len(), planned.len());
+        // A failure after recording everything still adds both error separators (issue: a
+        // command line refused after it was measured left a successful boot's registers), and
+        // closes the log: a second failure adds nothing, and nothing more can be recorded.
+        let success = regs.0;
+        assert!(rec.record_failure(&mut regs));
+        let log = parse(rec.log()).unwrap();
+        assert_eq!(log.events().len(), planned.len() + 2);
+        assert_ne!(regs.0[0], success[0]);
+        assert_ne!(regs.0[1], success[1]);
+        assert_eq!(regs.0[2], success[2]);
+        assert!(rec.record_failure(&mut regs));
+        assert_eq!(parse(rec.log()).unwrap().events().len(), planned.len() + 2);
+        assert_eq!(
+            rec.record(&mut regs, planned.clone()),
+            Err(WriteError::Closed)
+        );
         let mut area = alloc::vec![0u8; 4096];
         let mut regs = SoftwareRtmrs::default();
         let mut rec = Recording::new(&mut area).unwrap();
@@ -615,12 +624,11 @@ mod tests {
             names,
             ["launch_params", "separator", "payload", "separator"]
         );
-        // Failing after the launch parameters: both firmware registers get an error separator.
-        let errs = error_separators(&events, 1);
+        // Whatever failed, both firmware registers get an error separator, RTMR0 first.
+        let errs = error_separators();
         assert_eq!(errs.iter().map(|e| e.mr_index).collect::<Vec<_>>(), [1, 2]);
-        assert!(errs.iter().all(|e| e.data == ERROR_SEPARATOR));
-        // After RTMR0's separator, only RTMR1 is left; after everything, nothing.
-        assert_eq!(error_separators(&events, 2).len(), 1);
-        assert!(error_separators(&events, 4).is_empty());
+        assert!(errs
+            .iter()
+            .all(|e| e.data == ERROR_SEPARATOR && e.event_type == EV_SEPARATOR));
     }
 }

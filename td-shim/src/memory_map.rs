@@ -4,6 +4,8 @@
 use alloc::vec::Vec;
 use core::fmt;
 use td_layout::handoff::{MemoryMapEntry, E820_RAM, E820_RESERVED};
+use td_layout::layout::{PAGE_SIZE, TEMP_MEM};
+use zerocopy::FromBytes;
 
 /// Bytes of one E820 record (`base u64, length u64, type u32`, little-endian).
 pub const E820_ENTRY_SIZE: usize = 20;
@@ -65,7 +67,26 @@ pub enum MemoryMapError {
     },
     /// The map has more ranges than the caller's buffer holds.
     TooManyRanges,
+    /// The VMM declares RAM over something that cannot be RAM: the firmware image or the
+    /// local/IO APIC windows.
+    RamOverReserved {
+        /// What is there.
+        what: &'static str,
+        /// Base of the offending RAM record.
+        base: u64,
+    },
 }
+
+/// Address windows no RAM record may cover: the image (it ends at 4 GiB) and the APICs' MMIO.
+pub const NEVER_RAM: [(&str, u64, u64); 3] = [
+    (
+        "the firmware image",
+        td_layout::layout::IMAGE_BASE,
+        td_layout::layout::FOUR_GIB,
+    ),
+    ("the IOAPIC window", 0xFEC0_0000, 0xFEC0_1000),
+    ("the local APIC window", 0xFEE0_0000, 0xFEE0_1000),
+];
 
 impl fmt::Display for MemoryMapError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -90,6 +111,10 @@ impl fmt::Display for MemoryMapError {
                 base.saturating_add(*length)
             ),
             Self::TooManyRanges => write!(f, "memory map: too many ranges for the hand-off"),
+            Self::RamOverReserved { what, base } => write!(
+                f,
+                "memory map: the RAM record at {base:#x} covers {what}, which cannot be RAM"
+            ),
         }
     }
 }
@@ -113,13 +138,10 @@ impl MemoryMap {
             return Err(MemoryMapError::BadEntryCount(count));
         }
         let mut ranges = Vec::with_capacity(count);
-        for (index, rec) in bytes.chunks_exact(E820_ENTRY_SIZE).enumerate() {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&rec[0..8]);
-            let base = u64::from_le_bytes(b);
-            b.copy_from_slice(&rec[8..16]);
-            let length = u64::from_le_bytes(b);
-            let kind = u32::from_le_bytes([rec[16], rec[17], rec[18], rec[19]]);
+        let records = <[MemoryMapEntry]>::ref_from_bytes(bytes)
+            .map_err(|_| MemoryMapError::BadLength(bytes.len()))?;
+        for (index, rec) in records.iter().enumerate() {
+            let (base, length, kind) = (rec.base, rec.length, rec.kind);
             if length == 0 {
                 return Err(MemoryMapError::EmptyEntry { index });
             }
@@ -137,6 +159,14 @@ impl MemoryMap {
         }
         if !ranges.iter().any(|r| r.kind == E820_RAM) {
             return Err(MemoryMapError::NoRam);
+        }
+        for r in ranges.iter().filter(|r| r.kind == E820_RAM) {
+            if let Some(&(what, _, _)) = NEVER_RAM
+                .iter()
+                .find(|&&(_, b, e)| r.base < e && b < r.end())
+            {
+                return Err(MemoryMapError::RamOverReserved { what, base: r.base });
+            }
         }
         Ok(MemoryMap { ranges })
     }
@@ -284,6 +314,80 @@ pub fn carve_firmware_regions(map: &mut MemoryMap) -> Result<(), MemoryMapError>
     use td_layout::layout::{LEGACY_HOLE, TEMP_MEM};
     map.retype_ram_within(LEGACY_HOLE.base, LEGACY_HOLE.size, E820_RESERVED);
     map.carve(TEMP_MEM.name, TEMP_MEM.base, TEMP_MEM.size, E820_RESERVED)
+}
+
+/// The bookkeeping of the firmware's RAM arena: which usable RAM below 4 GiB has been handed
+/// out. It never hands out page 0 (a null pointer to Rust), memory above 4 GiB (not mapped
+/// before the firmware's own page tables), an empty range, or anything twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeAllocator {
+    usable: Vec<(u64, u64)>,
+    taken: Vec<(u64, u64)>,
+}
+
+impl RangeAllocator {
+    /// An allocator over `map`'s usable RAM.
+    pub fn new(map: &MemoryMap) -> Self {
+        RangeAllocator {
+            usable: map.ram().map(|r| (r.base, r.end())).collect(),
+            taken: Vec::new(),
+        }
+    }
+
+    /// Claims `[base, base + len)`; `None` if it is not wholly usable RAM in `[4 KiB, 4 GiB)`,
+    /// is empty, or overlaps a range claimed before.
+    pub fn take(&mut self, base: u64, len: u64) -> Option<(u64, u64)> {
+        let end = base.checked_add(len)?;
+        let inside = self.usable.iter().any(|&(b, e)| b <= base && end <= e);
+        let free = self.taken.iter().all(|&(b, e)| end <= b || e <= base);
+        if len == 0 || base < PAGE_SIZE || end > td_layout::layout::FOUR_GIB || !inside || !free {
+            return None;
+        }
+        self.taken.push((base, end));
+        Some((base, len))
+    }
+}
+
+/// The firmware memory still in use when Linux is entered, kept reserved in the map Linux gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InUseAtHandoff {
+    /// `.data`/`.bss` (the IDT and GDT pointers Linux inherits) and the stack: `[FW_DATA, FW_STACK)`.
+    pub data_and_stack: (u64, u64),
+    /// The firmware code that runs the hand-off itself.
+    pub code: (u64, u64),
+    /// The page tables CR3 points at on entry.
+    pub page_tables: (u64, u64),
+    /// The zero page and command line, and the event log (kept for the OS).
+    pub handoff_and_log: (u64, u64),
+}
+
+/// Gives Linux back the firmware's working memory ([`TEMP_MEM`]) except what is still in use at
+/// entry (`keep`): everything else in TEMP_MEM becomes RAM again.
+pub fn release_for_linux(map: &mut MemoryMap, keep: &InUseAtHandoff) {
+    let mut kept = [
+        keep.data_and_stack,
+        keep.code,
+        keep.page_tables,
+        keep.handoff_and_log,
+    ]
+    .map(|(b, l)| {
+        let start = b & !(PAGE_SIZE - 1);
+        let end = b.saturating_add(l).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        (start, end)
+    });
+    kept.sort_unstable();
+    let mut at = TEMP_MEM.base;
+    for (b, e) in kept {
+        let b = b.clamp(TEMP_MEM.base, TEMP_MEM.end());
+        let e = e.clamp(TEMP_MEM.base, TEMP_MEM.end());
+        if b > at {
+            map.release(at, b - at);
+        }
+        at = at.max(e);
+    }
+    if TEMP_MEM.end() > at {
+        map.release(at, TEMP_MEM.end() - at);
+    }
 }
 
 #[cfg(test)]
@@ -456,6 +560,85 @@ mod tests {
             let _ = map.carve("cut", cut.0 * MIB / 4, cut.1 * MIB / 4, 2);
             let after: u64 = map.ranges().iter().map(|r| r.length).sum();
             prop_assert_eq!(total, after);
+        }
+    }
+
+    #[test]
+    fn ram_over_the_image_or_the_apics_is_refused() {
+        let low = (0u64, 0x800_0000u64, E820_RAM);
+        for (base, what) in [
+            (0xFF00_0000u64, "the firmware image"),
+            (0xFFFF_F000, "the firmware image"),
+            (0xFEC0_0000, "the IOAPIC window"),
+            (0xFEE0_0000, "the local APIC window"),
+        ] {
+            let err = MemoryMap::from_e820_bytes(&e820(&[low, (base, 0x1000, E820_RAM)]));
+            assert_eq!(err, Err(MemoryMapError::RamOverReserved { what, base }));
+        }
+        // Reserved records there are what QEMU gives, and fine.
+        assert!(MemoryMap::from_e820_bytes(&e820(&[low, (0xFEC0_0000, 0x1000, 2)])).is_ok());
+    }
+
+    #[test]
+    fn the_allocator_never_hands_out_page_zero_twice_or_above_4g() {
+        let map = MemoryMap::from_e820_bytes(&e820(&[
+            (0, 0x9_FC00, E820_RAM),
+            (0x10_0000, 0x7FF0_0000, E820_RAM),
+            (0x1_0000_0000, 0x4000_0000, E820_RAM),
+        ]))
+        .unwrap();
+        let mut a = RangeAllocator::new(&map);
+        // Page 0 would be a null pointer: refused whatever the map says (issue: UB in take(0)).
+        assert_eq!(a.take(0, 0x1000), None);
+        assert_eq!(a.take(0x800, 0x1000), None);
+        assert_eq!(a.take(0x1000, 0x1000), Some((0x1000, 0x1000)));
+        assert_eq!(a.take(0x1000, 0x1000), None, "taken twice");
+        assert_eq!(a.take(0x2000, 0), None, "empty");
+        assert_eq!(
+            a.take(0x9_F000, 0x1000),
+            None,
+            "past the end of the RAM record"
+        );
+        assert_eq!(a.take(0x1_0000_0000, 0x1000), None, "above 4 GiB");
+        assert_eq!(a.take(u64::MAX - 10, 100), None, "wraps");
+        assert_eq!(a.take(0x20_0000, 0x1000), Some((0x20_0000, 0x1000)));
+    }
+
+    #[test]
+    fn linux_gets_back_only_what_the_firmware_no_longer_uses() {
+        use td_layout::layout::{FW_DATA, FW_STACK};
+        let mut map = MemoryMap::from_e820_bytes(&e820(&[(0, 0x1000_0000, E820_RAM)])).unwrap();
+        carve_firmware_regions(&mut map).unwrap();
+        let keep = InUseAtHandoff {
+            data_and_stack: (FW_DATA.base, FW_STACK.end() - FW_DATA.base),
+            code: (0x20_0000, 0xA123),
+            page_tables: (0x40_0000, 0x6000),
+            handoff_and_log: (0x19_0000, 0x2_0000),
+        };
+        release_for_linux(&mut map, &keep);
+        let kind_at = |a: u64| {
+            map.ranges()
+                .iter()
+                .find(|r| r.base <= a && a < r.end())
+                .unwrap()
+                .kind
+        };
+        for in_use in [
+            FW_DATA.base,
+            FW_STACK.end() - 8,
+            0x20_A000,
+            0x40_5FF8,
+            0x19_0000,
+            0x1A_FFFF,
+        ] {
+            assert_eq!(
+                kind_at(in_use),
+                E820_RESERVED,
+                "{in_use:#x} is in use at entry"
+            );
+        }
+        for free in [0x18_0000, 0x1B_0000, 0x20_B000, 0x40_6000, 0x7F_F000] {
+            assert_eq!(kind_at(free), E820_RAM, "{free:#x} is free at entry");
         }
     }
 }

@@ -160,6 +160,10 @@ pub struct AddressSpace {
     pub image: (u64, u64),
     /// Where the payload is loaded: read-write, executable.
     pub payload: (u64, u64),
+    /// Whether the first 2 MiB are executable too: Linux's decompressor runs a trampoline below
+    /// 1 MiB to switch to 5-level paging (LA57), found in usable low RAM. Only for a Linux
+    /// hand-off, when the firmware's own data there is no longer used as data.
+    pub low_memory_exec: bool,
 }
 
 /// What the firmware maps: everything below 4 GiB (RAM, MMIO, the image) and all RAM above,
@@ -189,6 +193,9 @@ pub fn map_firmware_address_space(
     mapper.map(b, s, F::empty())?;
     let (b, s) = align(space.payload);
     mapper.map(b, s, F::WRITABLE)?;
+    if space.low_memory_exec {
+        mapper.map(0, LARGE_PAGE, F::WRITABLE)?;
+    }
     Ok(())
 }
 
@@ -211,6 +218,7 @@ mod tests {
             code: (0x20_0000, 0x20_0000),
             image: (0xFF00_0000, 0x100_0000),
             payload: (0x100_0000, 0x200_0000),
+            low_memory_exec: false,
         };
         map_firmware_address_space(&mut m, &space, true).unwrap();
         // PML4 + 1 PDPT + 7 PDs.
@@ -239,9 +247,30 @@ mod tests {
             code: (0x20_0000, 0x20_0000),
             image: (0xFFE0_0000, 0x20_0000),
             payload: (0, 0),
+            low_memory_exec: false,
         };
         map_firmware_address_space(&mut m, &space, false).unwrap();
         assert!(!m.translate(0x1000).unwrap().1.contains(F::NO_EXECUTE));
+    }
+
+    #[test]
+    fn low_memory_is_executable_only_for_a_linux_hand_off() {
+        // Linux's 5-level paging trampoline runs below 1 MiB (issue: LA57 kernels died on NX).
+        for low_memory_exec in [false, true] {
+            let mut t = tables(16);
+            let mut m = IdentityMapper::new(&mut t, 0x40_0000).unwrap();
+            let space = AddressSpace {
+                ram_top: GIB,
+                code: (0x20_0000, 0x20_0000),
+                image: (0xFF00_0000, 0x100_0000),
+                payload: (0x100_0000, 0x200_0000),
+                low_memory_exec,
+            };
+            map_firmware_address_space(&mut m, &space, true).unwrap();
+            let (_, low) = m.translate(0x9_D000).unwrap();
+            assert!(low.contains(F::WRITABLE));
+            assert_eq!(low.contains(F::NO_EXECUTE), !low_memory_exec);
+        }
     }
 
     #[test]

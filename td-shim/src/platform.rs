@@ -1,47 +1,69 @@
 //! The `Platform` trait: what differs between TDX, SEV-SNP and a plain VM, behind one interface
-//! the boot core is written against (DESIGN.md, "Platforms").
+//! the boot pipeline is written against (docs/platforms.md), and the one place the platform of
+//! this boot is chosen and remembered ([`select`], [`current`]).
 
 use crate::eventlog::{ExtendError, Rtmrs};
-use crate::fw_cfg::FwCfgError;
+use crate::exception::{ExceptionFrame, Handled};
+use crate::fw_cfg::{FwCfg, FwCfgDma};
 use crate::memory_map::MemoryMap;
+use crate::port_io::PortIo;
 use crate::BootError;
 use td_layout::handoff::PlatformKind;
 
-/// Port I/O as the platform provides it: direct `in`/`out` on a plain VM, TDVMCALL under TDX,
-/// GHCB under SEV-ES/SNP.
-pub trait PortIo {
-    /// Reads a byte from `port`.
-    fn inb(&self, port: u16) -> u8;
-    /// Writes a byte to `port`.
-    fn outb(&self, port: u16, value: u8);
-    /// Writes a 16-bit word to `port`.
-    fn outw(&self, port: u16, value: u16);
-    /// Writes a 32-bit word to `port`.
-    fn outl(&self, port: u16, value: u32);
-    /// Reads a 32-bit word from `port`.
-    fn inl(&self, port: u16) -> u32;
-}
-
 /// One platform the firmware runs on.
-pub trait Platform: PortIo + Sync {
+pub trait Platform: Sync {
     /// Which platform this is.
     fn kind(&self) -> PlatformKind;
 
+    /// The CC type the CCEL ACPI table gives for this platform's event log: 0 none (a plain VM,
+    /// registers emulated), 1 SEV, 2 TDX (UEFI 2.10 CC measurement protocol).
+    fn cc_type(&self) -> u8 {
+        match self.kind() {
+            PlatformKind::Plain => 0,
+            PlatformKind::SevSnp => 1,
+            PlatformKind::Tdx => 2,
+        }
+    }
+
+    /// Port I/O on this platform (the UART, fw_cfg and PCI configuration go through it).
+    fn io(&self) -> &(dyn PortIo + Sync);
+
+    /// Runs once at entry, after the IDT is installed and before the first port I/O: what the
+    /// platform needs before devices can be touched (TDX: TDG.VP.INFO; SNP: the GHCB). Nothing
+    /// on a plain VM.
+    fn early_init(&self) -> Result<(), BootError> {
+        Ok(())
+    }
+
+    /// Whether exception `vector` belongs to the platform (#VE = 20 under TDX, #VC = 29 under
+    /// SEV-ES/SNP) rather than being a fatal CPU exception.
+    fn owns_vector(&self, vector: u8) -> bool {
+        let _ = vector;
+        false
+    }
+
+    /// Handles an exception of a vector the platform owns, e.g. by emulating the instruction
+    /// that raised it. [`Handled::Resume`] returns to the interrupted code with the registers of
+    /// `frame`; [`Handled::Fatal`] takes the fatal path with the reason.
+    fn handle_exception(&self, frame: &mut ExceptionFrame) -> Handled {
+        let _ = frame;
+        Handled::Fatal("the platform owns no exception vectors")
+    }
+
+    /// The DMA channel fw_cfg may use, if memory can be reached by the device on this platform
+    /// (directly on a plain VM, through a shared bounce buffer under TDX and SNP).
+    fn fw_cfg_dma(&self) -> Option<&dyn FwCfgDma>;
+
     /// The guest memory map as the VMM describes it (fw_cfg `etc/e820` on a plain VM and SNP,
     /// the TD HOB on TDX), validated as untrusted input.
-    fn memory_map(&self) -> Result<MemoryMap, BootError>;
+    fn memory_map(&self, fw_cfg: Option<&FwCfg<'_>>) -> Result<MemoryMap, BootError>;
 
     /// Makes `[base, base + len)` of private RAM usable (TDG.MEM.PAGE.ACCEPT under TDX,
     /// PVALIDATE under SNP). RAM in a plain VM needs nothing.
     fn accept_memory(&self, base: u64, len: u64) -> Result<(), BootError>;
 
-    /// Reads the first `dst.len()` bytes of QEMU fw_cfg item `key` into `dst`, by DMA where the
-    /// device offers it (under SEV through a shared bounce buffer). Platforms without fw_cfg
-    /// (TDX) return [`FwCfgError::NotPresent`].
-    fn fw_cfg_read_item(&self, key: u16, dst: &mut [u8]) -> Result<(), FwCfgError>;
-
     /// How many vCPUs the VMM starts (a launch parameter the measurement records).
-    fn vcpu_count(&self) -> Result<u32, BootError>;
+    fn vcpu_count(&self, fw_cfg: Option<&FwCfg<'_>>) -> Result<u32, BootError>;
 
     /// Extends runtime measurement register `rtmr` (0..=3) with `digest`: TDG.MR.RTMR.EXTEND
     /// under TDX, the emulated registers on a plain VM. On error the register is unchanged.
@@ -54,4 +76,17 @@ pub trait Platform: PortIo + Sync {
     /// The platform's report of a fatal error, after the message has been printed: never
     /// returns. On a plain VM: QEMU's `isa-debug-exit` if present, then halt.
     fn fatal_report(&self) -> !;
+}
+
+static CURRENT: spin::Once<&'static dyn Platform> = spin::Once::new();
+
+/// Chooses the platform of this boot, once. Returns the chosen one: `platform` on the first
+/// call, the earlier choice on any later call (the choice never changes).
+pub fn select(platform: &'static dyn Platform) -> &'static dyn Platform {
+    *CURRENT.call_once(|| platform)
+}
+
+/// The platform chosen by [`select`], or `None` before it.
+pub fn current() -> Option<&'static dyn Platform> {
+    CURRENT.get().copied()
 }

@@ -1,6 +1,6 @@
 //! A `log` backend on the 16550 UART at COM1, through the platform's port I/O.
 
-use crate::platform::PortIo;
+use crate::port_io::PortIo;
 use core::fmt::{self, Write};
 
 /// COM1's base port.
@@ -67,27 +67,45 @@ impl<P: PortIo + ?Sized> Write for Uart<'_, P> {
     }
 }
 
-/// The firmware's logger: every record as one line `td-shim: LEVEL message` on COM1.
+/// The firmware's logger: every record as one line `td-shim: LEVEL message` on COM1, through
+/// the port I/O of the platform it is attached to. Until [`SerialLogger::attach`], it drops
+/// everything (no port is touched before the platform's early initialisation).
 pub struct SerialLogger {
-    io: &'static (dyn PortIo + Sync),
+    io: spin::Once<&'static (dyn PortIo + Sync)>,
     lock: spin::Mutex<()>,
 }
 
+impl Default for SerialLogger {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl SerialLogger {
-    /// A logger writing through `io`.
-    pub const fn new(io: &'static (dyn PortIo + Sync)) -> Self {
+    /// A logger not yet attached to any port I/O.
+    pub const fn new() -> Self {
         SerialLogger {
-            io,
+            io: spin::Once::new(),
             lock: spin::Mutex::new(()),
         }
+    }
+
+    /// Attaches the logger to `io` and initialises the UART, once; later calls change nothing.
+    pub fn attach(&self, io: &'static (dyn PortIo + Sync)) {
+        self.io.call_once(|| {
+            Uart::new(io, COM1).init();
+            io
+        });
     }
 
     /// Writes one line without going through `log` (used by the fatal path, which must print
     /// even if the logger is held).
     pub fn write_line(&self, args: fmt::Arguments<'_>) {
-        let mut uart = Uart::new(self.io, COM1);
-        let _ = uart.write_fmt(args);
-        let _ = uart.write_str("\n");
+        if let Some(io) = self.io.get() {
+            let mut uart = Uart::new(*io, COM1);
+            let _ = uart.write_fmt(args);
+            let _ = uart.write_str("\n");
+        }
     }
 }
 
@@ -97,8 +115,9 @@ impl log::Log for SerialLogger {
     }
 
     fn log(&self, record: &log::Record<'_>) {
+        let Some(io) = self.io.get() else { return };
         let _guard = self.lock.lock();
-        let mut uart = Uart::new(self.io, COM1);
+        let mut uart = Uart::new(*io, COM1);
         let _ = writeln!(uart, "td-shim: {:5} {}", record.level(), record.args());
     }
 

@@ -1,7 +1,7 @@
 //! The IDT: every CPU exception (vectors 0-31) prints what happened and where, then takes the
 //! fatal path. Interrupts stay disabled throughout the firmware.
 
-use core::fmt;
+use crate::exception::{route, ExceptionFrame, Handled, Report, Route};
 use x86_64::instructions::tables::lidt;
 use x86_64::structures::DescriptorTablePointer;
 use x86_64::VirtAddr;
@@ -75,8 +75,27 @@ exception_common:
     push r14
     push r15
     mov rdi, rsp
+    /* The handler returns only when the platform resumes the interrupted code. The frame is
+       16-byte aligned here for the call: 15 pushes + vector + error code + the CPU's 5 words
+       on a stack the CPU aligned to 16. */
     call {handler}
-    ud2
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    add rsp, 16
+    iretq
 "#,
     handler = sym exception_handler,
 );
@@ -86,109 +105,29 @@ extern "C" {
     fn exception_stubs();
 }
 
-/// The stack as `exception_common` leaves it.
-#[repr(C)]
-pub struct ExceptionFrame {
-    r15: u64,
-    r14: u64,
-    r13: u64,
-    r12: u64,
-    r11: u64,
-    r10: u64,
-    r9: u64,
-    r8: u64,
-    rbp: u64,
-    rdi: u64,
-    rsi: u64,
-    rdx: u64,
-    rcx: u64,
-    rbx: u64,
-    rax: u64,
-    vector: u64,
-    error_code: u64,
-    rip: u64,
-    cs: u64,
-    rflags: u64,
-    rsp: u64,
-    ss: u64,
-}
-
-const NAMES: [&str; 32] = [
-    "divide error (#DE)",
-    "debug (#DB)",
-    "NMI",
-    "breakpoint (#BP)",
-    "overflow (#OF)",
-    "bound range (#BR)",
-    "invalid opcode (#UD)",
-    "device not available (#NM)",
-    "double fault (#DF)",
-    "coprocessor segment overrun",
-    "invalid TSS (#TS)",
-    "segment not present (#NP)",
-    "stack fault (#SS)",
-    "general protection (#GP)",
-    "page fault (#PF)",
-    "reserved 15",
-    "x87 floating point (#MF)",
-    "alignment check (#AC)",
-    "machine check (#MC)",
-    "SIMD floating point (#XM)",
-    "virtualization (#VE)",
-    "control protection (#CP)",
-    "reserved 22",
-    "reserved 23",
-    "reserved 24",
-    "reserved 25",
-    "reserved 26",
-    "reserved 27",
-    "hypervisor injection (#HV)",
-    "VMM communication (#VC)",
-    "security (#SX)",
-    "reserved 31",
-];
-
-struct Report<'a>(&'a ExceptionFrame);
-
-impl fmt::Display for Report<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let fr = self.0;
-        let name = NAMES.get(fr.vector as usize).copied().unwrap_or("unknown");
-        let cr2 = x86_64::registers::control::Cr2::read_raw();
-        write!(
-            f,
-            "CPU exception {} {name} at rip={:#x} error_code={:#x} cr2={cr2:#x} rsp={:#x} \
-             rflags={:#x} cs={:#x} ss={:#x}\n  rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x} \
-             rsi={:#x} rdi={:#x} rbp={:#x}\n  r8={:#x} r9={:#x} r10={:#x} r11={:#x} r12={:#x} \
-             r13={:#x} r14={:#x} r15={:#x}",
-            fr.vector,
-            fr.rip,
-            fr.error_code,
-            fr.rsp,
-            fr.rflags,
-            fr.cs,
-            fr.ss,
-            fr.rax,
-            fr.rbx,
-            fr.rcx,
-            fr.rdx,
-            fr.rsi,
-            fr.rdi,
-            fr.rbp,
-            fr.r8,
-            fr.r9,
-            fr.r10,
-            fr.r11,
-            fr.r12,
-            fr.r13,
-            fr.r14,
-            fr.r15
-        )
+/// Every exception lands here with the saved state. A vector the chosen platform owns goes to
+/// it (and may resume); everything else is reported on the fatal path.
+extern "sysv64" fn exception_handler(frame: &mut ExceptionFrame) {
+    let platform = crate::platform::current();
+    if let (Route::Platform, Some(p)) = (route(frame.vector, platform), platform) {
+        match p.handle_exception(frame) {
+            Handled::Resume => return,
+            Handled::Fatal(why) => crate::fatal::fatal(format_args!(
+                "{why}: {}",
+                Report {
+                    frame,
+                    cr2: x86_64::registers::control::Cr2::read_raw()
+                }
+            )),
+        }
     }
-}
-
-extern "sysv64" fn exception_handler(frame: &ExceptionFrame) -> ! {
-    crate::fatal::fatal(format_args!("{}", Report(frame)))
+    crate::fatal::fatal(format_args!(
+        "{}",
+        Report {
+            frame,
+            cr2: x86_64::registers::control::Cr2::read_raw()
+        }
+    ))
 }
 
 /// An IDT gate (Intel SDM Vol. 3, 6.14.1): 64-bit interrupt gate, DPL 0.

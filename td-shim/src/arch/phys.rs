@@ -4,8 +4,7 @@
 //! core writes can be taken once as `&'static mut`: a second take returns `None`, so two mutable
 //! views of one region can never exist.
 
-use crate::memory_map::MemoryMap;
-use alloc::vec::Vec;
+use crate::memory_map::{MemoryMap, RangeAllocator};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use td_layout::layout::{
     Region, EVENT_LOG, HANDOFF, HEAP, IMAGE_BASE, IMAGE_SIZE, PAGE_TABLES, PAYLOAD_LOAD,
@@ -70,10 +69,10 @@ pub fn take(which: RamRegion) -> Option<&'static mut [u8]> {
 }
 
 /// The usable RAM of the memory map, handed out as disjoint slices. Only one arena can exist,
-/// so no two mutable views of the same RAM can be made through it.
+/// so no two mutable views of the same RAM can be made through it. Which ranges it may hand out
+/// is decided by [`RangeAllocator`] (host-tested): never page 0, never above 4 GiB, never twice.
 pub struct RamArena {
-    usable: Vec<(u64, u64)>,
-    taken: Vec<(u64, u64)>,
+    ranges: RangeAllocator,
 }
 
 static ARENA: AtomicBool = AtomicBool::new(false);
@@ -86,25 +85,19 @@ impl RamArena {
             return None;
         }
         Some(RamArena {
-            usable: map.ram().map(|r| (r.base, r.end())).collect(),
-            taken: Vec::new(),
+            ranges: RangeAllocator::new(map),
         })
     }
 
-    /// `[base, base + len)` as a slice, if it is usable RAM below 4 GiB (mapped by the reset
-    /// page tables and the firmware's own), non-empty, and not handed out before.
+    /// `[base, base + len)` as a slice, if [`RangeAllocator::take`] grants it.
     pub fn take(&mut self, base: u64, len: u64) -> Option<&'static mut [u8]> {
-        let end = base.checked_add(len)?;
-        let inside = self.usable.iter().any(|&(b, e)| b <= base && end <= e);
-        let free = self.taken.iter().all(|&(b, e)| end <= b || e <= base);
-        if len == 0 || end > td_layout::layout::FOUR_GIB || !inside || !free {
-            return None;
-        }
-        self.taken.push((base, end));
-        // The range is usable RAM by the memory map, so it overlaps no firmware region, image
-        // or MMIO (all reserved or outside RAM), and it is identity-mapped below 4 GiB.
-        // SAFETY: RAM, mapped, disjoint from every other slice this arena handed out.
-        Some(unsafe { core::slice::from_raw_parts_mut(base as *mut u8, len as usize) })
+        let (base, len) = self.ranges.take(base, len)?;
+        let len = usize::try_from(len).ok()?;
+        // The range is usable RAM by the memory map at or above 4 KiB (so the pointer is not
+        // null), below 4 GiB (identity-mapped by the reset page tables and the firmware's own),
+        // overlapping no firmware region, image or MMIO (all reserved or outside RAM).
+        // SAFETY: non-null, mapped RAM, disjoint from every other slice this arena handed out.
+        Some(unsafe { core::slice::from_raw_parts_mut(base as *mut u8, len) })
     }
 }
 
@@ -116,4 +109,18 @@ pub fn take_page_tables() -> Option<&'static mut [PageTable]> {
     // valid PageTable (512 u64 entries).
     // SAFETY: aligned, valid for any bytes, and exclusively ours (see `take`).
     Some(unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<PageTable>(), count) })
+}
+
+extern "C" {
+    // Linker-script symbols (build.rs): the firmware code's link address and size in RAM.
+    static __code_start: u8;
+    static __code_size: u8;
+}
+
+/// The firmware's code as copied to RAM at reset: `(base, size)`.
+pub fn firmware_code() -> (u64, u64) {
+    // Only the symbols' addresses are used, never their contents.
+    let base = core::ptr::addr_of!(__code_start) as u64;
+    let size = core::ptr::addr_of!(__code_size) as u64;
+    (base, size)
 }

@@ -175,6 +175,8 @@ pub enum WriteError {
         /// Bytes given.
         size: usize,
     },
+    /// The log was closed by a failure (error separators recorded): nothing more is measured.
+    Closed,
 }
 
 impl fmt::Display for WriteError {
@@ -204,6 +206,7 @@ impl fmt::Display for WriteError {
                 f,
                 "event log: {size} bytes of vendor info (at most {MAX_VENDOR_INFO_SIZE})"
             ),
+            Self::Closed => write!(f, "event log: closed by a failure, nothing more is measured"),
         }
     }
 }

@@ -1,0 +1,62 @@
+//! Booting the image's ELF payload with the firmware's own hand-off block.
+
+use super::{enable_paging, log_map, measure};
+use crate::arch::{cpu, phys};
+use crate::measurement::{LaunchParams, Payload};
+use crate::memory_map::{MemoryMap, MemoryMapError};
+use crate::platform::Platform;
+use crate::BootError;
+use core::convert::Infallible;
+use td_layout::handoff::E820_RESERVED;
+use td_layout::layout::{EVENT_LOG, FW_STACK, HANDOFF, PAYLOAD_LOAD};
+use td_layout::payload::PayloadTable;
+
+pub(super) fn boot(
+    platform: &dyn Platform,
+    mut map: MemoryMap,
+    params: &LaunchParams,
+    table: &PayloadTable<'_>,
+) -> Result<Infallible, BootError> {
+    if !map.is_ram(PAYLOAD_LOAD.base, PAYLOAD_LOAD.size) {
+        return Err(MemoryMapError::NotRam {
+            what: PAYLOAD_LOAD.name,
+            base: PAYLOAD_LOAD.base,
+            length: PAYLOAD_LOAD.size,
+        }
+        .into());
+    }
+    enable_paging(&map, (PAYLOAD_LOAD.base, PAYLOAD_LOAD.size), false)?;
+
+    let payload = crate::payload::copy_elf_payload(table)?;
+    measure::record(platform, params, &Payload::Elf(&payload))?;
+    let dst = phys::take(phys::RamRegion::PayloadLoad)
+        .ok_or(BootError::RegionUnavailable("payload-load"))?;
+    let loaded = crate::payload::load_elf_payload(&payload, dst, PAYLOAD_LOAD.base)?;
+    log::info!(
+        "payload: ELF of {} bytes loaded at {:#x} ({:#x} bytes, {} relocations), entry {:#x}",
+        payload.len(),
+        loaded.base,
+        loaded.size,
+        loaded.relocations,
+        loaded.entry
+    );
+    map.carve("payload", loaded.base, loaded.size, E820_RESERVED)?;
+
+    let handoff =
+        phys::take(phys::RamRegion::Handoff).ok_or(BootError::RegionUnavailable("handoff"))?;
+    let boot_info = crate::handoff::write_boot_info(
+        handoff,
+        HANDOFF.base,
+        platform.kind(),
+        &map,
+        loaded.base,
+        loaded.size,
+        (EVENT_LOG.base, EVENT_LOG.size),
+    )?;
+    log_map("hand-off", &map);
+    log::info!(
+        "jumping to the payload: rdi={boot_info:#x} rsi={:#x}",
+        loaded.base
+    );
+    cpu::enter_payload(loaded.entry, boot_info, loaded.base, FW_STACK.end())
+}

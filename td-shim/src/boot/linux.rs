@@ -1,0 +1,222 @@
+//! Booting Linux through the 64-bit boot protocol, from QEMU's direct boot or from the image.
+
+use super::{acpi, enable_paging, log_map, measure};
+use crate::arch::cpu;
+use crate::arch::phys::{self, RamArena};
+use crate::fw_cfg::{linux_boot, FwCfg};
+use crate::linux;
+use crate::measurement::{Blob, LaunchParams, Payload};
+use crate::memory_map::{release_for_linux, InUseAtHandoff, MemoryMap};
+use crate::platform::Platform;
+use crate::BootError;
+use core::convert::Infallible;
+use td_layout::layout::{EVENT_LOG, FW_DATA, FW_STACK, HANDOFF, PAGE_TABLES};
+use td_layout::payload::{PayloadKind, PayloadTable};
+use td_loader::linux::BootParamsInput;
+
+/// The zero page sits at the start of the hand-off region, the command line right after it.
+const CMDLINE_OFFSET: usize = 4096;
+
+/// Where the bytes of a Linux boot come from.
+pub(super) enum Source {
+    /// QEMU's direct boot: sizes of the setup sectors, the protected-mode kernel, the initrd and
+    /// the NUL-terminated command line.
+    FwCfg {
+        setup: u32,
+        kernel: u32,
+        initrd: u32,
+        cmdline: u32,
+    },
+    /// The image's payload table (kernel, optional initrd and command line).
+    Image(alloc::boxed::Box<PayloadTable<'static>>),
+}
+
+impl Source {
+    pub(super) fn fw_cfg(fw_cfg: &FwCfg<'_>) -> Result<Self, BootError> {
+        Ok(Source::FwCfg {
+            setup: fw_cfg.read_u32(linux_boot::SETUP_SIZE)?,
+            kernel: fw_cfg.read_u32(linux_boot::KERNEL_SIZE)?,
+            initrd: fw_cfg.read_u32(linux_boot::INITRD_SIZE)?,
+            cmdline: fw_cfg.read_u32(linux_boot::CMDLINE_SIZE)?,
+        })
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            Source::FwCfg { .. } => "direct boot from fw_cfg",
+            Source::Image(_) => "from the image",
+        }
+    }
+
+    fn bzimage_len(&self) -> u64 {
+        match self {
+            Source::FwCfg { setup, kernel, .. } => u64::from(*setup) + u64::from(*kernel),
+            Source::Image(t) => t.find(PayloadKind::Kernel).map_or(0, |k| k.len() as u64),
+        }
+    }
+
+    fn initrd_len(&self) -> u64 {
+        match self {
+            Source::FwCfg { initrd, .. } => u64::from(*initrd),
+            Source::Image(t) => t.find(PayloadKind::Initrd).map_or(0, |i| i.len() as u64),
+        }
+    }
+
+    fn read_bzimage(&self, fw_cfg: &FwCfg<'_>, dst: &mut [u8]) -> Result<(), BootError> {
+        match self {
+            Source::FwCfg { setup, .. } => {
+                let (s, k) = dst.split_at_mut(*setup as usize);
+                fw_cfg.read_item(linux_boot::SETUP_DATA, s)?;
+                Ok(fw_cfg.read_item(linux_boot::KERNEL_DATA, k)?)
+            }
+            Source::Image(t) => copy(t, PayloadKind::Kernel, dst),
+        }
+    }
+
+    fn read_initrd(&self, fw_cfg: &FwCfg<'_>, dst: &mut [u8]) -> Result<(), BootError> {
+        match self {
+            Source::FwCfg { .. } => Ok(fw_cfg.read_item(linux_boot::INITRD_DATA, dst)?),
+            Source::Image(t) => copy(t, PayloadKind::Initrd, dst),
+        }
+    }
+
+    /// Writes the command line and its NUL into `area`; returns its length without the NUL.
+    fn read_cmdline(&self, fw_cfg: &FwCfg<'_>, area: &mut [u8]) -> Result<usize, BootError> {
+        let room = area.len().saturating_sub(1);
+        match self {
+            Source::FwCfg { cmdline, .. } => {
+                let bad = linux::LinuxBootError::BadCmdline { size: *cmdline };
+                let raw = area.get_mut(..*cmdline as usize).ok_or(bad)?;
+                fw_cfg.read_item(linux_boot::CMDLINE_DATA, raw)?;
+                Ok(linux::cmdline_text(raw, room)?.len())
+            }
+            Source::Image(t) => {
+                let text = t.find(PayloadKind::Cmdline).unwrap_or(&[]);
+                if text.len() > room || text.contains(&0) {
+                    let size = u32::try_from(text.len()).unwrap_or(u32::MAX);
+                    return Err(linux::LinuxBootError::BadCmdline { size }.into());
+                }
+                area[..text.len()].copy_from_slice(text);
+                area[text.len()] = 0;
+                Ok(text.len())
+            }
+        }
+    }
+}
+
+/// Copies the image's payload of `kind` into `dst`, which has its size.
+fn copy(table: &PayloadTable<'_>, kind: PayloadKind, dst: &mut [u8]) -> Result<(), BootError> {
+    let src = table.find(kind).ok_or(BootError::NoPayload)?;
+    dst.get_mut(..src.len())
+        .ok_or(BootError::NoPayload)?
+        .copy_from_slice(src);
+    Ok(())
+}
+
+pub(super) fn boot(
+    platform: &dyn Platform,
+    fw_cfg: &FwCfg<'_>,
+    mut map: MemoryMap,
+    params: &LaunchParams,
+    source: Source,
+) -> Result<Infallible, BootError> {
+    let mut arena = RamArena::new(&map).ok_or(BootError::RegionUnavailable("ram"))?;
+    let tables = acpi::install(platform, fw_cfg, &mut map, &mut arena)?;
+    log::info!(
+        "linux: {}: bzImage {} bytes, initrd {} bytes",
+        source.describe(),
+        source.bzimage_len(),
+        source.initrd_len()
+    );
+
+    // Stage the bzImage and initrd in RAM: what is checked (and measured) is what runs.
+    let staging = linux::plan_staging(&map, source.bzimage_len(), source.initrd_len())?;
+    let bz = arena
+        .take(staging.bzimage.0, staging.bzimage.1)
+        .ok_or(BootError::RegionUnavailable("kernel staging"))?;
+    source.read_bzimage(fw_cfg, bz)?;
+    let mut initrd: Option<&[u8]> = None;
+    if let Some((base, len)) = staging.initrd {
+        let staged = arena
+            .take(base, len)
+            .ok_or(BootError::RegionUnavailable("initrd staging"))?;
+        source.read_initrd(fw_cfg, staged)?;
+        log::info!("linux: initrd at [{base:#x}, {:#x})", base + len);
+        initrd = Some(staged);
+    }
+
+    let handoff =
+        phys::take(phys::RamRegion::Handoff).ok_or(BootError::RegionUnavailable("handoff"))?;
+    let (zero_page, cmdline_area) = handoff.split_at_mut(CMDLINE_OFFSET);
+    let cmdline_len = source.read_cmdline(fw_cfg, cmdline_area)?;
+
+    let image = td_loader::linux::parse(bz)?;
+    let cmdline = &cmdline_area[..cmdline_len];
+    measure::record(
+        platform,
+        params,
+        &Payload::Linux {
+            kernel: Blob::Bytes(bz),
+            cmdline,
+            initrd: initrd.map(Blob::Bytes),
+        },
+    )?;
+    let mut taken = alloc::vec![staging.bzimage];
+    taken.extend(staging.initrd);
+    let load = image.place_kernel(&linux::free_ranges(&map, &taken))?;
+    let window = arena
+        .take(load, u64::from(image.init_size()))
+        .ok_or(BootError::RegionUnavailable("kernel window"))?;
+    window[..image.kernel().len()].copy_from_slice(image.kernel());
+    log::info!(
+        "linux: boot protocol {}.{:02}, kernel of {} bytes at {load:#x} (window {:#x} bytes)",
+        image.version() >> 8,
+        image.version() & 0xFF,
+        image.kernel().len(),
+        image.init_size()
+    );
+
+    // Low memory is executable for the kernel's 5-level paging trampoline (LA57 CPUs).
+    let tables_used = enable_paging(&map, (load, u64::from(image.init_size())), true)?;
+    // The firmware's working memory goes back to Linux as RAM, except what is still in use when
+    // the kernel is entered: the data (IDT) and stack, the code that enters it, the page tables
+    // CR3 points at, the zero page and command line, and the event log (kept for the OS and its
+    // attestation agent).
+    release_for_linux(
+        &mut map,
+        &InUseAtHandoff {
+            data_and_stack: (FW_DATA.base, FW_STACK.end() - FW_DATA.base),
+            code: phys::firmware_code(),
+            page_tables: (PAGE_TABLES.base, tables_used),
+            handoff_and_log: (HANDOFF.base, EVENT_LOG.end() - HANDOFF.base),
+        },
+    );
+    let e820 = linux::e820(&map);
+    let zero_page: &mut [u8; 4096] = zero_page
+        .try_into()
+        .map_err(|_| BootError::RegionUnavailable("zero page"))?;
+    td_loader::linux::build_boot_params(
+        zero_page,
+        &image,
+        &BootParamsInput {
+            kernel_load: load,
+            cmdline_addr: HANDOFF.base + CMDLINE_OFFSET as u64,
+            cmdline_len: cmdline_len as u32,
+            initrd: staging.initrd,
+            acpi_rsdp: tables.rsdp,
+            e820: &e820,
+            setup_data: 0,
+        },
+    )?;
+    log_map("linux: e820", &map);
+    // Publish the emulated registers' final values.
+    if let (Some(slot), Some(regs)) = (tables.rtmr_table, platform.emulated_rtmrs()) {
+        slot.copy_from_slice(&crate::acpi::rtmr_table(&regs));
+    }
+    let entry = td_loader::linux::entry64(load).ok_or(BootError::RegionUnavailable("entry"))?;
+    log::info!(
+        "linux: entering the kernel at {entry:#x}, zero page at {:#x}",
+        HANDOFF.base
+    );
+    cpu::enter_linux(entry, HANDOFF.base, FW_STACK.end())
+}

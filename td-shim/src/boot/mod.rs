@@ -1,0 +1,170 @@
+//! The boot pipeline, once for every platform (docs/architecture.md): a firmware binary detects
+//! its platform and calls [`run`]; from there everything is platform-neutral code written against
+//! [`Platform`].
+//!
+//! 1. The platform is chosen once ([`crate::platform::select`]); the IDT goes in, so every
+//!    exception is dispatched from the first instruction on (#VE/#VC to the platform).
+//! 2. The platform's early initialisation, then the console: no port is touched before.
+//! 3. The heap, fw_cfg (probed once), the memory map (untrusted, checked), the firmware's own
+//!    regions carved out; from here on the CC event log records, and any failure records the
+//!    error separator.
+//! 4. Linux (QEMU's direct boot, then the image's kernel) or the image's ELF payload.
+
+mod acpi;
+mod elf;
+mod linux;
+mod measure;
+
+use crate::arch::{cpu, exceptions, heap, phys};
+use crate::fw_cfg::{linux_boot, FwCfg, FwCfgError};
+use crate::measurement::LaunchParams;
+use crate::memory_map::{carve_firmware_regions, MemoryMap};
+use crate::paging::{map_firmware_address_space, AddressSpace, IdentityMapper};
+use crate::platform::{self, Platform};
+use crate::serial::SerialLogger;
+use crate::BootError;
+use core::convert::Infallible;
+use td_layout::layout::{FW_CODE, IMAGE_BASE, IMAGE_PAYLOAD, IMAGE_SIZE, PAGE_TABLES};
+use td_layout::payload::{PayloadKind, PayloadTable};
+
+/// How the boot CPU arrived, as the reset code passes it on.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    /// 16 (entered in real mode: a plain VM, SNP) or 32 (entered in protected mode: TDX).
+    pub mode: u32,
+    /// The vCPU index (TDX: ESI at reset; 0 otherwise).
+    pub vcpu_index: u32,
+    /// EBX at reset (TDX: the GPA width; 0 otherwise).
+    pub ebx: u32,
+}
+
+static CONSOLE: SerialLogger = SerialLogger::new();
+
+/// Boots on `platform`: never returns; every failure ends on the fatal path.
+pub fn run(platform: &'static dyn Platform, entry: Entry) -> ! {
+    let platform = platform::select(platform);
+    exceptions::install();
+    crate::fatal::set_hook(measure::record_failure);
+    crate::fatal::set_console(&CONSOLE);
+    if let Err(e) = platform.early_init() {
+        // No console yet: the platform's report is all there is.
+        crate::fatal::fatal(format_args!("{e}"))
+    }
+    CONSOLE.attach(platform.io());
+    if log::set_logger(&CONSOLE).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+    if !heap::init() {
+        crate::fatal::fatal(format_args!("heap region already taken"));
+    }
+    log::info!(
+        "td-shim {} entered in {}-bit mode (vcpu {}, ebx {:#x})",
+        env!("CARGO_PKG_VERSION"),
+        entry.mode,
+        entry.vcpu_index,
+        entry.ebx
+    );
+    match boot(platform) {
+        Ok(never) => match never {},
+        Err(e) => crate::fatal::fatal(format_args!("{e}")),
+    }
+}
+
+fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
+    log::info!("platform: {}", platform.kind().name());
+    let fw_cfg = match FwCfg::probe(platform.io(), platform.fw_cfg_dma()) {
+        Ok(f) => Some(f),
+        Err(FwCfgError::NotPresent) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let fw_cfg = fw_cfg.as_ref();
+
+    let mut map = platform.memory_map(fw_cfg)?;
+    let vmm_ram = map.ram_bytes();
+    carve_firmware_regions(&mut map)?;
+    // From here on a failure is recorded in the measurements (the error separator).
+    measure::start()?;
+    let params = LaunchParams {
+        platform: platform.kind(),
+        ram_bytes: vmm_ram,
+        vcpus: platform.vcpu_count(fw_cfg)?,
+    };
+    for r in map.ram() {
+        platform.accept_memory(r.base, r.length)?;
+    }
+    log::info!(
+        "memory: {} MiB of RAM, top {:#x}",
+        map.ram_bytes() >> 20,
+        map.ram_top()
+    );
+
+    // A kernel given to the VMM (`-kernel`) is the user's explicit choice; else the image's payload.
+    let kernel_size = match fw_cfg {
+        Some(f) => f.read_u32(linux_boot::KERNEL_SIZE)?,
+        None => 0,
+    };
+    if let (Some(f), true) = (fw_cfg, kernel_size > 0) {
+        return linux::boot(platform, f, map, &params, linux::Source::fw_cfg(f)?);
+    }
+    let region = phys::image(IMAGE_PAYLOAD).ok_or(BootError::RegionUnavailable("payload"))?;
+    let table = PayloadTable::parse(region)?;
+    if table.find(PayloadKind::Kernel).is_some() {
+        let f = fw_cfg.ok_or(FwCfgError::NotPresent)?;
+        linux::boot(
+            platform,
+            f,
+            map,
+            &params,
+            linux::Source::Image(alloc::boxed::Box::new(table)),
+        )
+    } else {
+        elf::boot(platform, map, &params, &table)
+    }
+}
+
+/// Builds the firmware's page tables, with `exec` (the payload's window) executable, and
+/// switches to them. Returns how many bytes of page tables are in use.
+fn enable_paging(
+    map: &MemoryMap,
+    exec: (u64, u64),
+    low_memory_exec: bool,
+) -> Result<u64, BootError> {
+    let nx = cpu::nx_supported();
+    let tables = phys::take_page_tables().ok_or(BootError::RegionUnavailable("page-tables"))?;
+    let mut mapper = IdentityMapper::new(tables, PAGE_TABLES.base)?;
+    let space = AddressSpace {
+        ram_top: map.ram_top(),
+        code: (FW_CODE.base, FW_CODE.size),
+        image: (IMAGE_BASE, IMAGE_SIZE),
+        payload: exec,
+        low_memory_exec,
+    };
+    map_firmware_address_space(&mut mapper, &space, nx)?;
+    log::info!(
+        "paging: identity map up to {:#x} in {} tables, nx {}",
+        map.ram_top().max(1 << 32),
+        mapper.tables_used(),
+        if nx { "on" } else { "unsupported" }
+    );
+    if nx {
+        cpu::enable_nx();
+    }
+    cpu::load_page_tables(mapper.root());
+    Ok(mapper.tables_used() as u64 * td_layout::layout::PAGE_SIZE)
+}
+
+/// Lower-case hex of a byte string.
+struct Hex<'a>(&'a [u8]);
+
+impl core::fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+fn log_map(what: &str, map: &MemoryMap) {
+    log::info!("{what}: {} memory map entries", map.ranges().len());
+    for r in map.ranges() {
+        log::info!("  [{:#014x}, {:#014x}) type {}", r.base, r.end(), r.kind);
+    }
+}

@@ -1,0 +1,17 @@
+//! Port I/O as a platform provides it: direct `in`/`out` on a plain VM, TDVMCALL under TDX, the
+//! GHCB under SEV-ES/SNP. Every device driver of the boot core (UART, fw_cfg, PCI configuration)
+//! is written against this trait, so it runs unchanged on every platform and in host tests.
+
+/// Port I/O through the platform.
+pub trait PortIo {
+    /// Reads a byte from `port`.
+    fn inb(&self, port: u16) -> u8;
+    /// Writes a byte to `port`.
+    fn outb(&self, port: u16, value: u8);
+    /// Writes a 16-bit word to `port`.
+    fn outw(&self, port: u16, value: u16);
+    /// Writes a 32-bit word to `port`.
+    fn outl(&self, port: u16, value: u32);
+    /// Reads a 32-bit word from `port`.
+    fn inl(&self, port: u16) -> u32;
+}
