@@ -40,9 +40,12 @@
 //! - The protected-mode kernel at least `syssize * 16` bytes long (else the file is truncated)
 //!   [`KernelTruncated`](LinuxError::KernelTruncated).
 //!
-//! [`BzImage::place_kernel`] fails with [`NoRoomForKernel`](LinuxError::NoRoomForKernel) when no
-//! aligned `init_size` window fits a candidate range (below 4 GiB unless the kernel sets
-//! `XLF_CAN_BE_LOADED_ABOVE_4G`).
+//! [`KernelHeader::place_kernel`] (and [`BzImage::place_kernel`]) puts the kernel where it will
+//! run: at or above `pref_address`, aligned to `kernel_alignment`, with its whole `init_size`
+//! window in one free range below 4 GiB. It fails with
+//! [`KernelTooLarge`](LinuxError::KernelTooLarge) when that window cannot end below 4 GiB from
+//! `pref_address` whatever RAM there is, and with
+//! [`NoRoomForKernel`](LinuxError::NoRoomForKernel) when no candidate range holds it.
 //!
 //! What [`build_boot_params`] requires of its [`BootParamsInput`]:
 //!
@@ -286,10 +289,26 @@ pub enum LinuxError {
         /// Bytes of the protected-mode kernel.
         kernel_size: u64,
     },
-    /// No candidate range holds an aligned window of `init_size` bytes.
+    /// No candidate range holds the kernel's window: `init_size` bytes at an address aligned to
+    /// `kernel_alignment`, at or above `pref_address`, ending at or below 4 GiB.
     NoRoomForKernel {
         /// Bytes needed (`init_size`).
         size: u64,
+        /// Alignment needed (`kernel_alignment`).
+        align: u64,
+        /// Lowest address the window may start at (`pref_address`).
+        floor: u64,
+        /// Bytes of the largest such window the candidates offer (0: none).
+        largest: u64,
+    },
+    /// The kernel's window, `init_size` bytes from `pref_address` (aligned up to
+    /// `kernel_alignment`), does not end at or below 4 GiB: no RAM the firmware serves can hold
+    /// it.
+    KernelTooLarge {
+        /// Bytes needed (`init_size`).
+        size: u64,
+        /// Lowest address the window may start at (`pref_address`).
+        floor: u64,
         /// Alignment needed (`kernel_alignment`).
         align: u64,
     },
@@ -439,9 +458,21 @@ impl core::fmt::Display for LinuxError {
                 f,
                 "bzImage: init_size {init_size:#x} is smaller than the {kernel_size:#x}-byte kernel"
             ),
-            Self::NoRoomForKernel { size, align } => write!(
+            Self::NoRoomForKernel {
+                size,
+                align,
+                floor,
+                largest,
+            } => write!(
                 f,
-                "bzImage: no free range holds {size:#x} bytes aligned to {align:#x}"
+                "bzImage: the kernel needs {size:#x} bytes (init_size) of free RAM at or above \
+                 pref_address {floor:#x}, aligned to {align:#x}, below 4 GiB; the largest such \
+                 window is {largest:#x} bytes"
+            ),
+            Self::KernelTooLarge { size, floor, align } => write!(
+                f,
+                "bzImage: init_size {size:#x} from pref_address {floor:#x} (aligned to {align:#x}) \
+                 reaches past 4 GiB: more than the RAM below 4 GiB the firmware serves"
             ),
             Self::UnalignedKernel { load, align } => write!(
                 f,
@@ -553,6 +584,103 @@ pub fn entry64(load: u64) -> Option<u64> {
     load.checked_add(ENTRY64_OFFSET)
 }
 
+/// The setup-header fields that decide where a kernel goes and what it accepts, without the
+/// file's bytes. [`parse`] ([`BzImage::header`]) and [`parse_header`] produce it from a checked
+/// header; its methods are total on any field values all the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelHeader {
+    /// Boot protocol version, `(major << 8) | minor`.
+    pub version: u16,
+    /// Bytes of contiguous memory, from the load address, that the kernel needs while it
+    /// decompresses and starts.
+    pub init_size: u32,
+    /// Alignment of the load address (a power of two).
+    pub kernel_alignment: u32,
+    /// Minimum alignment the kernel needs, as a power of two (0: not given).
+    pub min_alignment: u8,
+    /// Preferred load address: for a relocatable kernel, `LOAD_PHYSICAL_ADDR`, the lowest
+    /// address it decompresses to (0: none).
+    pub pref_address: u64,
+    /// The `xloadflags` field.
+    pub xloadflags: u16,
+    /// Highest address the initrd may occupy, when the kernel cannot take one above 4 GiB.
+    pub initrd_addr_max: u32,
+    /// Most bytes of command line, not counting the terminating NUL.
+    pub cmdline_size: u32,
+}
+
+impl KernelHeader {
+    /// Whether the kernel, `boot_params`, command line and initrd may lie above 4 GiB
+    /// (`XLF_CAN_BE_LOADED_ABOVE_4G`).
+    pub fn can_load_above_4g(&self) -> bool {
+        self.xloadflags & XLF_CAN_BE_LOADED_ABOVE_4G != 0
+    }
+
+    /// Picks a load address for the protected-mode kernel in `candidates`, free RAM ranges given
+    /// as `(base, len)`: the lowest address that is at or above
+    /// [`pref_address`](Self::pref_address), a multiple of
+    /// [`kernel_alignment`](Self::kernel_alignment), and such that `[addr, addr + init_size)`
+    /// lies inside one candidate and ends at or below 4 GiB. The 64-bit entry point is then
+    /// [`entry64`]`(addr)`.
+    ///
+    /// Never below `pref_address`: a relocatable kernel loaded lower decompresses itself to
+    /// `pref_address` anyway (arch/x86/boot/compressed/head_64.S: the output address is the
+    /// load address aligned up to `kernel_alignment`, but at least `LOAD_PHYSICAL_ADDR`), into
+    /// memory outside the window the firmware reserved, mapped and measured around.
+    ///
+    /// Always below 4 GiB, even with `XLF_CAN_BE_LOADED_ABOVE_4G`: the firmware serves (accepts,
+    /// maps) only RAM below 4 GiB for the kernel today.
+    ///
+    /// Errors: [`BadKernelAlignment`](LinuxError::BadKernelAlignment) if `kernel_alignment` is
+    /// not a power of two; [`KernelTooLarge`](LinuxError::KernelTooLarge) if the window cannot
+    /// end below 4 GiB from `pref_address` (e.g. `init_size` 0xFFFFF000);
+    /// [`NoRoomForKernel`](LinuxError::NoRoomForKernel), with the largest window found, if no
+    /// candidate holds it.
+    pub fn place_kernel(&self, candidates: &[(u64, u64)]) -> Result<u64, LinuxError> {
+        let align = u64::from(self.kernel_alignment);
+        if !align.is_power_of_two() {
+            return Err(LinuxError::BadKernelAlignment {
+                align: self.kernel_alignment,
+                min_alignment: self.min_alignment,
+            });
+        }
+        let size = u64::from(self.init_size);
+        let floor = self.pref_address;
+        let fits_below_4g = floor
+            .checked_next_multiple_of(align)
+            .and_then(|start| start.checked_add(size))
+            .is_some_and(|end| end <= PLACEMENT_LIMIT);
+        if !fits_below_4g {
+            return Err(LinuxError::KernelTooLarge { size, floor, align });
+        }
+        let mut best: Option<u64> = None;
+        let mut largest = 0u64;
+        for &(base, len) in candidates {
+            let end = base.saturating_add(len).min(PLACEMENT_LIMIT);
+            let Some(start) = base.max(floor).checked_next_multiple_of(align) else {
+                continue;
+            };
+            let Some(room) = end.checked_sub(start) else {
+                continue;
+            };
+            largest = largest.max(room);
+            if room >= size && best.is_none_or(|b| start < b) {
+                best = Some(start);
+            }
+        }
+        best.ok_or(LinuxError::NoRoomForKernel {
+            size,
+            align,
+            floor,
+            largest,
+        })
+    }
+}
+
+/// Highest address (exclusive) a kernel window may reach when the firmware places it: 4 GiB,
+/// the end of the RAM it serves the kernel from.
+pub const PLACEMENT_LIMIT: u64 = FOUR_GIB;
+
 /// A validated bzImage.
 #[derive(Clone, Copy)]
 pub struct BzImage<'a> {
@@ -602,7 +730,13 @@ pub fn parse(kernel: &[u8]) -> Result<BzImage<'_>, LinuxError> {
 /// [`MAX_HEADER_END`] bytes): for a caller that streams the rest, e.g. into a hash. Returns the
 /// kernel's `cmdline_size`.
 pub fn check_header(head: &[u8], file_len: usize) -> Result<u32, LinuxError> {
-    parse_impl(head, file_len).map(|bz| bz.cmdline_size)
+    parse_header(head, file_len).map(|h| h.cmdline_size)
+}
+
+/// Like [`check_header`], but returns the header fields placement and `boot_params` depend on:
+/// what a host needs to lay out a boot as the firmware will ([`KernelHeader::place_kernel`]).
+pub fn parse_header(head: &[u8], file_len: usize) -> Result<KernelHeader, LinuxError> {
+    parse_impl(head, file_len).map(|bz| bz.header())
 }
 
 // `kernel` holds at least the setup header; `len` is the whole file's length.
@@ -782,29 +916,25 @@ impl<'a> BzImage<'a> {
         }
     }
 
+    /// The header fields without the file's bytes.
+    pub fn header(&self) -> KernelHeader {
+        KernelHeader {
+            version: self.version,
+            init_size: self.init_size,
+            kernel_alignment: self.kernel_alignment,
+            min_alignment: self.min_alignment,
+            pref_address: self.pref_address,
+            xloadflags: self.xloadflags,
+            initrd_addr_max: self.initrd_addr_max,
+            cmdline_size: self.cmdline_size,
+        }
+    }
+
     /// Picks a load address for the protected-mode kernel in `candidates`, free RAM ranges given
-    /// as `(base, len)`: aligned to [`kernel_alignment`](Self::kernel_alignment), with
-    /// `[addr, addr + init_size)` inside one range (and below 4 GiB unless
-    /// [`can_load_above_4g`](Self::can_load_above_4g)). The lowest such address at or above
-    /// [`pref_address`](Self::pref_address) if there is one, else the lowest. The 64-bit entry
-    /// point is then [`entry64`]`(addr)`.
+    /// as `(base, len)`: [`KernelHeader::place_kernel`] (at or above `pref_address`, aligned,
+    /// the whole `init_size` window in one range below 4 GiB).
     pub fn place_kernel(&self, candidates: &[(u64, u64)]) -> Result<u64, LinuxError> {
-        let align = u64::from(self.kernel_alignment);
-        let size = u64::from(self.init_size);
-        let limit = self.address_limit();
-        let lowest_from = |floor: u64| -> Option<u64> {
-            candidates
-                .iter()
-                .filter_map(|&(base, len)| {
-                    let end = base.saturating_add(len).min(limit);
-                    let start = base.max(floor).checked_next_multiple_of(align)?;
-                    (start.checked_add(size)? <= end).then_some(start)
-                })
-                .min()
-        };
-        lowest_from(self.pref_address)
-            .or_else(|| lowest_from(0))
-            .ok_or(LinuxError::NoRoomForKernel { size, align })
+        self.header().place_kernel(candidates)
     }
 }
 
@@ -1535,12 +1665,16 @@ mod tests {
             bz.place_kernel(&[(0x110_0001, 64 * MIB)]).unwrap(),
             0x120_0000
         );
-        // Nothing at or above pref_address: the lowest.
-        assert_eq!(
-            bz.place_kernel(&[(0x30_0000, 0x220_0000), (0x10_0000, 0x210_0000)])
-                .unwrap(),
-            0x20_0000
-        );
+        // Nothing at or above pref_address: refused, never the lower fit (see
+        // placement_refuses_when_only_lower_memory_is_free).
+        assert!(matches!(
+            bz.place_kernel(&[(0x30_0000, 0x220_0000), (0x10_0000, 0x210_0000)]),
+            Err(LinuxError::NoRoomForKernel {
+                floor: PREF,
+                largest: 0x150_0000,
+                ..
+            })
+        ));
         // No pref_address.
         let mut b = image();
         put64(&mut b, PREF_ADDRESS, 0);
@@ -1552,49 +1686,145 @@ mod tests {
     fn placement_fails_without_room() {
         let b = image();
         let bz = parse(&b).unwrap();
-        let none = LinuxError::NoRoomForKernel {
+        let none = |largest| LinuxError::NoRoomForKernel {
             size: u64::from(INIT),
             align: ALIGN,
+            floor: PREF,
+            largest,
         };
-        assert_eq!(bz.place_kernel(&[]).unwrap_err(), none);
+        assert_eq!(bz.place_kernel(&[]).unwrap_err(), none(0));
         // Large enough, but not once aligned.
         assert_eq!(
-            bz.place_kernel(&[(0x10_0000, u64::from(INIT) + 0x8_0000)])
+            bz.place_kernel(&[(PREF - 0x8_0000, u64::from(INIT) + 0x8_0000 - 1)])
                 .unwrap_err(),
-            none
+            none(u64::from(INIT) - 1)
         );
         // Wrapping ranges and the top of the address space.
         assert_eq!(
             bz.place_kernel(&[(u64::MAX - 0xFFF, u64::MAX), (u64::MAX, 1)])
                 .unwrap_err(),
-            none
+            none(0)
         );
         // Exactly enough.
-        assert_eq!(bz.place_kernel(&[(ALIGN, u64::from(INIT))]).unwrap(), ALIGN);
+        assert_eq!(bz.place_kernel(&[(PREF, u64::from(INIT))]).unwrap(), PREF);
     }
 
     #[test]
-    fn placement_stays_below_4g_unless_allowed() {
+    fn placement_stays_below_4g_even_when_allowed() {
         let range = [(0xFFE0_0000u64, 0x1000_0000u64)];
-        let b = image_below_4g();
-        assert_eq!(
-            parse(&b).unwrap().place_kernel(&range).unwrap_err(),
-            LinuxError::NoRoomForKernel {
-                size: u64::from(INIT),
-                align: ALIGN
-            }
-        );
         // The window may end exactly at 4 GiB.
         let fits = [(0x1_0000_0000 - u64::from(INIT), 64 * MIB)];
-        assert_eq!(
-            parse(&b).unwrap().place_kernel(&fits).unwrap(),
-            0x1_0000_0000 - u64::from(INIT)
-        );
+        // The firmware serves RAM below 4 GiB only: the same for both kinds of kernel.
+        for b in [image_below_4g(), image()] {
+            assert_eq!(
+                parse(&b).unwrap().place_kernel(&range).unwrap_err(),
+                LinuxError::NoRoomForKernel {
+                    size: u64::from(INIT),
+                    align: ALIGN,
+                    floor: PREF,
+                    largest: 0x20_0000,
+                }
+            );
+            assert_eq!(
+                parse(&b).unwrap().place_kernel(&fits).unwrap(),
+                0x1_0000_0000 - u64::from(INIT)
+            );
+        }
+    }
+
+    #[test]
+    fn the_header_alone_places_the_kernel_as_the_image_does() {
         let b = image();
+        let bz = parse(&b).unwrap();
+        let h = parse_header(&b[..0x300], b.len()).unwrap();
+        assert_eq!(h, bz.header());
+        assert_eq!(h.init_size, INIT);
+        assert_eq!(h.pref_address, PREF);
+        assert_eq!(u64::from(h.kernel_alignment), ALIGN);
+        assert!(h.can_load_above_4g());
+        let ranges = [(0x10_0000u64, 40 * MIB), (64 * MIB, 64 * MIB)];
+        assert_eq!(h.place_kernel(&ranges), bz.place_kernel(&ranges));
         assert_eq!(
-            parse(&b).unwrap().place_kernel(&range).unwrap(),
-            0xFFE0_0000
+            parse_header(&b[..0x250], b.len()),
+            Err(LinuxError::TruncatedHeader {
+                needed: 0x264,
+                len: 0x250
+            })
         );
+        // Field values parse would refuse are handled without panicking.
+        let odd = KernelHeader {
+            kernel_alignment: 0,
+            ..h
+        };
+        assert!(matches!(
+            odd.place_kernel(&ranges),
+            Err(LinuxError::BadKernelAlignment { align: 0, .. })
+        ));
+        let odd = KernelHeader {
+            pref_address: u64::MAX,
+            ..h
+        };
+        assert!(matches!(
+            odd.place_kernel(&ranges),
+            Err(LinuxError::KernelTooLarge { .. })
+        ));
+    }
+
+    /// Regression: a relocatable kernel loaded below `pref_address` decompresses itself to
+    /// `pref_address` (head_64.S), outside the window the firmware reserved. With only memory
+    /// below `pref_address` free, placement must refuse, naming the window it needed.
+    #[test]
+    fn placement_refuses_when_only_lower_memory_is_free() {
+        let mut b = image();
+        put32(&mut b, INIT_SIZE, 0x80_0000);
+        let bz = parse(&b).unwrap();
+        // 15 MiB free below pref_address (16 MiB): room for the 8 MiB window, but too low.
+        let lower = [(0x10_0000u64, 0xF0_0000u64), (0x20_0000, 0xE0_0000)];
+        let err = bz.place_kernel(&lower).unwrap_err();
+        let msg = std::string::ToString::to_string(&err);
+        assert!(msg.contains("at or above pref_address 0x1000000"), "{msg}");
+        assert!(msg.contains("0x800000 bytes"), "{msg}");
+        // 64 MiB from 8 MiB: the part at or above pref_address holds the window.
+        assert_eq!(bz.place_kernel(&[(0x80_0000, 64 * MIB)]).unwrap(), PREF);
+        // 12 MiB from 8 MiB: 8 MiB below pref_address, only 4 MiB above it: refused.
+        let err = bz.place_kernel(&[(0x80_0000, 12 * MIB)]).unwrap_err();
+        let msg = std::string::ToString::to_string(&err);
+        assert!(
+            msg.contains("largest such window is 0x400000 bytes"),
+            "{msg}"
+        );
+    }
+
+    /// Regression: an `init_size` near 4 GiB (0xFFFFF000) cannot fit below 4 GiB from
+    /// `pref_address`: refused with an error that says so, whatever the candidates.
+    #[test]
+    fn placement_refuses_a_huge_init_size() {
+        let mut b = image();
+        put32(&mut b, INIT_SIZE, 0xFFFF_F000);
+        let bz = parse(&b).unwrap();
+        for candidates in [
+            &[][..],
+            &[(0u64, u64::MAX)][..],
+            &[(0x10_0000u64, 1u64 << 40)][..],
+            &[(u64::MAX - 0xFFF, u64::MAX)][..],
+        ] {
+            let err = bz.place_kernel(candidates).unwrap_err();
+            let msg = std::string::ToString::to_string(&err);
+            assert!(msg.contains("init_size 0xfffff000"), "{msg}");
+            assert!(msg.contains("4 GiB"), "{msg}");
+            assert_eq!(
+                err,
+                LinuxError::KernelTooLarge {
+                    size: 0xFFFF_F000,
+                    floor: PREF,
+                    align: ALIGN
+                }
+            );
+        }
+        // The largest window that still fits below 4 GiB from pref_address is placed.
+        put32(&mut b, INIT_SIZE, (FOUR_GIB - PREF) as u32);
+        let bz = parse(&b).unwrap();
+        assert_eq!(bz.place_kernel(&[(0, FOUR_GIB)]), Ok(PREF));
     }
 
     #[test]
@@ -1911,7 +2141,17 @@ mod tests {
                 init_size: 0,
                 kernel_size: 1,
             },
-            LinuxError::NoRoomForKernel { size: 1, align: 1 },
+            LinuxError::NoRoomForKernel {
+                size: 1,
+                align: 1,
+                floor: 0,
+                largest: 0,
+            },
+            LinuxError::KernelTooLarge {
+                size: 1,
+                floor: 0,
+                align: 1,
+            },
             LinuxError::UnalignedKernel { load: 1, align: 2 },
             LinuxError::KernelWraps { load: 1, size: 1 },
             LinuxError::KernelAbove4G { load: 1, size: 1 },
@@ -2088,7 +2328,7 @@ mod tests {
         fn placement_is_aligned_and_inside_a_candidate(
             align_log2 in 12u32..32,
             init_size in 0x600u32..0x1000_0000,
-            pref in prop_oneof![Just(0u64), Just(PREF), any::<u64>()],
+            pref in prop_oneof![Just(0u64), Just(PREF), 0u64..(1 << 32), any::<u64>()],
             above_4g in any::<bool>(),
             candidates in proptest::collection::vec(
                 (prop_oneof![0u64..(1 << 34), any::<u64>()], prop_oneof![0u64..(1 << 31), any::<u64>()]),
@@ -2096,7 +2336,8 @@ mod tests {
             ),
         ) {
             let mut b = image();
-            put32(&mut b, KERNEL_ALIGNMENT, 1 << align_log2);
+            let align = 1u64 << align_log2;
+            put32(&mut b, KERNEL_ALIGNMENT, align as u32);
             put8(&mut b, MIN_ALIGNMENT, 0);
             put32(&mut b, INIT_SIZE, init_size);
             put64(&mut b, PREF_ADDRESS, pref);
@@ -2108,17 +2349,18 @@ mod tests {
             let fits = |load: u64, &(base, len): &(u64, u64)| {
                 load >= base
                     && load.checked_add(size).is_some_and(|end| end <= base.saturating_add(len))
-                    && (above_4g || load + size <= 1 << 32)
+                    && load + size <= 1 << 32
             };
+            // The first aligned address at or above pref_address in each candidate.
+            let first = |c: &(u64, u64)| c.0.max(pref).checked_next_multiple_of(align);
             match bz.place_kernel(&candidates) {
                 Ok(load) => {
-                    prop_assert!(load.is_multiple_of(1 << align_log2));
+                    prop_assert!(load.is_multiple_of(align));
+                    prop_assert!(load >= pref);
                     prop_assert!(candidates.iter().any(|c| fits(load, c)));
-                    // Nothing lower fits at or above pref_address (or anywhere, when nothing does).
-                    let floor = if load >= pref { pref } else { 0 };
+                    // Nothing lower fits at or above pref_address.
                     for c in &candidates {
-                        let lower = c.0.max(floor).checked_next_multiple_of(1 << align_log2);
-                        if let Some(l) = lower.filter(|&l| l < load) {
+                        if let Some(l) = first(c).filter(|&l| l < load) {
                             prop_assert!(!fits(l, c));
                         }
                     }
@@ -2139,11 +2381,70 @@ mod tests {
                         Err(e) => prop_assert_eq!(e, LinuxError::CmdlineOverlapsKernel { addr: 0 }),
                     }
                 }
+                Err(LinuxError::KernelTooLarge { size: s, floor, align: a }) => {
+                    prop_assert_eq!((s, floor, a), (size, pref, align));
+                    let end = pref.checked_next_multiple_of(align).and_then(|l| l.checked_add(size));
+                    prop_assert!(end.is_none_or(|e| e > 1 << 32));
+                }
                 Err(e) => {
-                    prop_assert_eq!(e, LinuxError::NoRoomForKernel { size, align: 1 << align_log2 });
+                    let LinuxError::NoRoomForKernel { size: s, align: a, floor, largest } = e else {
+                        return Err(TestCaseError::fail(std::format!("{e:?}")));
+                    };
+                    prop_assert_eq!((s, a, floor), (size, align, pref));
+                    prop_assert!(largest < size);
                     for c in &candidates {
-                        let first = c.0.checked_next_multiple_of(1 << align_log2);
-                        prop_assert!(first.is_none_or(|l| !fits(l, c)));
+                        prop_assert!(first(c).is_none_or(|l| !fits(l, c)));
+                    }
+                }
+            }
+        }
+
+        /// Regression: whatever the candidates, a kernel is never placed below `pref_address`
+        /// (where it would not run), and its window ends below 4 GiB (the RAM the firmware
+        /// serves), even for a kernel that could be loaded above 4 GiB.
+        #[test]
+        fn placement_never_below_pref_address(
+            align_log2 in 12u32..24,
+            init_size in 0x600u32..0x400_0000,
+            pref_mib in 0u64..64,
+            above_4g in any::<bool>(),
+            candidates in proptest::collection::vec(
+                (prop_oneof![0u64..(1 << 27), 0u64..(1 << 33), any::<u64>()],
+                 prop_oneof![0u64..(1 << 27), any::<u64>()]),
+                0..6,
+            ),
+        ) {
+            let mut b = image();
+            put32(&mut b, KERNEL_ALIGNMENT, 1 << align_log2);
+            put8(&mut b, MIN_ALIGNMENT, 0);
+            put32(&mut b, INIT_SIZE, init_size);
+            let pref = (pref_mib * MIB).next_multiple_of(1 << align_log2);
+            put64(&mut b, PREF_ADDRESS, pref);
+            if !above_4g {
+                put16(&mut b, XLOADFLAGS, XLF_KERNEL_64);
+            }
+            let bz = parse(&b).unwrap();
+            let size = u64::from(init_size);
+            let fits = |load: u64| {
+                load >= pref
+                    && load.is_multiple_of(1 << align_log2)
+                    && load + size <= 1 << 32
+                    && candidates.iter().any(|&(base, len)| {
+                        load >= base && load + size <= base.saturating_add(len)
+                    })
+            };
+            match bz.place_kernel(&candidates) {
+                Ok(load) => {
+                    prop_assert!(load >= pref, "{:#x} below pref_address {:#x}", load, pref);
+                    prop_assert!(fits(load));
+                }
+                Err(_) => {
+                    // Nothing fits: no candidate holds the window at its first aligned address
+                    // at or above pref_address.
+                    for &(base, _) in &candidates {
+                        if let Some(l) = base.max(pref).checked_next_multiple_of(1 << align_log2) {
+                            prop_assert!(!fits(l));
+                        }
                     }
                 }
             }

@@ -4,12 +4,17 @@
 //! into usable RAM below 4 GiB ("staging": the initrd stays there), the bzImage is checked there
 //! ([`td_loader::linux::parse`]), and its protected-mode kernel is copied to a load address
 //! chosen among the RAM that is still free. One code path once the bytes are in private memory.
+//!
+//! [`layout`] is that plan as a pure function of the memory map, the two lengths and the kernel's
+//! header ([`KernelHeader`]): the firmware runs it on what it boots, and `td-shim-tool measure`
+//! runs it on the map the VMM will give, so the host refuses exactly the setups the firmware
+//! refuses.
 
 use crate::memory_map::MemoryMap;
 use alloc::vec::Vec;
 use core::fmt;
 use td_layout::layout::{FOUR_GIB, PAGE_SIZE};
-use td_loader::linux::E820Entry;
+use td_loader::linux::{E820Entry, KernelHeader, LinuxError};
 
 /// Why a Linux boot could not be laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +31,9 @@ pub enum LinuxBootError {
         /// Its size as given.
         size: u32,
     },
+    /// The kernel cannot be placed in the RAM left free by the staging, or the staged initrd is
+    /// where the kernel cannot read it ([`layout`]).
+    Placement(LinuxError),
 }
 
 impl fmt::Display for LinuxBootError {
@@ -40,6 +48,7 @@ impl fmt::Display for LinuxBootError {
                 f,
                 "linux: a command line of {size} bytes is not NUL-terminated or does not fit"
             ),
+            Self::Placement(e) => write!(f, "linux: {e}"),
         }
     }
 }
@@ -84,6 +93,66 @@ pub fn plan_staging(
         });
     }
     Err(LinuxBootError::NoRoomToStage { needed })
+}
+
+/// Where a Linux boot goes: [`layout`]'s result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinuxLayout {
+    /// Where the bzImage and initrd are staged ([`plan_staging`]).
+    pub staging: Staging,
+    /// Where the protected-mode kernel is loaded: its `init_size` window starts here
+    /// ([`KernelHeader::place_kernel`] over [`free_ranges`] without the staging).
+    pub kernel_load: u64,
+}
+
+/// Lays out a Linux boot in `map` (the memory map once the firmware has reserved what it keeps,
+/// ACPI tables included): the staging of a `bzimage_len`-byte bzImage and an `initrd_len`-byte
+/// initrd (0: none) by [`plan_staging`], then the kernel's load address by
+/// [`KernelHeader::place_kernel`] over the RAM the staging leaves free: at or above
+/// `pref_address`, aligned, its whole `init_size` window in free RAM below 4 GiB.
+///
+/// Also checks the staged initrd against `initrd_addr_max` as `boot_params` will
+/// (`td_loader::linux::build_boot_params`), for a kernel that cannot take one above 4 GiB.
+///
+/// Pure, and total on any input: the firmware calls it after parsing the bzImage, the host with
+/// the header from `td_loader::linux::parse_header` and the map QEMU will give.
+pub fn layout(
+    map: &MemoryMap,
+    bzimage_len: u64,
+    initrd_len: u64,
+    header: &KernelHeader,
+) -> Result<LinuxLayout, LinuxBootError> {
+    let staging = plan_staging(map, bzimage_len, initrd_len)?;
+    let mut taken = alloc::vec![staging.bzimage];
+    taken.extend(staging.initrd);
+    let kernel_load = header
+        .place_kernel(&free_ranges(map, &taken))
+        .map_err(LinuxBootError::Placement)?;
+    if let Some((addr, size)) = staging.initrd {
+        if !header.can_load_above_4g() {
+            let end = addr.checked_add(size).ok_or(LinuxBootError::Placement(
+                LinuxError::InitrdWraps { addr, size },
+            ))?;
+            if end > FOUR_GIB {
+                return Err(LinuxBootError::Placement(LinuxError::InitrdAbove4G {
+                    addr,
+                    size,
+                }));
+            }
+            // size > 0: plan_staging stages no initrd of 0 bytes.
+            let last = end - 1;
+            if last > u64::from(header.initrd_addr_max) {
+                return Err(LinuxBootError::Placement(LinuxError::InitrdAboveAddrMax {
+                    last,
+                    max: header.initrd_addr_max,
+                }));
+            }
+        }
+    }
+    Ok(LinuxLayout {
+        staging,
+        kernel_load,
+    })
 }
 
 /// The page-aligned base of a `size`-byte block at the top of the highest usable RAM range below
@@ -196,6 +265,114 @@ mod tests {
         let m = map(&[(0, 128 * MIB, 1), (128 * MIB, MIB, 2)]);
         let free = free_ranges(&m, &[(100 * MIB, 10 * MIB), (0, MIB)]);
         assert_eq!(free, [(MIB, 99 * MIB), (110 * MIB, 18 * MIB)]);
+    }
+
+    /// Debian 12's cloud kernel (6.1): what placement reads of its header.
+    const DEBIAN: KernelHeader = KernelHeader {
+        version: 0x020F,
+        init_size: 0x337_8000,
+        kernel_alignment: 0x20_0000,
+        min_alignment: 21,
+        pref_address: 0x100_0000,
+        xloadflags: 0x7F,
+        initrd_addr_max: 0x7FFF_FFFF,
+        cmdline_size: 2047,
+    };
+    const DEBIAN_BZIMAGE: u64 = 14_189_056;
+    const INITRD: u64 = 607_722;
+
+    /// A q35 map of `low` bytes below 4 GiB, carved as the firmware carves it, with 136 KiB of
+    /// ACPI tables at the top of low RAM.
+    fn carved(low: u64) -> MemoryMap {
+        let mut m = map(&[(0, low, 1)]);
+        crate::memory_map::carve_firmware_regions(&mut m).unwrap();
+        let acpi = top_of_low_ram(&m, 136 << 10).unwrap();
+        m.carve("acpi", acpi, 136 << 10, 4).unwrap();
+        m
+    }
+
+    #[test]
+    fn layout_stages_high_and_loads_the_kernel_at_pref_address() {
+        let m = carved(512 * MIB);
+        let l = layout(&m, DEBIAN_BZIMAGE, INITRD, &DEBIAN).unwrap();
+        assert_eq!(l.staging, plan_staging(&m, DEBIAN_BZIMAGE, INITRD).unwrap());
+        assert_eq!(l.kernel_load, 0x100_0000);
+        let (rd, rd_len) = l.staging.initrd.unwrap();
+        assert!(l.kernel_load + u64::from(DEBIAN.init_size) <= rd);
+        assert!(rd + rd_len <= l.staging.bzimage.0);
+    }
+
+    /// Regression (with td-loader's placement fix): `-m 64M` and `-m 80M` leave no window of
+    /// `init_size` bytes at or above pref_address beside the staging; the firmware used to load
+    /// the kernel lower, where it decompressed over what it did not own.
+    #[test]
+    fn layout_refuses_too_little_ram_above_pref_address() {
+        for low in [64 * MIB, 80 * MIB] {
+            let m = carved(low);
+            let err = layout(&m, DEBIAN_BZIMAGE, INITRD, &DEBIAN).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    LinuxBootError::Placement(LinuxError::NoRoomForKernel {
+                        size: 0x337_8000,
+                        floor: 0x100_0000,
+                        ..
+                    })
+                ),
+                "{err:?}"
+            );
+            let msg = std::format!("{err}");
+            assert!(msg.contains("at or above pref_address 0x1000000"), "{msg}");
+        }
+        // 96 MiB is enough.
+        assert!(layout(&carved(96 * MIB), DEBIAN_BZIMAGE, INITRD, &DEBIAN).is_ok());
+    }
+
+    #[test]
+    fn layout_refuses_a_huge_init_size() {
+        let huge = KernelHeader {
+            init_size: 0xFFFF_F000,
+            ..DEBIAN
+        };
+        let m = map(&[(0, 2048 * MIB, 1), (4096 * MIB, 1 << 40, 1)]);
+        assert_eq!(
+            layout(&m, DEBIAN_BZIMAGE, INITRD, &huge),
+            Err(LinuxBootError::Placement(LinuxError::KernelTooLarge {
+                size: 0xFFFF_F000,
+                floor: 0x100_0000,
+                align: 0x20_0000
+            }))
+        );
+    }
+
+    #[test]
+    fn layout_checks_the_initrd_against_initrd_addr_max() {
+        // q35 -m 2560M: all 2.5 GiB below 4 GiB, so the initrd is staged above 2 GiB.
+        let m = carved(2560 * MIB);
+        assert!(layout(&m, DEBIAN_BZIMAGE, INITRD, &DEBIAN).is_ok());
+        let below_4g_only = KernelHeader {
+            xloadflags: 0x1,
+            ..DEBIAN
+        };
+        assert!(matches!(
+            layout(&m, DEBIAN_BZIMAGE, INITRD, &below_4g_only),
+            Err(LinuxBootError::Placement(LinuxError::InitrdAboveAddrMax {
+                max: 0x7FFF_FFFF,
+                ..
+            }))
+        ));
+        // Without an initrd there is nothing to check.
+        assert!(layout(&m, DEBIAN_BZIMAGE, 0, &below_4g_only).is_ok());
+    }
+
+    #[test]
+    fn layout_passes_on_staging_errors() {
+        let m = carved(512 * MIB);
+        assert_eq!(layout(&m, 0, 0, &DEBIAN), Err(LinuxBootError::EmptyKernel));
+        assert!(matches!(
+            layout(&m, u64::MAX, u64::MAX, &DEBIAN),
+            Err(LinuxBootError::NoRoomToStage { .. })
+        ));
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! `td_loader::linux::parse` rejects, a command line longer than the kernel takes, an ELF
 //! payload `td_loader` cannot parse, an image whose payload table is invalid.
 
+pub mod layout;
 pub mod memory;
 
 use crate::eventlog::dump;
@@ -87,6 +88,9 @@ pub enum MeasureError {
     /// The recorded log does not replay to the recorded registers (a bug).
     #[error("the expected event log does not replay to the expected registers: {0}")]
     SelfCheck(String),
+    /// The firmware cannot lay the boot out in the VM's memory ([`layout::check`]).
+    #[error("{0} (the firmware refuses this setup)")]
+    Layout(layout::LayoutError),
 }
 
 /// Checks a kernel (given by its first bytes, which include the setup header, and its length)
@@ -143,6 +147,11 @@ pub fn linux_payload_from_files<'a>(
     let head = stream(kernel, |c| hasher.update(c))?;
     let (digest, len) = hasher.finalize();
     check_linux(&head, usize::try_from(len).unwrap_or(usize::MAX), cmdline)?;
+    if let Ok(header) =
+        td_loader::linux::parse_header(&head, usize::try_from(len).unwrap_or(usize::MAX))
+    {
+        layout::remember_header(digest, len, header);
+    }
     let initrd = match initrd {
         Some(path) => {
             let mut h = Sha384::new();
@@ -249,8 +258,37 @@ pub struct Measurement {
     pub log: Vec<u8>,
 }
 
+/// Lays a Linux boot out in QEMU's memory map as the firmware will ([`layout::check`]): an
+/// error is a boot the firmware refuses. A kernel given by digest must have been read by
+/// [`linux_payload_from_files`], which records its header.
+fn check_layout(params: &LaunchParams, payload: &Payload<'_>) -> Result<(), MeasureError> {
+    let Payload::Linux { kernel, initrd, .. } = payload else {
+        return Ok(());
+    };
+    let (header, kernel_len) = match kernel {
+        Blob::Bytes(k) => (
+            td_loader::linux::parse_header(k, k.len()).map_err(MeasureError::Kernel)?,
+            k.len() as u64,
+        ),
+        Blob::Hashed { digest, len } => (
+            layout::recall_header(digest, *len)
+                .ok_or(MeasureError::Layout(layout::LayoutError::UnknownHeader))?,
+            *len,
+        ),
+    };
+    let initrd_len = match initrd {
+        None => 0,
+        Some(Blob::Bytes(b)) => b.len() as u64,
+        Some(Blob::Hashed { len, .. }) => *len,
+    };
+    layout::check(params.ram_bytes, &header, kernel_len, initrd_len)
+        .map(|_| ())
+        .map_err(MeasureError::Layout)
+}
+
 /// The firmware's measurements for booting `payload` with `params`.
 pub fn measure(params: &LaunchParams, payload: &Payload<'_>) -> Result<Measurement, MeasureError> {
+    check_layout(params, payload)?;
     let planned = plan(params, payload);
     let mut area = vec![0u8; EVENT_LOG.size as usize];
     let mut registers = SoftwareRtmrs::default();

@@ -276,3 +276,95 @@ fn refusals_and_exit_status() {
         Some(1)
     );
 }
+
+/// Runs `measure` on `kernel` (and the agent's initrd) with `memory`.
+fn measure_with(kernel: &std::path::Path, memory: &str) -> std::process::Output {
+    let a = artefacts();
+    tool(&[
+        "measure",
+        "--kernel",
+        &arg(kernel),
+        "--initrd",
+        &arg(&a.initrd),
+        "--memory",
+        memory,
+        "--vcpus",
+        "2",
+    ])
+}
+
+/// Regression: the host predicted registers for setups the firmware refuses. With 64 or 80 MiB,
+/// no `init_size` window at or above the kernel's `pref_address` is free beside the staged
+/// bzImage and initrd (Debian's kernel: 51 MiB from 16 MiB); 15E is beyond the physical address
+/// space. Larger memory sizes still measure.
+#[test]
+fn refuses_memory_sizes_the_firmware_cannot_lay_out() {
+    let kernel = &artefacts().kernel;
+    let head = std::fs::read(kernel).unwrap()[..0x300].to_vec();
+    let init_size = u32::from_le_bytes(head[0x260..0x264].try_into().unwrap());
+    let pref = u64::from_le_bytes(head[0x258..0x260].try_into().unwrap());
+    // Debian's kernel (or one as large): 64 and 80 MiB leave no room at or above pref_address.
+    if pref + u64::from(init_size) > 64 << 20 {
+        for memory in ["64M", "80M"] {
+            let out = measure_with(kernel, memory);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{memory}: {stderr}");
+            assert!(
+                stderr.contains("at or above pref_address"),
+                "{memory}: {stderr}"
+            );
+        }
+    }
+    let out = measure_with(kernel, "15E");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("52-bit physical address space"), "{stderr}");
+    for memory in ["512M", "1G", "5G"] {
+        let out = measure_with(kernel, memory);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{memory}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Regression: a kernel whose `init_size` is 0xFFFFF000 cannot be placed below 4 GiB; the host
+/// measured it anyway.
+#[test]
+fn refuses_a_kernel_with_a_huge_init_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(&artefacts().kernel).unwrap();
+    bytes[0x260..0x264].copy_from_slice(&0xFFFF_F000u32.to_le_bytes());
+    let huge = dir.path().join("vmlinuz-huge");
+    std::fs::write(&huge, &bytes).unwrap();
+    let out = measure_with(&huge, "5G");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("init_size 0xfffff000"), "{stderr}");
+    // The same refusal for the kernel inside an image.
+    let image = dir.path().join("huge.bin");
+    let a = artefacts();
+    ok(&[
+        "build",
+        "--firmware",
+        &arg(&a.firmware),
+        "--kernel",
+        &arg(&huge),
+        "-o",
+        &arg(&image),
+    ]);
+    let out = tool(&[
+        "measure",
+        "--image",
+        &arg(&image),
+        "--memory",
+        "5G",
+        "--vcpus",
+        "2",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("init_size 0xfffff000"), "{stderr}");
+}
