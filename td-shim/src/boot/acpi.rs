@@ -42,14 +42,17 @@ pub(super) fn install(
     let loader = fw_cfg
         .lookup("etc/table-loader")
         .ok_or(acpi::AcpiError::NoTables)?;
-    let max = acpi::MAX_COMMANDS * acpi::COMMAND_SIZE;
-    if loader.size as usize > max {
-        return Err(acpi::AcpiError::BadScriptLength(loader.size as usize).into());
+    // The script is the only VMM-sized buffer on the heap: at most 128 KiB (1024 commands).
+    let script_len = loader.size as usize;
+    if script_len > acpi::MAX_COMMANDS * acpi::COMMAND_SIZE {
+        return Err(acpi::AcpiError::BadScriptLength(script_len).into());
     }
-    let mut script = alloc::vec![0u8; loader.size as usize];
+    let mut script = alloc::vec![0u8; script_len];
     fw_cfg.read_item(loader.select, &mut script)?;
     let size_of = |name: &str| fw_cfg.lookup(name).map(|f| u64::from(f.size));
+    // At most MAX_FILES_SIZE (8 MiB) of files, page-rounded.
     let plan = acpi::plan(&script, size_of)?;
+    drop(script);
     let size = plan
         .size
         .checked_add(acpi::FIRMWARE_TABLES_ROOM)
@@ -58,17 +61,12 @@ pub(super) fn install(
     let region = arena
         .take(base, size)
         .ok_or(BootError::RegionUnavailable("acpi"))?;
-    let linked = acpi::link(&plan, base, |name, dst| match fw_cfg.lookup(name) {
+    // Each file is read from fw_cfg straight into its place in the region: no heap copy.
+    let linked = acpi::link(&plan, region, base, |name, dst| match fw_cfg.lookup(name) {
         Some(f) if f.size as usize == dst.len() => fw_cfg.read_item(f.select, dst).is_ok(),
         _ => false,
     })?;
-    for (addr, bytes) in &linked.files {
-        let at = usize::try_from(addr - base).map_err(|_| acpi::AcpiError::TooLarge)?;
-        region
-            .get_mut(at..at + bytes.len())
-            .ok_or(acpi::AcpiError::TooLarge)?
-            .copy_from_slice(bytes);
-    }
+    let files_end = usize::try_from(plan.size).map_err(|_| acpi::AcpiError::TooLarge)?;
     let mut own = alloc::vec![acpi::ccel(
         platform.cc_type(),
         0,
@@ -79,12 +77,14 @@ pub(super) fn install(
     if let Some(regs) = &emulated {
         own.push(acpi::rtmr_table(regs));
     }
-    let added = acpi::add_tables(region, base, linked.rsdp, plan.size as usize, &own)?;
-    let rtmr_table = match (emulated, added.get(1)) {
-        (Some(regs), Some(&addr)) => {
-            let at = (addr - base) as usize;
-            let len = acpi::rtmr_table(&regs).len();
-            region.get_mut(at..at + len)
+    let added = acpi::add_tables(region, base, linked.rsdp, files_end, &own)?;
+    let rtmr_table = match (emulated.is_some(), added.get(1), own.get(1)) {
+        (true, Some(&addr), Some(table)) => {
+            let at = addr
+                .checked_sub(base)
+                .and_then(|a| usize::try_from(a).ok())
+                .ok_or(acpi::AcpiError::TooLarge)?;
+            region.get_mut(at..at.saturating_add(table.len()))
         }
         _ => None,
     };
@@ -99,10 +99,10 @@ pub(super) fn install(
         "acpi: {} files from etc/table-loader at [{base:#x}, {:#x}), RSDP at {:#x}",
         linked.files.len(),
         base + plan.size,
-        linked.rsdp
+        linked.rsdp.addr
     );
     Ok(Acpi {
-        rsdp: linked.rsdp,
+        rsdp: linked.rsdp.addr,
         rtmr_table,
     })
 }
