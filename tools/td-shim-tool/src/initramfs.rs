@@ -13,6 +13,7 @@
 //! uid and gid 0, and inode numbers counting from 1 in archive order; the gzip header has mtime 0
 //! and no file name.
 
+use crate::files::{self, FileError, Limit};
 use cpio::newc::{self, ModeFileType};
 use flate2::{Compression, GzBuilder};
 use serde::Serialize;
@@ -38,16 +39,9 @@ const DIRECTORIES: [&str; 4] = ["dev", "proc", "sys", "etc"];
 /// Why an initramfs could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum InitramfsError {
-    /// An input file could not be read.
-    #[error("cannot read {what} {}: {error}", path.display())]
-    Read {
-        /// "the agent" or "extra file".
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        error: io::Error,
-    },
+    /// An input file could not be read, or was refused by its size bound.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// A newc entry records its size in 32 bits.
     #[error("{} is {size} bytes; a newc archive entry holds at most 4 GiB - 1", path.display())]
     TooLarge {
@@ -173,15 +167,15 @@ pub fn build_initramfs(
     }
     let (console, major, minor) = CONSOLE;
     layout.add(console, 0o600, Content::CharDevice { major, minor }, None)?;
-    let agent_bytes = read(agent, "the agent")?;
+    let agent_bytes = files::read(agent, &Limit::AGENT)?;
     layout.add("init", 0o755, Content::File(agent_bytes), Some(agent))?;
     layout.add(ID_PATH, 0o644, Content::File(id.as_bytes().to_vec()), None)?;
     for file in files {
         let name = archive_name(&file.dest)?;
-        let bytes = read(&file.source, "extra file")?;
+        let bytes = files::read(&file.source, &Limit::EXTRA_FILE)?;
         let executable = std::fs::metadata(&file.source)
-            .map_err(|error| InitramfsError::Read {
-                what: "extra file",
+            .map_err(|error| FileError::Read {
+                what: Limit::EXTRA_FILE.what,
                 path: file.source.clone(),
                 error,
             })?
@@ -255,14 +249,6 @@ impl Layout {
         }
         Ok(())
     }
-}
-
-fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, InitramfsError> {
-    std::fs::read(path).map_err(|error| InitramfsError::Read {
-        what,
-        path: path.to_owned(),
-        error,
-    })
 }
 
 /// The archive name for a destination: no leading `/`, no empty, `.` or `..` component.
@@ -502,13 +488,14 @@ mod tests {
         let error = build_initramfs(&inputs.path("no-such-agent"), &[], DEFAULT_ID).unwrap_err();
         let message = error.to_string();
         assert!(
-            message.starts_with("cannot read the agent ") && message.contains("no-such-agent"),
+            message.starts_with("cannot read ") && message.contains("no-such-agent (the agent): "),
             "{message}"
         );
         let missing = inputs.extra("gone", "/gone");
         let error = build_initramfs(&inputs.path("agent"), &[missing], DEFAULT_ID).unwrap_err();
         assert!(
-            error.to_string().starts_with("cannot read extra file "),
+            error.to_string().starts_with("cannot read ")
+                && error.to_string().contains("gone (extra file): "),
             "{error}"
         );
     }

@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod eventlog;
+pub mod files;
 pub mod initramfs;
 pub mod inspect;
 pub mod measure;

@@ -2,11 +2,16 @@
 //! CC event logs, compute a boot's measurements and reference values.
 //!
 //! Exit status: 0 success, 1 the input was refused or could not be read or written, 2 usage.
+//! Standard output whose reader has gone (a closed pipe, as after `| head -c1`) ends the
+//! command with status 1 and no message; any other output error is status 1 with a message.
+//! Inputs are read with size bounds, outputs written without following or removing what lies
+//! next to them: see [`td_shim_tool::files`].
 #![forbid(unsafe_code)]
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use td_layout::handoff::PlatformKind;
@@ -14,6 +19,7 @@ use td_shim_tool::initramfs::{build_initramfs, ExtraFile, DEFAULT_ID};
 use td_shim_tool::{
     build::{build_image, Payload},
     eventlog,
+    files::{self, FileError, Limit},
     inspect::inspect,
     measure::{self, memory::parse_memory, Measurement},
     refvals,
@@ -24,7 +30,15 @@ use td_shim_tool::{
     name = "td-shim-tool",
     version,
     about = "Build td-shim firmware images, inspect firmware images and CC event logs, compute \
-             measurements and reference values"
+             measurements and reference values",
+    after_help = "Exit status: 0 success; 1 an input was refused (the message names the rule) or \
+                  a file could not be read or written; 2 usage error. When standard output is a \
+                  pipe whose reader has gone (`| head -c1`), the command stops and exits 1 \
+                  without a message.\n\
+                  Inputs are read with size bounds (an event log 16 MiB, a quote 1 MiB, a \
+                  firmware image 64 MiB, a kernel or initrd a regular file under 4 GiB). An \
+                  output file is written through a new temporary file renamed over it; an \
+                  output that is a FIFO or a device is written in place."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -184,10 +198,10 @@ impl BootInputs {
         let params = measure::launch_params(platform, self.memory, self.vcpus)?;
         if let Some(kernel) = &self.source.kernel {
             if let Some(image) = &self.source.image {
-                eprintln!(
+                say(format_args!(
                     "td-shim-tool: note: --kernel given: the payload of {} is not used",
                     image.display()
-                );
+                ));
             }
             let cmdline = self.cmdline.as_deref().unwrap_or("").as_bytes();
             let payload =
@@ -195,7 +209,7 @@ impl BootInputs {
                     .with_context(|| format!("cannot measure a boot of {}", kernel.display()))?;
             Ok(measure::measure(&params, &payload)?)
         } else if let Some(image) = &self.source.image {
-            let image_bytes = read(image)?;
+            let image_bytes = read(image, &Limit::TD_SHIM_IMAGE)?;
             let payload = measure::image_payload(&image_bytes)
                 .with_context(|| format!("cannot measure a boot of {}", image.display()))?;
             Ok(measure::measure(&params, &payload)?)
@@ -240,25 +254,23 @@ enum EventlogCommand {
     },
 }
 
-fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+fn read(path: &Path, limit: &Limit) -> Result<Vec<u8>> {
+    Ok(files::read(path, limit)?)
 }
 
-/// Writes through a temporary file, so a failed write leaves no partial output.
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .with_context(|| format!("cannot write {}", path.display()))
+    Ok(files::write(path, bytes)?)
 }
 
 fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(value)?);
+    let out = if json {
+        let mut s = serde_json::to_string_pretty(value)?;
+        s.push('\n');
+        s
     } else {
-        print!("{}", text());
-    }
-    Ok(())
+        text()
+    };
+    Ok(files::write_stdout(out.as_bytes())?)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -272,13 +284,14 @@ fn run(cli: Cli) -> Result<()> {
             output,
             json,
         } => {
-            let fw = read(&firmware)?;
+            let fw = read(&firmware, &Limit::FIRMWARE_ELF)?;
+            let embedded = Limit::EMBEDDED_PAYLOAD;
             let (payload_bytes, what) = match (&payload, &kernel) {
-                (Some(p), _) => (read(p)?, p.display().to_string()),
-                (None, Some(k)) => (read(k)?, k.display().to_string()),
+                (Some(p), _) => (read(p, &embedded)?, p.display().to_string()),
+                (None, Some(k)) => (read(k, &embedded)?, k.display().to_string()),
                 (None, None) => anyhow::bail!("give --payload or --kernel"),
             };
-            let initrd_bytes = initrd.as_deref().map(read).transpose()?;
+            let initrd_bytes = initrd.as_deref().map(|i| read(i, &embedded)).transpose()?;
             let input = if payload.is_some() {
                 Payload::Elf(&payload_bytes)
             } else {
@@ -301,7 +314,7 @@ fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Inspect { image, json } => {
-            let bytes = read(&image)?;
+            let bytes = read(&image, &Limit::FIRMWARE_IMAGE)?;
             let report = inspect(&bytes)
                 .with_context(|| format!("{} is not a valid firmware image", image.display()))?;
             print(json, &report, || report.to_text())
@@ -345,16 +358,13 @@ fn run(cli: Cli) -> Result<()> {
             }
             match &output {
                 Some(path) => write(path, format!("{message}\n").as_bytes()),
-                None => {
-                    println!("{message}");
-                    Ok(())
-                }
+                None => Ok(files::write_stdout(format!("{message}\n").as_bytes())?),
             }
         }
         Command::Eventlog {
             command: EventlogCommand::Dump { file, json },
         } => {
-            let bytes = read(&file)?;
+            let bytes = read(&file, &Limit::EVENT_LOG)?;
             let report = eventlog::dump(&bytes)
                 .with_context(|| format!("{} is not a valid event log", file.display()))?;
             print(json, &report, || report.to_text())
@@ -362,8 +372,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eventlog {
             command: EventlogCommand::Replay { file, quote, json },
         } => {
-            let bytes = read(&file)?;
-            let quote_bytes = quote.as_deref().map(read).transpose()?;
+            let bytes = read(&file, &Limit::EVENT_LOG)?;
+            let quote_bytes = quote
+                .as_deref()
+                .map(|q| read(q, &Limit::QUOTE))
+                .transpose()?;
             let report = eventlog::replay(&bytes, quote_bytes.as_deref())
                 .with_context(|| format!("cannot replay {}", file.display()))?;
             print(json, &report, || report.to_text())?;
@@ -389,7 +402,8 @@ fn run(cli: Cli) -> Result<()> {
                     json,
                 },
         } => {
-            let (expected_bytes, actual_bytes) = (read(&expected)?, read(&actual)?);
+            let expected_bytes = read(&expected, &Limit::EVENT_LOG)?;
+            let actual_bytes = read(&actual, &Limit::EVENT_LOG)?;
             let report = eventlog::diff(&expected_bytes, &actual_bytes).with_context(|| {
                 format!(
                     "cannot compare {} ({}) with {} ({})",
@@ -408,11 +422,23 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Writes one line to standard error. If that fails there is nowhere left to say so.
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("td-shim-tool: error: {e:#}");
+            let broken_pipe = e.chain().any(|c| {
+                c.downcast_ref::<FileError>()
+                    .is_some_and(FileError::is_broken_pipe)
+            });
+            // The reader of standard output has gone: stop, quietly.
+            if !broken_pipe {
+                say(format_args!("td-shim-tool: error: {e:#}"));
+            }
             ExitCode::from(1)
         }
     }

@@ -25,6 +25,7 @@ pub mod layout;
 pub mod memory;
 
 use crate::eventlog::dump;
+use crate::files::{self, FileError, Limit};
 use serde::Serialize;
 use sha2::{Digest, Sha384};
 use std::fmt::Write as _;
@@ -62,14 +63,9 @@ pub enum MeasureError {
     /// The image is not the size of a td-shim image.
     #[error("image: {0} bytes, but a td-shim image is {IMAGE_SIZE} bytes")]
     ImageSize(usize),
-    /// A file could not be read.
-    #[error("cannot read {path}: {error}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        error: String,
-    },
+    /// A file could not be read, or was refused by its size bound.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// The image's payload table is invalid.
     #[error("image: {0}")]
     PayloadTable(PayloadTableError),
@@ -110,29 +106,24 @@ fn check_linux(head: &[u8], kernel_len: usize, cmdline: &[u8]) -> Result<(), Mea
     Ok(())
 }
 
-/// Bytes read from the start of a kernel file for the header check (the setup header ends by
-/// 0x281).
+/// Bytes read from the start of a kernel file for the header check: the setup header ends by
+/// [`td_loader::linux::MAX_HEADER_END`].
 const KERNEL_HEAD: usize = 4096;
+const _: () = assert!(KERNEL_HEAD >= td_loader::linux::MAX_HEADER_END);
 
-/// Reads `path` in chunks into `sink`; returns the first [`KERNEL_HEAD`] bytes.
-fn stream(path: &Path, mut sink: impl FnMut(&[u8])) -> Result<Vec<u8>, MeasureError> {
-    use std::io::Read;
-    let read_error = |e: std::io::Error| MeasureError::Read {
-        path: path.display().to_string(),
-        error: e.to_string(),
-    };
-    let mut file = std::fs::File::open(path).map_err(read_error)?;
-    let mut buf = vec![0u8; 1 << 20];
+/// Reads `path` within `limit` in chunks into `sink`; returns the first [`KERNEL_HEAD`] bytes.
+fn stream(
+    path: &Path,
+    limit: &Limit,
+    mut sink: impl FnMut(&[u8]),
+) -> Result<Vec<u8>, MeasureError> {
     let mut head = Vec::with_capacity(KERNEL_HEAD);
-    loop {
-        let n = file.read(&mut buf).map_err(read_error)?;
-        if n == 0 {
-            return Ok(head);
-        }
-        let take = n.min(KERNEL_HEAD - head.len());
-        head.extend_from_slice(&buf[..take]);
-        sink(&buf[..n]);
-    }
+    files::stream(path, limit, |chunk| {
+        let take = chunk.len().min(KERNEL_HEAD.saturating_sub(head.len()));
+        head.extend_from_slice(chunk.get(..take).unwrap_or_default());
+        sink(chunk);
+    })?;
+    Ok(head)
 }
 
 /// A Linux boot from files, as QEMU's direct boot delivers them, hashed while they are read (one
@@ -144,7 +135,7 @@ pub fn linux_payload_from_files<'a>(
     cmdline: &'a [u8],
 ) -> Result<Payload<'a>, MeasureError> {
     let mut hasher = KernelHasher::new();
-    let head = stream(kernel, |c| hasher.update(c))?;
+    let head = stream(kernel, &Limit::KERNEL, |c| hasher.update(c))?;
     let (digest, len) = hasher.finalize();
     check_linux(&head, usize::try_from(len).unwrap_or(usize::MAX), cmdline)?;
     if let Ok(header) =
@@ -156,7 +147,7 @@ pub fn linux_payload_from_files<'a>(
         Some(path) => {
             let mut h = Sha384::new();
             let mut n = 0u64;
-            stream(path, |c| {
+            stream(path, &Limit::INITRD, |c| {
                 n += c.len() as u64;
                 h.update(c);
             })?;

@@ -1,4 +1,6 @@
-//! Shared by the `measure` and `refvals` tests: the real artefacts and running the tool.
+//! Shared by the CLI tests: the real artefacts and running the tool.
+// Each test file uses a part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -9,7 +11,8 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The real inputs: Debian's kernel, the agent's initramfs and the firmware ELF.
+/// The real inputs: Debian's kernel, the agent's initramfs, the firmware ELF, the test payload
+/// and the default image.
 pub struct Artefacts {
     /// The bzImage (`cargo xtask kernel`: `$SHIM_KERNEL` or Debian's cloud kernel).
     pub kernel: PathBuf,
@@ -17,6 +20,10 @@ pub struct Artefacts {
     pub initrd: PathBuf,
     /// The firmware ELF (`cargo xtask build`).
     pub firmware: PathBuf,
+    /// The test payload, an ELF (`cargo xtask build`).
+    pub payload: PathBuf,
+    /// The default image, the firmware with the test payload (`cargo xtask build`).
+    pub image: PathBuf,
 }
 
 fn cargo_xtask(args: &[&str]) -> String {
@@ -38,7 +45,12 @@ pub fn artefacts() -> &'static Artefacts {
     ARTEFACTS.get_or_init(|| {
         let initrd = root().join("target/images/agent-initrd.cpio.gz");
         let firmware = root().join("target/x86_64-unknown-none/release/td-shim");
-        if !initrd.is_file() || !firmware.is_file() {
+        let payload = root().join("target/x86_64-unknown-none/release/test-payload");
+        let image = root().join("target/images/td-shim.bin");
+        if [&initrd, &firmware, &payload, &image]
+            .iter()
+            .any(|p| !p.is_file())
+        {
             cargo_xtask(&["build"]);
         }
         let kernel = PathBuf::from(cargo_xtask(&["kernel"]));
@@ -47,6 +59,8 @@ pub fn artefacts() -> &'static Artefacts {
             kernel,
             initrd,
             firmware,
+            payload,
+            image,
         }
     })
 }
