@@ -19,6 +19,8 @@ pub const DATA_PORT: u16 = 0x511;
 pub const SIGNATURE_KEY: u16 = 0x0000;
 /// Item key of the file directory.
 pub const FILE_DIR_KEY: u16 = 0x0019;
+/// Item key of the RAM size (u64 LE), which the reset code checks before it writes any RAM.
+pub const RAM_SIZE_KEY: u16 = 0x0003;
 /// Item key of the interface ID: bit 0 traditional interface, bit 1 DMA.
 pub const ID_KEY: u16 = 0x0001;
 /// `ID_KEY` bit saying the DMA interface exists.

@@ -100,6 +100,30 @@ fn too_little_ram_for_the_firmware_takes_the_fatal_path() {
     );
 }
 
+#[test]
+fn tiny_guests_end_with_a_clear_message() {
+    // Below 8 MiB the firmware's working memory does not exist: the reset code says so before it
+    // writes any RAM (these sizes used to hang, triple-fault or panic). From 8 MiB on, the memory
+    // map check in Rust speaks.
+    for memory in ["1M", "2M", "4M", "7M"] {
+        let b = boot(&artifacts().image, memory, &[], TIMEOUT);
+        println!("-m {memory}:\n{}", b.console);
+        assert_fatal(
+            &b,
+            "memory: the VM has less than 8 MiB of RAM; the firmware needs [0x100000, 0x800000) for its working memory",
+        );
+        assert!(!b.said("entered in"), "-m {memory}: Rust must not run");
+    }
+    for memory in ["8M", "16M"] {
+        let b = boot(&artifacts().image, memory, &[], TIMEOUT);
+        println!("-m {memory}:\n{}", b.console);
+        assert_fatal(
+            &b,
+            "memory map: payload-load [0x1000000, 0x3000000) is not RAM",
+        );
+    }
+}
+
 // The payload runs on the firmware's IDT, so a fault it provokes shows the firmware's report.
 fn boot_with_action(action: &str) -> Boot {
     let fw_cfg = format!("name=opt/test-payload/action,string={action}");

@@ -18,23 +18,20 @@ fn sha384(bytes: &[u8]) -> [u8; 48] {
     Sha384::digest(bytes).into()
 }
 
-fn direct_boot(kernel: &Path, memory: &str, smp: &str, cmdline: &str) -> Boot {
+fn direct_boot(kernel: &Path, memory: &str, smp: &str, cmdline: &str, extra: &[&str]) -> Boot {
     let a = artifacts();
-    let b = boot(
-        &a.image,
-        memory,
-        &[
-            "-smp",
-            smp,
-            "-kernel",
-            kernel.to_str().unwrap(),
-            "-initrd",
-            a.initrd.to_str().unwrap(),
-            "-append",
-            cmdline,
-        ],
-        TIMEOUT,
-    );
+    let mut args = vec![
+        "-smp",
+        smp,
+        "-kernel",
+        kernel.to_str().unwrap(),
+        "-initrd",
+        a.initrd.to_str().unwrap(),
+        "-append",
+        cmdline,
+    ];
+    args.extend_from_slice(extra);
+    let b = boot(&a.image, memory, &args, TIMEOUT);
     println!("{}", b.console);
     b
 }
@@ -65,8 +62,13 @@ fn firmware_e820(console: &str) -> BTreeSet<(u64, u64, String)> {
 
 /// Boots, then checks everything the agent reports against what was given.
 fn boot_and_check(memory: &str, smp: usize) -> Report {
+    boot_and_check_with(memory, smp, &[])
+}
+
+/// [`boot_and_check`] with more QEMU arguments.
+fn boot_and_check_with(memory: &str, smp: usize, extra: &[&str]) -> Report {
     let cmdline = format!("console=ttyS0 panic=-1 quiet td_shim.test=m{memory}-c{smp}");
-    let b = direct_boot(kernel(), memory, &smp.to_string(), &cmdline);
+    let b = direct_boot(kernel(), memory, &smp.to_string(), &cmdline, extra);
     assert!(b.said("linux: direct boot from fw_cfg"));
     let report = find_report(&b.console).expect("the agent's report");
     assert_eq!(report.errors, Vec::<String>::new());
@@ -112,6 +114,15 @@ fn two_vcpus_512m() {
 fn one_vcpu_128m() {
     let r = boot_and_check("128M", 1);
     assert!(r.mem_total_kib.unwrap() > 64 * 1024);
+}
+
+#[test]
+fn a_cpu_with_5_level_paging() {
+    // `-cpu max` has LA57: the kernel's decompressor switches to 5-level paging through a
+    // trampoline in low memory, which the firmware used to map no-execute (the kernel died
+    // silently after "entering the kernel"). Ice Lake and later hosts are like this.
+    let r = boot_and_check_with("512M", 2, &["-cpu", "max"]);
+    assert_eq!(r.cpu_count, Some(2));
 }
 
 #[test]

@@ -18,7 +18,7 @@
 //! the firmware hands off on its own GDT. Descriptors have their accessed bit preset so the CPU
 //! never writes to the (read-only) image.
 
-use td_layout::layout::{FW_STACK, RESET_PAGE_TABLES};
+use td_layout::layout::{FW_STACK, RESET_PAGE_TABLES, TEMP_MEM};
 
 core::arch::global_asm!(
     r#"
@@ -63,6 +63,53 @@ reset_flat32:
     /* Application processors (TDX enters all vCPUs here) wait; only the BSP boots. */
     test esi, esi
     jnz reset_park
+
+    /* Entered in real mode (a plain VM): before any RAM is written, make sure the firmware's
+       working memory exists. fw_cfg item 0x03 is the RAM size (u64 LE); without a device the
+       port reads 0xFF and the check passes, and the memory map check in Rust says what is
+       wrong. Under TDX (32-bit entry) the TempMem section guarantees these pages. */
+    cmp ebp, 16
+    jne reset_ram_ok
+    mov dx, {fw_cfg_selector}
+    mov ax, {fw_cfg_ram_size}
+    out dx, ax
+    mov dx, {fw_cfg_data}
+    xor ebx, ebx
+    mov ecx, 4
+reset_ram_low:
+    in al, dx
+    mov bl, al
+    ror ebx, 8
+    loop reset_ram_low
+    xor edi, edi
+    mov ecx, 4
+reset_ram_high:
+    in al, dx
+    movzx eax, al
+    or edi, eax
+    loop reset_ram_high
+    test edi, edi
+    jnz reset_ram_enough
+    cmp ebx, {min_ram}
+    jae reset_ram_enough
+    /* Too little RAM: say so on COM1 (QEMU's UART sends without set-up), end through
+       isa-debug-exit if present, else halt. */
+    mov esi, offset reset_msg_small_ram
+    mov dx, {com1}
+reset_msg_loop:
+    lodsb
+    test al, al
+    jz reset_msg_done
+    out dx, al
+    jmp reset_msg_loop
+reset_msg_done:
+    mov dx, {debug_exit_port}
+    mov al, {debug_exit_fatal}
+    out dx, al
+    jmp reset_park
+reset_ram_enough:
+    xor ebx, ebx
+reset_ram_ok:
 
     /* Identity page tables: PML4, PDPT, four page directories of 2 MiB pages. */
     mov edi, {pt}
@@ -150,6 +197,8 @@ reset_gdt:
 reset_gdt_pointer:
     .word 4 * 8 - 1
     .long reset_gdt
+reset_msg_small_ram:
+    .ascii "td-shim: FATAL memory: the VM has less than 8 MiB of RAM; the firmware needs [0x100000, 0x800000) for its working memory\r\n\0"
 
 .section .reset.entry, "ax"
 .code32
@@ -168,4 +217,14 @@ reset_vector:
 "#,
     pt = const RESET_PAGE_TABLES.base,
     stack_top = const FW_STACK.end(),
+    fw_cfg_selector = const crate::fw_cfg::SELECTOR_PORT,
+    fw_cfg_data = const crate::fw_cfg::DATA_PORT,
+    fw_cfg_ram_size = const crate::fw_cfg::RAM_SIZE_KEY,
+    min_ram = const TEMP_MEM.end(),
+    com1 = const crate::serial::COM1,
+    debug_exit_port = const td_layout::handoff::DEBUG_EXIT_PORT,
+    debug_exit_fatal = const td_layout::handoff::DEBUG_EXIT_FIRMWARE_FATAL,
 );
+
+// The message above names the working memory's bounds as text.
+const _: () = assert!(TEMP_MEM.base == 0x10_0000 && TEMP_MEM.end() == 0x80_0000);

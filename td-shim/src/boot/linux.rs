@@ -151,6 +151,18 @@ pub(super) fn boot(
     let cmdline_len = source.read_cmdline(fw_cfg, cmdline_area)?;
 
     let image = td_loader::linux::parse(bz)?;
+    // Where the kernel goes, by the same code `td-shim-tool measure` runs on the host, so the
+    // host refuses exactly the setups refused here. Checked before anything is measured.
+    let layout = linux::layout(
+        &map,
+        source.bzimage_len(),
+        source.initrd_len(),
+        &image.header(),
+    )?;
+    if layout.staging != staging {
+        return Err(BootError::RegionUnavailable("kernel staging"));
+    }
+    let load = layout.kernel_load;
     let cmdline = &cmdline_area[..cmdline_len];
     measure::record(
         platform,
@@ -161,9 +173,6 @@ pub(super) fn boot(
             initrd: initrd.map(Blob::Bytes),
         },
     )?;
-    let mut taken = alloc::vec![staging.bzimage];
-    taken.extend(staging.initrd);
-    let load = image.place_kernel(&linux::free_ranges(&map, &taken))?;
     let window = arena
         .take(load, u64::from(image.init_size()))
         .ok_or(BootError::RegionUnavailable("kernel window"))?;
