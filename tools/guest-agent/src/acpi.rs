@@ -4,11 +4,52 @@
 
 use td_shim::acpi::HEADER_SIZE;
 use td_shim::eventlog::{Rtmrs, RTMR_COUNT, SHA384_DIGEST_SIZE};
+use zerocopy::little_endian::{U32, U64};
+use zerocopy::{FromBytes, Immutable, KnownLayout, Unaligned};
+
+/// The ACPI table header (ACPI 6.5 §5.2.6).
+#[derive(FromBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct Header {
+    signature: [u8; 4],
+    length: U32,
+    revision: u8,
+    checksum: u8,
+    oem_id: [u8; 6],
+    oem_table_id: [u8; 8],
+    oem_revision: U32,
+    creator_id: [u8; 4],
+    creator_revision: U32,
+}
+
+/// The CCEL table (ACPI 6.5 §5.2.34).
+#[derive(FromBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct CcelTable {
+    _header: Header,
+    cc_type: u8,
+    cc_subtype: u8,
+    _reserved: [u8; 2],
+    laml: U64,
+    lasa: U64,
+}
+
+/// The RTMR table: the header, then RTMR0 to RTMR3.
+#[derive(FromBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct RtmrTable {
+    _header: Header,
+    rtmrs: Rtmrs,
+}
+
+const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
 
 /// Bytes of the CCEL table (ACPI 6.5 §5.2.34).
-pub const CCEL_SIZE: usize = 56;
+pub const CCEL_SIZE: usize = size_of::<CcelTable>();
+const _: () = assert!(CCEL_SIZE == 56);
 /// Bytes of the RTMR table: the header, then RTMR0 to RTMR3.
-pub const RTMR_TABLE_SIZE: usize = HEADER_SIZE + RTMR_COUNT * SHA384_DIGEST_SIZE;
+pub const RTMR_TABLE_SIZE: usize = size_of::<RtmrTable>();
+const _: () = assert!(RTMR_TABLE_SIZE == HEADER_SIZE + RTMR_COUNT * SHA384_DIGEST_SIZE);
 
 /// The CCEL table's fields (ACPI 6.5 §5.2.34, "Confidential Computing Event Log Table").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,71 +68,50 @@ pub struct Ccel {
 /// The CC type byte of a plain VM's CCEL table (this firmware's choice; reserved in ACPI).
 pub const CC_TYPE_PLAIN: u8 = 0;
 
-/// Checks the header of a table that must be `signature` and exactly `size` bytes: the
-/// signature, the length field against both, and the checksum (all bytes sum to zero).
-fn check_header(bytes: &[u8], signature: &[u8; 4], size: usize) -> Result<(), String> {
+/// Checks a table that must be `signature` and exactly `size_of::<T>()` bytes: the signature,
+/// the length field against both, and the checksum (all bytes sum to zero); returns it.
+fn checked_table<'b, T>(bytes: &'b [u8], signature: &[u8; 4]) -> Result<&'b T, String>
+where
+    T: FromBytes + KnownLayout + Immutable + Unaligned,
+{
     let name = String::from_utf8_lossy(signature);
-    if bytes.len() != size {
-        return Err(format!(
-            "{} bytes, but the {name} table has {size}",
-            bytes.len()
-        ));
-    }
-    if bytes.get(..4) != Some(signature.as_slice()) {
+    let size = size_of::<T>();
+    let table = T::ref_from_bytes(bytes)
+        .map_err(|_| format!("{} bytes, but the {name} table has {size}", bytes.len()))?;
+    // The table is longer than the header: the prefix is there.
+    let (header, _) = Header::ref_from_prefix(bytes)
+        .map_err(|_| format!("{} bytes, shorter than an ACPI header", bytes.len()))?;
+    if &header.signature != signature {
         return Err(format!(
             "signature {:?} is not {name}",
-            String::from_utf8_lossy(bytes.get(..4).unwrap_or_default())
+            String::from_utf8_lossy(&header.signature)
         ));
     }
-    let length = u32_at(bytes, 4)?;
+    let length = header.length.get();
     if usize::try_from(length).ok() != Some(size) {
         return Err(format!("the header's length is {length}, not {size}"));
     }
     if bytes.iter().fold(0u8, |sum, &b| sum.wrapping_add(b)) != 0 {
         return Err("the checksum does not make the bytes sum to zero".into());
     }
-    Ok(())
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> Result<u32, String> {
-    bytes
-        .get(at..at + 4)
-        .and_then(|b| b.try_into().ok())
-        .map(u32::from_le_bytes)
-        .ok_or_else(|| format!("no u32 at offset {at}"))
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> Result<u64, String> {
-    bytes
-        .get(at..at + 8)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_le_bytes)
-        .ok_or_else(|| format!("no u64 at offset {at}"))
+    Ok(table)
 }
 
 /// Parses the CCEL table.
 pub fn parse_ccel(bytes: &[u8]) -> Result<Ccel, String> {
-    check_header(bytes, b"CCEL", CCEL_SIZE)?;
-    // 56 bytes checked above: offsets 36 and 37 exist.
+    let table: &CcelTable = checked_table(bytes, b"CCEL")?;
     Ok(Ccel {
-        cc_type: bytes[36],
-        cc_subtype: bytes[37],
-        laml: u64_at(bytes, 40)?,
-        lasa: u64_at(bytes, 48)?,
+        cc_type: table.cc_type,
+        cc_subtype: table.cc_subtype,
+        laml: table.laml.get(),
+        lasa: table.lasa.get(),
     })
 }
 
 /// Parses the RTMR table: RTMR0 to RTMR3 after the header.
 pub fn parse_rtmr_table(bytes: &[u8]) -> Result<Rtmrs, String> {
-    check_header(bytes, b"RTMR", RTMR_TABLE_SIZE)?;
-    let mut rtmrs = [[0u8; SHA384_DIGEST_SIZE]; RTMR_COUNT];
-    for (register, bytes) in rtmrs
-        .iter_mut()
-        .zip(bytes[HEADER_SIZE..].chunks_exact(SHA384_DIGEST_SIZE))
-    {
-        register.copy_from_slice(bytes);
-    }
-    Ok(rtmrs)
+    let table: &RtmrTable = checked_table(bytes, b"RTMR")?;
+    Ok(table.rtmrs)
 }
 
 #[cfg(test)]

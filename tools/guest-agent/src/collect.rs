@@ -4,9 +4,10 @@
 use crate::failure::Failures;
 use crate::measurement;
 use crate::report::{MemmapEntry, Report};
+use crate::tree::{parse_or_record, Tree};
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const OSRELEASE: &str = "/proc/sys/kernel/osrelease";
 const CMDLINE: &str = "/proc/cmdline";
@@ -50,8 +51,8 @@ pub fn collect(
     let mem_total_kib = tree
         .read_text(MEMINFO, f)
         .and_then(|text| parse_or_record(MEMINFO, parse_mem_total_kib(&text), f));
-    let acpi_tables = tree.acpi_tables(f);
-    let e820 = tree.memmap(f);
+    let acpi_tables = acpi_tables(&tree, f);
+    let e820 = memmap(&tree, f);
     let initrd_id = tree
         .read_text(INITRD_ID, f)
         .map(|text| strip_newline(&text).to_owned());
@@ -70,118 +71,59 @@ pub fn collect(
     }
 }
 
-/// The guest's file tree under a root directory.
-pub(crate) struct Tree<'a> {
-    root: &'a Path,
-}
-
-impl<'a> Tree<'a> {
-    /// The tree under `root`.
-    pub(crate) fn new(root: &'a Path) -> Self {
-        Self { root }
-    }
-
-    /// Where the guest's `guest_path` is under the root.
-    pub(crate) fn path(&self, guest_path: &str) -> PathBuf {
-        self.root.join(guest_path.trim_start_matches('/'))
-    }
-
-    /// The bytes of the guest's file `guest_path`; a failure line if it cannot be read.
-    pub(crate) fn read_bytes(&self, guest_path: &str, failures: &mut Failures) -> Option<Vec<u8>> {
-        fs::read(self.path(guest_path))
-            .map_err(|e| failures.record(format_args!("read {guest_path}"), e))
-            .ok()
-    }
-
-    fn read_text(&self, guest_path: &str, failures: &mut Failures) -> Option<String> {
-        fs::read_to_string(self.path(guest_path))
-            .map_err(|e| failures.record(format_args!("read {guest_path}"), e))
-            .ok()
-    }
-
-    /// The names of the files (not directories) in the ACPI tables directory, sorted.
-    fn acpi_tables(&self, failures: &mut Failures) -> Vec<String> {
-        let mut names = Vec::new();
-        for entry in self.list_dir(ACPI_TABLES, failures) {
-            let name = match entry.file_name().into_string() {
-                Ok(name) => name,
-                Err(raw) => {
-                    failures.record(
-                        format_args!("list {ACPI_TABLES}"),
-                        format_args!("{raw:?} is not UTF-8"),
-                    );
-                    continue;
-                }
-            };
-            match fs::metadata(entry.path()) {
-                Ok(meta) if meta.is_dir() => {}
-                Ok(_) => names.push(name),
-                Err(e) => failures.record(format_args!("stat {ACPI_TABLES}/{name}"), e),
+fn acpi_tables(tree: &Tree<'_>, failures: &mut Failures) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in tree.list_dir(ACPI_TABLES, failures) {
+        let name = match entry.file_name().into_string() {
+            Ok(name) => name,
+            Err(raw) => {
+                failures.record(
+                    format_args!("list {ACPI_TABLES}"),
+                    format_args!("{raw:?} is not UTF-8"),
+                );
+                continue;
             }
+        };
+        match fs::metadata(entry.path()) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => names.push(name),
+            Err(e) => failures.record(format_args!("stat {ACPI_TABLES}/{name}"), e),
         }
-        names.sort_unstable();
-        names
     }
-
-    /// The firmware memory map: one directory per range holding `start`, `end` and `type`.
-    fn memmap(&self, failures: &mut Failures) -> Vec<MemmapEntry> {
-        let mut entries: Vec<MemmapEntry> = self
-            .list_dir(MEMMAP, failures)
-            .into_iter()
-            .filter_map(|dir| {
-                let guest_dir = format!("{MEMMAP}/{}", dir.file_name().to_string_lossy());
-                self.memmap_entry(&guest_dir, failures)
-            })
-            .collect();
-        entries.sort_unstable();
-        entries
-    }
-
-    fn memmap_entry(&self, guest_dir: &str, failures: &mut Failures) -> Option<MemmapEntry> {
-        let mut address = |field: &str| {
-            let guest_path = format!("{guest_dir}/{field}");
-            let text = self.read_text(&guest_path, failures)?;
-            parse_or_record(&guest_path, parse_hex_u64(&text), failures)
-        };
-        let start = address("start");
-        let end = address("end");
-        let kind = self
-            .read_text(&format!("{guest_dir}/type"), failures)
-            .map(|text| text.trim().to_owned());
-        Some(MemmapEntry {
-            start: start?,
-            end: end?,
-            kind: kind?,
-        })
-    }
-
-    fn list_dir(&self, guest_dir: &str, failures: &mut Failures) -> Vec<fs::DirEntry> {
-        let entries = match fs::read_dir(self.path(guest_dir)) {
-            Ok(entries) => entries,
-            Err(e) => {
-                failures.record(format_args!("list {guest_dir}"), e);
-                return Vec::new();
-            }
-        };
-        entries
-            .filter_map(|entry| {
-                entry
-                    .map_err(|e| failures.record(format_args!("list {guest_dir}"), e))
-                    .ok()
-            })
-            .collect()
-    }
+    names.sort_unstable();
+    names
 }
 
-/// `parsed`'s value, or a failure line `parse <guest_path>: <error>`.
-pub(crate) fn parse_or_record<T>(
-    guest_path: &str,
-    parsed: Result<T, String>,
-    failures: &mut Failures,
-) -> Option<T> {
-    parsed
-        .map_err(|e| failures.record(format_args!("parse {guest_path}"), e))
-        .ok()
+/// The firmware memory map: one directory per range holding `start`, `end` and `type`.
+fn memmap(tree: &Tree<'_>, failures: &mut Failures) -> Vec<MemmapEntry> {
+    let mut entries: Vec<MemmapEntry> = tree
+        .list_dir(MEMMAP, failures)
+        .into_iter()
+        .filter_map(|dir| {
+            let guest_dir = format!("{MEMMAP}/{}", dir.file_name().to_string_lossy());
+            memmap_entry(tree, &guest_dir, failures)
+        })
+        .collect();
+    entries.sort_unstable();
+    entries
+}
+
+fn memmap_entry(tree: &Tree<'_>, guest_dir: &str, failures: &mut Failures) -> Option<MemmapEntry> {
+    let mut address = |field: &str| {
+        let guest_path = format!("{guest_dir}/{field}");
+        let text = tree.read_text(&guest_path, failures)?;
+        parse_or_record(&guest_path, parse_hex_u64(&text), failures)
+    };
+    let start = address("start");
+    let end = address("end");
+    let kind = tree
+        .read_text(&format!("{guest_dir}/type"), failures)
+        .map(|text| text.trim().to_owned());
+    Some(MemmapEntry {
+        start: start?,
+        end: end?,
+        kind: kind?,
+    })
 }
 
 fn strip_newline(text: &str) -> &str {

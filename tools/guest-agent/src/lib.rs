@@ -30,6 +30,7 @@ pub mod collect;
 pub mod failure;
 pub mod measurement;
 pub mod report;
+mod tree;
 
 pub use collect::collect;
 pub use failure::Failures;

@@ -19,9 +19,9 @@
 //! `platform_rtmrs` is `null`, without an error line.
 
 use crate::acpi::{self, Ccel, CC_TYPE_PLAIN};
-use crate::collect::{parse_or_record, Tree};
 use crate::failure::Failures;
 use crate::report::Measurement;
+use crate::tree::{parse_or_record, Tree};
 use base64::Engine as _;
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
