@@ -21,6 +21,9 @@
 
 use core::fmt;
 
+use zerocopy::little_endian::{U16, U32};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
 use crate::guid::Guid;
 
 /// GUID of the footer entry that closes the table (`96b582de-1fb2-45f7-baea-a366c55a082d`).
@@ -46,6 +49,22 @@ pub const TABLE_END_FROM_IMAGE_END: usize = 0x20;
 pub const ENTRY_HEADER_SIZE: usize = 18;
 /// Distance of the legacy TDX metadata pointer from the end of the image.
 pub const LEGACY_POINTER_FROM_IMAGE_END: usize = 0x20;
+
+/// An entry's trailer as stored, right after its data: the entry length (data + 18) and the
+/// GUID. The footer that closes the table is one of these with the table length.
+#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct EntryTrailer {
+    /// `u16` LE: bytes of the entry (or, in the footer, of the table), trailer included.
+    len: U16,
+    /// The GUID in its on-disk byte order.
+    guid: [u8; 16],
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<EntryTrailer>() == ENTRY_HEADER_SIZE);
+    assert!(core::mem::offset_of!(EntryTrailer, guid) == 2);
+};
 
 /// Why a footer table or legacy pointer could not be read or written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,11 +245,11 @@ impl<'a> Iterator for FooterEntries<'a> {
 /// Reads the entry whose trailer ends at `end` in `table`: returns it and the offset its data
 /// starts at. `None` if the trailer or the data does not fit.
 fn entry_ending_at(table: &[u8], end: usize) -> Option<(FooterEntry<'_>, usize)> {
-    let trailer = end.checked_sub(ENTRY_HEADER_SIZE)?;
-    let len = usize::from(le_u16(table, trailer)?);
-    let data_start = end.checked_sub(len)?;
-    let data = table.get(data_start..trailer)?;
-    let guid = guid_at(table, trailer.checked_add(2)?)?;
+    let at = end.checked_sub(ENTRY_HEADER_SIZE)?;
+    let trailer = read_at::<EntryTrailer>(table, at)?;
+    let data_start = end.checked_sub(usize::from(trailer.len.get()))?;
+    let data = table.get(data_start..at)?;
+    let guid = Guid(trailer.guid);
     Some((FooterEntry { guid, data }, data_start))
 }
 
@@ -241,15 +260,14 @@ pub fn parse_footer_table(image: &[u8]) -> Result<FooterTable<'_>, FooterError> 
         .len()
         .checked_sub(TABLE_END_FROM_IMAGE_END)
         .ok_or(too_small)?;
-    let footer = end.checked_sub(ENTRY_HEADER_SIZE).ok_or(too_small)?;
-    let guid = footer
-        .checked_add(2)
-        .and_then(|at| guid_at(image, at))
+    let footer = end
+        .checked_sub(ENTRY_HEADER_SIZE)
+        .and_then(|at| read_at::<EntryTrailer>(image, at))
         .ok_or(too_small)?;
-    if guid != FOOTER_GUID {
+    if Guid(footer.guid) != FOOTER_GUID {
         return Err(FooterError::MissingFooterGuid);
     }
-    let len = le_u16(image, footer).ok_or(too_small)?;
+    let len = footer.len.get();
     if usize::from(len) < ENTRY_HEADER_SIZE {
         return Err(FooterError::TableTooShort { len });
     }
@@ -268,7 +286,10 @@ pub fn parse_footer_table(image: &[u8]) -> Result<FooterTable<'_>, FooterError> 
         let Some(trailer) = cursor.checked_sub(ENTRY_HEADER_SIZE) else {
             return Err(FooterError::TrailingBytes { len: cursor });
         };
-        let entry_len = le_u16(bytes, trailer).ok_or(too_small)?;
+        let entry_len = read_at::<EntryTrailer>(bytes, trailer)
+            .ok_or(too_small)?
+            .len
+            .get();
         if usize::from(entry_len) < ENTRY_HEADER_SIZE {
             return Err(FooterError::EntryTooShort {
                 index,
@@ -348,7 +369,7 @@ pub fn write_footer_table(
             .ok_or(does_not_fit)?;
         let trailer = cursor.checked_sub(ENTRY_HEADER_SIZE).ok_or(does_not_fit)?;
         let data_start = trailer.checked_sub(e.data.len()).ok_or(does_not_fit)?;
-        if !(put_trailer(image, trailer, len, e.guid) && put(image, data_start, e.data)) {
+        if !(put_trailer(image, trailer, len, e.guid) && write_at(image, data_start, e.data)) {
             return Err(does_not_fit);
         }
         cursor = data_start;
@@ -367,7 +388,7 @@ pub fn write_legacy_metadata_pointer(
         .len()
         .checked_sub(LEGACY_POINTER_FROM_IMAGE_END)
         .ok_or(too_small)?;
-    if put(image, at, &descriptor_offset.to_le_bytes()) {
+    if write_at(image, at, &U32::new(descriptor_offset)) {
         Ok(())
     } else {
         Err(too_small)
@@ -382,49 +403,37 @@ pub fn read_legacy_metadata_pointer(image: &[u8]) -> Result<u32, FooterError> {
         .len()
         .checked_sub(LEGACY_POINTER_FROM_IMAGE_END)
         .ok_or(too_small)?;
-    le_u32(image, at).ok_or(too_small)
+    read_at::<U32>(image, at).map(U32::get).ok_or(too_small)
 }
 
 // ---------------------------------------------------------------------------------------------
-// Little-endian helpers shared with `metadata` and `payload`. Reads return `None` when out of bounds.
+// Reading and writing wire structures (zerocopy), shared with `metadata` and `payload`.
 
-pub(crate) fn le_u16(b: &[u8], at: usize) -> Option<u16> {
-    let bytes = b.get(at..at.checked_add(2)?)?;
-    Some(u16::from_le_bytes(bytes.try_into().ok()?))
+/// The `T` stored at `b[at..]` (a little-endian wire structure, `U32`, a byte array, ...);
+/// `None` if it does not fit.
+pub(crate) fn read_at<T: FromBytes + KnownLayout + Immutable>(b: &[u8], at: usize) -> Option<T> {
+    T::read_from_prefix(b.get(at..)?)
+        .ok()
+        .map(|(value, _)| value)
 }
 
-pub(crate) fn le_u32(b: &[u8], at: usize) -> Option<u32> {
-    let bytes = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes(bytes.try_into().ok()?))
-}
-
-pub(crate) fn le_u64(b: &[u8], at: usize) -> Option<u64> {
-    let bytes = b.get(at..at.checked_add(8)?)?;
-    Some(u64::from_le_bytes(bytes.try_into().ok()?))
-}
-
-pub(crate) fn guid_at(b: &[u8], at: usize) -> Option<Guid> {
-    let bytes = b.get(at..at.checked_add(16)?)?;
-    Some(Guid(bytes.try_into().ok()?))
-}
-
-/// Copies `bytes` to `out[at..]`; returns whether they fit (nothing is written if not).
-pub(crate) fn put(out: &mut [u8], at: usize, bytes: &[u8]) -> bool {
-    let Some(end) = at.checked_add(bytes.len()) else {
-        return false;
-    };
-    match out.get_mut(at..end) {
-        Some(dst) => {
-            dst.copy_from_slice(bytes);
-            true
-        }
-        None => false,
-    }
+/// Writes `value`'s bytes to `out[at..]`; returns whether they fit (nothing is written if not).
+pub(crate) fn write_at<T: IntoBytes + Immutable + ?Sized>(
+    out: &mut [u8],
+    at: usize,
+    value: &T,
+) -> bool {
+    out.get_mut(at..)
+        .is_some_and(|dst| value.write_to_prefix(dst).is_ok())
 }
 
 /// Writes an entry trailer (`u16` length, then GUID) at `out[at..at + 18]`.
 fn put_trailer(out: &mut [u8], at: usize, len: u16, guid: Guid) -> bool {
-    put(out, at, &len.to_le_bytes()) && at.checked_add(2).is_some_and(|g| put(out, g, &guid.0))
+    let trailer = EntryTrailer {
+        len: U16::new(len),
+        guid: guid.0,
+    };
+    write_at(out, at, &trailer)
 }
 
 #[cfg(test)]

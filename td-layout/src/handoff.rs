@@ -72,14 +72,24 @@ pub struct MemoryMapEntry {
     pub base: u64,
     /// Length in bytes.
     pub length: u64,
-    /// An E820 type: 1 usable RAM, 2 reserved, 3 ACPI reclaimable, 4 ACPI NVS, 5 unusable.
+    /// An E820 type: [`E820_RAM`], [`E820_RESERVED`], [`E820_ACPI`], [`E820_NVS`] or
+    /// [`E820_UNUSABLE`].
     pub kind: u32,
 }
 
-/// E820 type of usable RAM.
+// E820 memory types (ACPI "Address Range Types", Linux `arch/x86/include/uapi/asm/e820.h`):
+// this is the one definition; `td_loader::linux` re-exports them for `boot_params`.
+
+/// E820 type 1: usable RAM.
 pub const E820_RAM: u32 = 1;
-/// E820 type of reserved memory (the firmware's own regions, the payload, ROM, MMIO).
+/// E820 type 2: reserved memory (the firmware's own regions, the payload, ROM, MMIO).
 pub const E820_RESERVED: u32 = 2;
+/// E820 type 3: ACPI tables, reclaimable once the OS has read them.
+pub const E820_ACPI: u32 = 3;
+/// E820 type 4: ACPI non-volatile storage, to be preserved across sleep states.
+pub const E820_NVS: u32 = 4;
+/// E820 type 5: unusable memory (detected errors).
+pub const E820_UNUSABLE: u32 = 5;
 
 /// The I/O port of QEMU's `isa-debug-exit` device as the tests and docs configure it
 /// (`-device isa-debug-exit,iobase=0xf4,iosize=0x04`). Writing `v` there ends QEMU with exit

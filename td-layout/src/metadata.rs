@@ -30,7 +30,10 @@
 
 use core::fmt;
 
-use crate::footer::{self, FooterError, TDX_METADATA_OFFSET_GUID};
+use zerocopy::little_endian::{U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use crate::footer::{self, read_at, write_at, FooterError, TDX_METADATA_OFFSET_GUID};
 use crate::guid::Guid;
 use crate::layout::{IMAGE_BFV, IMAGE_PAYLOAD, PAGE_SIZE, TD_HOB, TEMP_MEM};
 
@@ -76,7 +79,7 @@ pub const fn encoded_len(n: usize) -> usize {
 pub enum SectionType {
     /// Boot firmware volume: PAGE.ADD + MR.EXTEND, measured into MRTD.
     Bfv = 0,
-    /// Configuration firmware volume: PAGE.ADD, measured by the firmware into RTMR[0].
+    /// Configuration firmware volume: PAGE.ADD, measured by the firmware into RTMR\[0\].
     Cfv = 1,
     /// Where the VMM writes the TD HOB: PAGE.ADD, no raw data.
     TdHob = 2,
@@ -163,6 +166,46 @@ impl fmt::Display for SectionType {
     }
 }
 
+/// `TDVF_DESCRIPTOR` as stored (16 bytes, little-endian), without its sections.
+#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct TdvfDescriptor {
+    /// [`TDVF_SIGNATURE`].
+    signature: U32,
+    /// 16 + 32 * n: the descriptor and its sections, the GUID excluded.
+    length: U32,
+    /// [`TDVF_VERSION`].
+    version: U32,
+    /// n, the number of sections.
+    number_of_section_entry: U32,
+}
+
+/// `TDVF_SECTION` as stored (32 bytes, little-endian); [`TdvfSection`] is its decoded form.
+#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct TdvfSectionWire {
+    data_offset: U32,
+    raw_data_size: U32,
+    memory_address: U64,
+    memory_data_size: U64,
+    section_type: U32,
+    attributes: U32,
+}
+
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<TdvfDescriptor>() == DESCRIPTOR_SIZE);
+    assert!(offset_of!(TdvfDescriptor, length) == 0x04);
+    assert!(offset_of!(TdvfDescriptor, version) == 0x08);
+    assert!(offset_of!(TdvfDescriptor, number_of_section_entry) == 0x0C);
+    assert!(size_of::<TdvfSectionWire>() == SECTION_SIZE);
+    assert!(offset_of!(TdvfSectionWire, raw_data_size) == 0x04);
+    assert!(offset_of!(TdvfSectionWire, memory_address) == 0x08);
+    assert!(offset_of!(TdvfSectionWire, memory_data_size) == 0x10);
+    assert!(offset_of!(TdvfSectionWire, section_type) == 0x18);
+    assert!(offset_of!(TdvfSectionWire, attributes) == 0x1C);
+};
+
 /// One `TDVF_SECTION` as stored (spec Part I, TDVF_SECTION; 32 bytes, little-endian).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TdvfSection {
@@ -188,33 +231,35 @@ impl TdvfSection {
 
     /// The 32 bytes as stored in the descriptor.
     pub const fn to_bytes(&self) -> [u8; SECTION_SIZE] {
-        let o = self.data_offset.to_le_bytes();
-        let r = self.raw_data_size.to_le_bytes();
-        let a = self.memory_address.to_le_bytes();
-        let m = self.memory_data_size.to_le_bytes();
-        let t = self.section_type.to_le_bytes();
-        let f = self.attributes.to_le_bytes();
-        [
-            o[0], o[1], o[2], o[3], r[0], r[1], r[2], r[3], a[0], a[1], a[2], a[3], a[4], a[5],
-            a[6], a[7], m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], t[0], t[1], t[2], t[3],
-            f[0], f[1], f[2], f[3],
-        ]
+        zerocopy::transmute!(self.to_wire())
     }
 
     /// Decodes the 32 bytes of a stored section. Any bytes decode; [`validate_sections`]
     /// judges the values.
     pub const fn from_bytes(b: &[u8; SECTION_SIZE]) -> Self {
+        let wire: TdvfSectionWire = zerocopy::transmute!(*b);
+        Self::from_wire(&wire)
+    }
+
+    const fn to_wire(self) -> TdvfSectionWire {
+        TdvfSectionWire {
+            data_offset: U32::new(self.data_offset),
+            raw_data_size: U32::new(self.raw_data_size),
+            memory_address: U64::new(self.memory_address),
+            memory_data_size: U64::new(self.memory_data_size),
+            section_type: U32::new(self.section_type),
+            attributes: U32::new(self.attributes),
+        }
+    }
+
+    const fn from_wire(w: &TdvfSectionWire) -> Self {
         TdvfSection {
-            data_offset: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            raw_data_size: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
-            memory_address: u64::from_le_bytes([
-                b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15],
-            ]),
-            memory_data_size: u64::from_le_bytes([
-                b[16], b[17], b[18], b[19], b[20], b[21], b[22], b[23],
-            ]),
-            section_type: u32::from_le_bytes([b[24], b[25], b[26], b[27]]),
-            attributes: u32::from_le_bytes([b[28], b[29], b[30], b[31]]),
+            data_offset: w.data_offset.get(),
+            raw_data_size: w.raw_data_size.get(),
+            memory_address: w.memory_address.get(),
+            memory_data_size: w.memory_data_size.get(),
+            section_type: w.section_type.get(),
+            attributes: w.attributes.get(),
         }
     }
 }
@@ -225,7 +270,7 @@ impl TdvfSection {
 /// 2. TempMem: [`TEMP_MEM`], no raw data;
 /// 3. TD_HOB: [`TD_HOB`], no raw data;
 /// 4. Payload: [`IMAGE_PAYLOAD`] at its own GPA, not extended: by DESIGN.md the firmware
-///    measures the payload it boots into RTMR[1] (the measurement issue implements that).
+///    measures the payload it boots into RTMR\[1\] (the measurement issue implements that).
 pub const fn td_shim_sections() -> [TdvfSection; 4] {
     // Every image offset and size fits the u32 fields (checked at compile time below).
     [
@@ -609,14 +654,17 @@ pub fn write_metadata(sections: &[TdvfSection], out: &mut [u8]) -> Result<usize,
     // n <= MAX_SECTIONS, so both fit a u32.
     let count = u32::try_from(n).map_err(|_| too_small)?;
     let length = u32::try_from(needed.saturating_sub(GUID_SIZE)).map_err(|_| too_small)?;
-    let header = [TDVF_SIGNATURE, length, TDVF_VERSION, count];
-    let mut ok = footer::put(out, 0, TDX_METADATA_GUID.as_bytes());
-    for (i, v) in header.iter().enumerate() {
-        ok &= footer::put(out, GUID_SIZE + 4 * i, &v.to_le_bytes());
-    }
+    let descriptor = TdvfDescriptor {
+        signature: U32::new(TDVF_SIGNATURE),
+        length: U32::new(length),
+        version: U32::new(TDVF_VERSION),
+        number_of_section_entry: U32::new(count),
+    };
+    let mut ok = write_at(out, 0, TDX_METADATA_GUID.as_bytes());
+    ok &= write_at(out, GUID_SIZE, &descriptor);
     let first = GUID_SIZE + DESCRIPTOR_SIZE;
     for (i, s) in sections.iter().enumerate() {
-        ok &= footer::put(out, first + SECTION_SIZE * i, &s.to_bytes());
+        ok &= write_at(out, first + SECTION_SIZE * i, &s.to_wire());
     }
     if ok {
         Ok(needed)
@@ -638,10 +686,9 @@ pub fn locate_descriptor(image: &[u8]) -> Result<(usize, MetadataSource), Metada
         Ok(table) => {
             if let Some(data) = table.find(TDX_METADATA_OFFSET_GUID) {
                 let source = MetadataSource::FooterTable;
-                let bytes: [u8; 4] = data
-                    .try_into()
-                    .map_err(|_| MetadataError::BadOffsetEntrySize { len: data.len() })?;
-                let value = u32::from_le_bytes(bytes);
+                let value = U32::read_from_bytes(data)
+                    .map_err(|_| MetadataError::BadOffsetEntrySize { len: data.len() })?
+                    .get();
                 let offset = usize::try_from(value)
                     .ok()
                     .and_then(|v| image.len().checked_sub(v))
@@ -671,7 +718,8 @@ fn check_guid(
 ) -> Result<usize, MetadataError> {
     let guid = offset
         .checked_sub(GUID_SIZE)
-        .and_then(|at| footer::guid_at(image, at))
+        .and_then(|at| read_at::<[u8; GUID_SIZE]>(image, at))
+        .map(Guid)
         .ok_or(MetadataError::PointerOutOfBounds { source, value })?;
     if guid != TDX_METADATA_GUID {
         return Err(MetadataError::MissingMetadataGuid { source, offset });
@@ -685,15 +733,11 @@ fn parse_descriptor(image: &[u8], offset: usize) -> Result<&[u8], MetadataError>
         offset,
         length: DESCRIPTOR_SIZE as u64,
     };
-    let header = offset
-        .checked_add(DESCRIPTOR_SIZE)
-        .and_then(|end| image.get(offset..end))
-        .ok_or(header_oob)?;
-    let field = |at: usize| footer::le_u32(header, at).ok_or(header_oob);
-    let signature = field(0)?;
-    let length = field(4)?;
-    let version = field(8)?;
-    let count = field(12)?;
+    let header = read_at::<TdvfDescriptor>(image, offset).ok_or(header_oob)?;
+    let signature = header.signature.get();
+    let length = header.length.get();
+    let version = header.version.get();
+    let count = header.number_of_section_entry.get();
     if signature != TDVF_SIGNATURE {
         return Err(MetadataError::BadSignature(signature));
     }
@@ -729,8 +773,8 @@ fn parse_descriptor(image: &[u8], offset: usize) -> Result<&[u8], MetadataError>
 fn decode_sections(bytes: &[u8]) -> impl Iterator<Item = TdvfSection> + Clone + '_ {
     bytes
         .chunks_exact(SECTION_SIZE)
-        .filter_map(|c| <&[u8; SECTION_SIZE]>::try_from(c).ok())
-        .map(TdvfSection::from_bytes)
+        .filter_map(|c| TdvfSectionWire::ref_from_bytes(c).ok())
+        .map(TdvfSection::from_wire)
 }
 
 /// Validated TDX metadata: a descriptor whose every rule holds, over the image's bytes.

@@ -15,7 +15,10 @@
 //! whoever built the image controls it): [`PayloadTable::parse`] checks every field and never
 //! panics.
 
-use crate::footer::{le_u32, le_u64};
+use zerocopy::little_endian::{U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use crate::footer::{read_at, write_at};
 use crate::layout::PAGE_SIZE;
 
 /// Magic at the start of the payload region.
@@ -30,6 +33,43 @@ pub const ENTRY_SIZE: usize = 24;
 pub const MAX_ENTRIES: usize = 16;
 /// Payload data starts after the table page.
 pub const FIRST_PAYLOAD_OFFSET: u64 = PAGE_SIZE;
+
+/// The table header as stored.
+#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct TableHeader {
+    /// [`PAYLOAD_TABLE_MAGIC`].
+    magic: [u8; 8],
+    /// [`PAYLOAD_TABLE_VERSION`].
+    version: U32,
+    /// Number of entries that follow.
+    count: U32,
+}
+
+/// One table entry as stored.
+#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct TableEntry {
+    /// A [`PayloadKind`] code.
+    kind: U32,
+    /// Zero.
+    reserved: U32,
+    /// Offset from the start of the payload region.
+    offset: U64,
+    /// Size in bytes.
+    size: U64,
+}
+
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<TableHeader>() == HEADER_SIZE);
+    assert!(offset_of!(TableHeader, version) == 0x08);
+    assert!(offset_of!(TableHeader, count) == 0x0C);
+    assert!(size_of::<TableEntry>() == ENTRY_SIZE);
+    assert!(offset_of!(TableEntry, reserved) == 4);
+    assert!(offset_of!(TableEntry, offset) == 8);
+    assert!(offset_of!(TableEntry, size) == 16);
+};
 
 /// What a payload is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,14 +248,15 @@ impl<'a> PayloadTable<'a> {
         if region.len() < PAGE_SIZE as usize {
             return Err(PayloadTableError::RegionTooSmall);
         }
-        if region[..8] != PAYLOAD_TABLE_MAGIC {
+        let header = read_at::<TableHeader>(region, 0).ok_or(PayloadTableError::RegionTooSmall)?;
+        if header.magic != PAYLOAD_TABLE_MAGIC {
             return Err(PayloadTableError::BadMagic);
         }
-        let version = le_u32(region, 8).ok_or(PayloadTableError::RegionTooSmall)?;
+        let version = header.version.get();
         if version != PAYLOAD_TABLE_VERSION {
             return Err(PayloadTableError::UnsupportedVersion(version));
         }
-        let count = le_u32(region, 12).ok_or(PayloadTableError::RegionTooSmall)?;
+        let count = header.count.get();
         if count == 0 || count as usize > MAX_ENTRIES {
             return Err(PayloadTableError::BadEntryCount(count));
         }
@@ -224,14 +265,16 @@ impl<'a> PayloadTable<'a> {
         let mut entries: [Option<PayloadEntry>; MAX_ENTRIES] = [None; MAX_ENTRIES];
         for index in 0..count {
             let at = HEADER_SIZE + index * ENTRY_SIZE;
-            let code = le_u32(region, at).ok_or(PayloadTableError::RegionTooSmall)?;
+            let stored =
+                read_at::<TableEntry>(region, at).ok_or(PayloadTableError::RegionTooSmall)?;
+            let code = stored.kind.get();
             let kind = PayloadKind::from_code(code)
                 .ok_or(PayloadTableError::UnknownKind { index, code })?;
-            if le_u32(region, at + 4).ok_or(PayloadTableError::RegionTooSmall)? != 0 {
+            if stored.reserved.get() != 0 {
                 return Err(PayloadTableError::ReservedNotZero { index });
             }
-            let offset = le_u64(region, at + 8).ok_or(PayloadTableError::RegionTooSmall)?;
-            let size = le_u64(region, at + 16).ok_or(PayloadTableError::RegionTooSmall)?;
+            let offset = stored.offset.get();
+            let size = stored.size.get();
             if size == 0 {
                 return Err(PayloadTableError::EmptyPayload { index });
             }
@@ -309,17 +352,23 @@ pub fn write_payload_table(
                 available,
             });
         }
-        let at = HEADER_SIZE + index * ENTRY_SIZE;
-        region[at..at + 4].copy_from_slice(&kind.code().to_le_bytes());
-        region[at + 4..at + 8].copy_from_slice(&0u32.to_le_bytes());
-        region[at + 8..at + 16].copy_from_slice(&offset.to_le_bytes());
-        region[at + 16..at + 24].copy_from_slice(&size.to_le_bytes());
+        let entry = TableEntry {
+            kind: U32::new(kind.code()),
+            reserved: U32::new(0),
+            offset: U64::new(offset),
+            size: U64::new(size),
+        };
+        // The table page holds MAX_ENTRIES entries after the header (asserted in `parse`).
+        write_at(region, HEADER_SIZE + index * ENTRY_SIZE, &entry);
         region[offset as usize..end as usize].copy_from_slice(data);
         offset = end.div_ceil(PAGE_SIZE) * PAGE_SIZE;
     }
-    region[..8].copy_from_slice(&PAYLOAD_TABLE_MAGIC);
-    region[8..12].copy_from_slice(&PAYLOAD_TABLE_VERSION.to_le_bytes());
-    region[12..16].copy_from_slice(&(payloads.len() as u32).to_le_bytes());
+    let header = TableHeader {
+        magic: PAYLOAD_TABLE_MAGIC,
+        version: U32::new(PAYLOAD_TABLE_VERSION),
+        count: U32::new(payloads.len() as u32),
+    };
+    write_at(region, 0, &header);
     Ok(payloads.len())
 }
 

@@ -69,6 +69,9 @@
 //! 0x38 e_phnum     u16         0x30 p_align  u64
 //! ```
 
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
 /// Alignment of the loaded image: its span starts and ends on a 4 KiB boundary, and
 /// [`ElfFile::load`] requires a 4 KiB-aligned load address.
 pub const IMAGE_ALIGN: u64 = 0x1000;
@@ -112,6 +115,93 @@ const DF_TEXTREL: u64 = 4;
 
 const R_X86_64_NONE: u32 = 0;
 const R_X86_64_RELATIVE: u32 = 8;
+
+/// `Elf64_Ehdr`, the ELF header as stored (little-endian, the only encoding accepted).
+#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct Elf64Ehdr {
+    e_ident: [u8; 16],
+    e_type: U16,
+    e_machine: U16,
+    e_version: U32,
+    e_entry: U64,
+    e_phoff: U64,
+    e_shoff: U64,
+    e_flags: U32,
+    e_ehsize: U16,
+    e_phentsize: U16,
+    e_phnum: U16,
+    e_shentsize: U16,
+    e_shnum: U16,
+    e_shstrndx: U16,
+}
+
+/// `Elf64_Phdr`, a program header as stored.
+#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct Elf64Phdr {
+    p_type: U32,
+    p_flags: U32,
+    p_offset: U64,
+    p_vaddr: U64,
+    p_paddr: U64,
+    p_filesz: U64,
+    p_memsz: U64,
+    p_align: U64,
+}
+
+/// `Elf64_Dyn`, a dynamic section entry as stored (`d_tag` is signed in the spec; every tag
+/// used here is non-negative, so it is compared as a u64).
+#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct Elf64Dyn {
+    d_tag: U64,
+    d_val: U64,
+}
+
+/// `Elf64_Rela`, a relocation as stored (`r_addend` is signed; it is added with wrapping
+/// arithmetic, which is the same thing in two's complement).
+#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct Elf64Rela {
+    r_offset: U64,
+    r_info: U64,
+    r_addend: U64,
+}
+
+// Offsets as in the format table of the module documentation.
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<Elf64Ehdr>() == EHDR_SIZE);
+    assert!(offset_of!(Elf64Ehdr, e_type) == 0x10);
+    assert!(offset_of!(Elf64Ehdr, e_machine) == 0x12);
+    assert!(offset_of!(Elf64Ehdr, e_version) == 0x14);
+    assert!(offset_of!(Elf64Ehdr, e_entry) == 0x18);
+    assert!(offset_of!(Elf64Ehdr, e_phoff) == 0x20);
+    assert!(offset_of!(Elf64Ehdr, e_ehsize) == 0x34);
+    assert!(offset_of!(Elf64Ehdr, e_phentsize) == 0x36);
+    assert!(offset_of!(Elf64Ehdr, e_phnum) == 0x38);
+    assert!(size_of::<Elf64Phdr>() == PHDR_SIZE);
+    assert!(offset_of!(Elf64Phdr, p_flags) == 0x04);
+    assert!(offset_of!(Elf64Phdr, p_offset) == 0x08);
+    assert!(offset_of!(Elf64Phdr, p_vaddr) == 0x10);
+    assert!(offset_of!(Elf64Phdr, p_paddr) == 0x18);
+    assert!(offset_of!(Elf64Phdr, p_filesz) == 0x20);
+    assert!(offset_of!(Elf64Phdr, p_memsz) == 0x28);
+    assert!(offset_of!(Elf64Phdr, p_align) == 0x30);
+    assert!(size_of::<Elf64Dyn>() == DYN_SIZE);
+    assert!(offset_of!(Elf64Dyn, d_val) == 0x08);
+    assert!(size_of::<Elf64Rela>() == RELA_SIZE);
+    assert!(offset_of!(Elf64Rela, r_info) == 0x08);
+    assert!(offset_of!(Elf64Rela, r_addend) == 0x10);
+};
+
+/// The `T` stored at `bytes[at..]`; `None` if it does not fit.
+fn read_at<T: FromBytes + KnownLayout + Immutable>(bytes: &[u8], at: usize) -> Option<T> {
+    T::read_from_prefix(bytes.get(at..)?)
+        .ok()
+        .map(|(value, _)| value)
+}
 
 /// Why an ELF file was refused, or could not be loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -457,25 +547,17 @@ impl ProgramHeader {
     }
 }
 
-fn read_u32(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..)?.first_chunk().map(|a| u32::from_le_bytes(*a))
-}
-
-fn read_u64(b: &[u8], at: usize) -> Option<u64> {
-    b.get(at..)?.first_chunk().map(|a| u64::from_le_bytes(*a))
-}
-
 fn read_phdr(b: &[u8], at: usize) -> Option<ProgramHeader> {
-    let h = b.get(at..)?.first_chunk::<PHDR_SIZE>()?;
+    let h = read_at::<Elf64Phdr>(b, at)?;
     Some(ProgramHeader {
-        p_type: read_u32(h, 0)?,
-        flags: read_u32(h, 4)?,
-        offset: read_u64(h, 8)?,
-        vaddr: read_u64(h, 16)?,
-        paddr: read_u64(h, 24)?,
-        filesz: read_u64(h, 32)?,
-        memsz: read_u64(h, 40)?,
-        align: read_u64(h, 48)?,
+        p_type: h.p_type.get(),
+        flags: h.p_flags.get(),
+        offset: h.p_offset.get(),
+        vaddr: h.p_vaddr.get(),
+        paddr: h.p_paddr.get(),
+        filesz: h.p_filesz.get(),
+        memsz: h.p_memsz.get(),
+        align: h.p_align.get(),
     })
 }
 
@@ -525,49 +607,40 @@ impl<'a> ElfFile<'a> {
     /// Parses and validates `bytes` as an x86-64 ELF64 executable or position-independent
     /// executable. See the module documentation for what is checked.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, ElfError> {
-        let h = bytes
-            .first_chunk::<EHDR_SIZE>()
-            .ok_or(ElfError::TruncatedHeader)?;
-        let u16_at = |at: usize| -> u16 {
-            match h.get(at..).and_then(|s| s.first_chunk()) {
-                Some(a) => u16::from_le_bytes(*a),
-                None => 0,
-            }
-        };
-        let u64_at = |at: usize| read_u64(h, at).unwrap_or(0);
-
-        if h[..4] != ELF_MAGIC {
+        let h = read_at::<Elf64Ehdr>(bytes, 0).ok_or(ElfError::TruncatedHeader)?;
+        let [m0, m1, m2, m3, class, data, version, ..] = h.e_ident;
+        if [m0, m1, m2, m3] != ELF_MAGIC {
             return Err(ElfError::BadMagic);
         }
-        if h[4] != ELFCLASS64 {
-            return Err(ElfError::UnsupportedClass(h[4]));
+        if class != ELFCLASS64 {
+            return Err(ElfError::UnsupportedClass(class));
         }
-        if h[5] != ELFDATA2LSB {
-            return Err(ElfError::NotLittleEndian(h[5]));
+        if data != ELFDATA2LSB {
+            return Err(ElfError::NotLittleEndian(data));
         }
-        if h[6] != EV_CURRENT {
-            return Err(ElfError::UnsupportedVersion(h[6]));
+        if version != EV_CURRENT {
+            return Err(ElfError::UnsupportedVersion(version));
         }
-        let machine = u16_at(0x12);
+        let machine = h.e_machine.get();
         if machine != EM_X86_64 {
             return Err(ElfError::UnsupportedMachine(machine));
         }
-        let elf_type = match u16_at(0x10) {
+        let elf_type = match h.e_type.get() {
             ET_EXEC => ElfType::Executable,
             ET_DYN => ElfType::PositionIndependent,
             other => return Err(ElfError::UnsupportedType(other)),
         };
-        let entry = u64_at(0x18);
-        let phentsize = u16_at(0x36);
+        let entry = h.e_entry.get();
+        let phentsize = h.e_phentsize.get();
         if usize::from(phentsize) != PHDR_SIZE {
             return Err(ElfError::BadProgramHeaderSize(phentsize));
         }
-        let phnum = u16_at(0x38);
+        let phnum = h.e_phnum.get();
         if phnum > MAX_PROGRAM_HEADERS {
             return Err(ElfError::TooManyProgramHeaders(phnum));
         }
         let table_len = (u64::from(phnum)) * PHDR_SIZE as u64; // at most 64 * 56
-        let phoff = file_range(bytes, u64_at(0x20), table_len)
+        let phoff = file_range(bytes, h.e_phoff.get(), table_len)
             .ok_or(ElfError::ProgramHeadersOutOfBounds)?
             .start;
 
@@ -702,9 +775,12 @@ impl<'a> ElfFile<'a> {
 
         let (mut rela, mut relasz, mut relaent) = (None, None, None);
         let mut terminated = false;
-        for entry in section.chunks_exact(DYN_SIZE) {
-            let tag = read_u64(entry, 0).unwrap_or(DT_NULL);
-            let val = read_u64(entry, 8).unwrap_or(0);
+        // Whole entries only: trailing bytes short of an entry are not one.
+        let (entries, _) =
+            <[Elf64Dyn]>::ref_from_prefix_with_elems(section, section.len() / DYN_SIZE)
+                .map_err(|_| ElfError::DynamicOutOfBounds)?;
+        for entry in entries {
+            let (tag, val) = (entry.d_tag.get(), entry.d_val.get());
             let slot = match tag {
                 DT_NULL => {
                     terminated = true;
@@ -768,13 +844,10 @@ impl<'a> ElfFile<'a> {
                 .checked_mul(RELA_SIZE)
                 .and_then(|o| o.checked_add(table.offset))
                 .ok_or(ElfError::RelaTableOutOfBounds)?;
-            let (Some(r_offset), Some(r_info), Some(addend)) = (
-                read_u64(self.bytes, at),
-                read_u64(self.bytes, at.saturating_add(8)),
-                read_u64(self.bytes, at.saturating_add(16)),
-            ) else {
-                return Err(ElfError::RelaTableOutOfBounds);
-            };
+            let rela =
+                read_at::<Elf64Rela>(self.bytes, at).ok_or(ElfError::RelaTableOutOfBounds)?;
+            let (r_offset, r_info, addend) =
+                (rela.r_offset.get(), rela.r_info.get(), rela.r_addend.get());
             let kind = (r_info & 0xffff_ffff) as u32;
             let symbol = (r_info >> 32) as u32;
             match kind {
@@ -883,12 +956,11 @@ impl<'a> ElfFile<'a> {
         }
         let delta = load_base.wrapping_sub(self.span_start);
         let relocations = self.for_each_relocation(|r_offset, at, addend| {
-            let slot = at
-                .checked_add(8)
-                .and_then(|end| image.get_mut(at..end))
-                .ok_or(ElfError::RelocationOutOfBounds { offset: r_offset })?;
-            slot.copy_from_slice(&delta.wrapping_add(addend).to_le_bytes());
-            Ok(())
+            let out_of_bounds = ElfError::RelocationOutOfBounds { offset: r_offset };
+            let slot = image.get_mut(at..).ok_or(out_of_bounds)?;
+            U64::new(delta.wrapping_add(addend))
+                .write_to_prefix(slot)
+                .map_err(|_| out_of_bounds)
         })?;
         Ok(LoadedImage {
             base: load_base,

@@ -95,6 +95,11 @@
 //! 0x260 init_size          u32
 //! ```
 
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+pub use td_layout::handoff::{E820_ACPI, E820_NVS, E820_RAM, E820_RESERVED, E820_UNUSABLE};
+
 /// The setup-header fields the boot protocol assigns to the boot loader ("write" and "modify"
 /// in Documentation/arch/x86/boot.rst), as (file offset, size): vid_mode, type_of_loader,
 /// loadflags (all but LOADED_HIGH, see [`normalize_setup_header`]), setup_move_size,
@@ -158,17 +163,6 @@ pub const XLF_KERNEL_64: u16 = 1 << 0;
 /// `xloadflags` bit: the kernel, `boot_params`, command line and initrd may be above 4 GiB.
 pub const XLF_CAN_BE_LOADED_ABOVE_4G: u16 = 1 << 1;
 
-/// E820 type: usable RAM.
-pub const E820_RAM: u32 = 1;
-/// E820 type: reserved.
-pub const E820_RESERVED: u32 = 2;
-/// E820 type: ACPI tables, reclaimable after they are read.
-pub const E820_ACPI: u32 = 3;
-/// E820 type: ACPI non-volatile storage.
-pub const E820_NVS: u32 = 4;
-/// E820 type: unusable memory.
-pub const E820_UNUSABLE: u32 = 5;
-
 /// `setup_data` type: more E820 entries.
 pub const SETUP_E820_EXT: u32 = 1;
 /// `setup_data` type: a flattened device tree.
@@ -222,6 +216,147 @@ const SECTOR_SIZE: usize = 512;
 pub const MIN_HEADER_END: usize = INIT_SIZE + 4;
 /// Largest setup header end: 0x202 + 0x7F, the reach of a forward short jump.
 pub const MAX_HEADER_END: usize = HEADER + 0x7F;
+
+/// The setup header (`struct setup_header`, Documentation/arch/x86/boot.rst) from 0x1F1 up to
+/// and including `init_size`, the last field read here ([`MIN_HEADER_END`]); the same bytes at
+/// the same offsets in the file and in `boot_params`.
+#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct SetupHeader {
+    setup_sects: u8,
+    root_flags: U16,
+    syssize: U32,
+    ram_size: U16,
+    vid_mode: U16,
+    root_dev: U16,
+    boot_flag: U16,
+    /// The short jump (0xEB) and its signed offset from 0x202, the end of the header.
+    jump: [u8; 2],
+    /// `"HdrS"`, read as a u32 for the error.
+    header: U32,
+    version: U16,
+    realmode_swtch: U32,
+    start_sys_seg: U16,
+    kernel_version: U16,
+    type_of_loader: u8,
+    loadflags: u8,
+    setup_move_size: U16,
+    code32_start: U32,
+    ramdisk_image: U32,
+    ramdisk_size: U32,
+    bootsect_kludge: U32,
+    heap_end_ptr: U16,
+    ext_loader_ver: u8,
+    ext_loader_type: u8,
+    cmd_line_ptr: U32,
+    initrd_addr_max: U32,
+    kernel_alignment: U32,
+    relocatable_kernel: u8,
+    min_alignment: u8,
+    xloadflags: U16,
+    cmdline_size: U32,
+    hardware_subarch: U32,
+    hardware_subarch_data: U64,
+    payload_offset: U32,
+    payload_length: U32,
+    setup_data: U64,
+    pref_address: U64,
+    init_size: U32,
+}
+
+/// One entry of the `boot_params` E820 table (`struct boot_e820_entry`, packed).
+#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct BootE820Entry {
+    addr: U64,
+    size: U64,
+    kind: U32,
+}
+
+/// The `boot_params` page (`struct boot_params`, arch/x86/include/uapi/asm/bootparam.h), with
+/// the fields this module writes named and the rest opaque. The setup header may run past
+/// `hdr` (up to [`MAX_HEADER_END`]) into `_pad_after_hdr`.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct BootParams {
+    _pad_0: [u8; ACPI_RSDP_ADDR],
+    acpi_rsdp_addr: U64,
+    _pad_1: [u8; EXT_RAMDISK_IMAGE - (ACPI_RSDP_ADDR + 8)],
+    ext_ramdisk_image: U32,
+    ext_ramdisk_size: U32,
+    ext_cmd_line_ptr: U32,
+    _pad_2: [u8; E820_ENTRIES - (EXT_CMD_LINE_PTR + 4)],
+    e820_entries: u8,
+    /// Includes the `sentinel` byte at 0x1EF, left 0.
+    _pad_3: [u8; SETUP_HEADER_START - (E820_ENTRIES + 1)],
+    hdr: SetupHeader,
+    _pad_after_hdr: [u8; E820_TABLE - MIN_HEADER_END],
+    e820_table: [BootE820Entry; E820_MAX_ENTRIES],
+    _pad_4: [u8; BOOT_PARAMS_SIZE - (E820_TABLE + E820_MAX_ENTRIES * E820_ENTRY_SIZE)],
+}
+
+/// A `setup_data` node header (`struct setup_data` without its data).
+#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct SetupDataHeader {
+    next: U64,
+    kind: U32,
+    len: U32,
+}
+
+// Every field at the offset of the format table in the module documentation.
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    const fn at(field: usize) -> usize {
+        SETUP_HEADER_START + field
+    }
+    assert!(at(offset_of!(SetupHeader, setup_sects)) == SETUP_SECTS);
+    assert!(at(offset_of!(SetupHeader, syssize)) == SYSSIZE);
+    assert!(at(offset_of!(SetupHeader, vid_mode)) == 0x1FA);
+    assert!(at(offset_of!(SetupHeader, boot_flag)) == BOOT_FLAG);
+    assert!(at(offset_of!(SetupHeader, jump)) == JUMP);
+    assert!(at(offset_of!(SetupHeader, header)) == HEADER);
+    assert!(at(offset_of!(SetupHeader, version)) == VERSION);
+    assert!(at(offset_of!(SetupHeader, kernel_version)) == 0x20E);
+    assert!(at(offset_of!(SetupHeader, type_of_loader)) == TYPE_OF_LOADER);
+    assert!(at(offset_of!(SetupHeader, loadflags)) == LOADFLAGS);
+    assert!(at(offset_of!(SetupHeader, code32_start)) == CODE32_START);
+    assert!(at(offset_of!(SetupHeader, ramdisk_image)) == RAMDISK_IMAGE);
+    assert!(at(offset_of!(SetupHeader, ramdisk_size)) == RAMDISK_SIZE);
+    assert!(at(offset_of!(SetupHeader, heap_end_ptr)) == 0x224);
+    assert!(at(offset_of!(SetupHeader, cmd_line_ptr)) == CMD_LINE_PTR);
+    assert!(at(offset_of!(SetupHeader, initrd_addr_max)) == INITRD_ADDR_MAX);
+    assert!(at(offset_of!(SetupHeader, kernel_alignment)) == KERNEL_ALIGNMENT);
+    assert!(at(offset_of!(SetupHeader, relocatable_kernel)) == RELOCATABLE_KERNEL);
+    assert!(at(offset_of!(SetupHeader, min_alignment)) == MIN_ALIGNMENT);
+    assert!(at(offset_of!(SetupHeader, xloadflags)) == XLOADFLAGS);
+    assert!(at(offset_of!(SetupHeader, cmdline_size)) == CMDLINE_SIZE);
+    assert!(at(offset_of!(SetupHeader, hardware_subarch)) == 0x23C);
+    assert!(at(offset_of!(SetupHeader, hardware_subarch_data)) == 0x240);
+    assert!(at(offset_of!(SetupHeader, setup_data)) == SETUP_DATA);
+    assert!(at(offset_of!(SetupHeader, pref_address)) == PREF_ADDRESS);
+    assert!(at(offset_of!(SetupHeader, init_size)) == INIT_SIZE);
+    assert!(at(size_of::<SetupHeader>()) == MIN_HEADER_END);
+
+    assert!(size_of::<BootE820Entry>() == E820_ENTRY_SIZE);
+    assert!(offset_of!(BootE820Entry, size) == 8);
+    assert!(offset_of!(BootE820Entry, kind) == 16);
+
+    assert!(size_of::<BootParams>() == BOOT_PARAMS_SIZE);
+    assert!(offset_of!(BootParams, acpi_rsdp_addr) == ACPI_RSDP_ADDR);
+    assert!(offset_of!(BootParams, ext_ramdisk_image) == EXT_RAMDISK_IMAGE);
+    assert!(offset_of!(BootParams, ext_ramdisk_size) == EXT_RAMDISK_SIZE);
+    assert!(offset_of!(BootParams, ext_cmd_line_ptr) == EXT_CMD_LINE_PTR);
+    assert!(offset_of!(BootParams, e820_entries) == E820_ENTRIES);
+    assert!(offset_of!(BootParams, hdr) == SETUP_HEADER_START);
+    assert!(offset_of!(BootParams, e820_table) == E820_TABLE);
+    // The setup header, whatever its length, ends before the E820 table.
+    assert!(MAX_HEADER_END <= E820_TABLE);
+
+    assert!(size_of::<SetupDataHeader>() == SETUP_DATA_HEADER_SIZE);
+    assert!(offset_of!(SetupDataHeader, kind) == 8);
+    assert!(offset_of!(SetupDataHeader, len) == 12);
+};
 
 /// Why a bzImage was refused, or its kernel could not be placed or handed its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -535,41 +670,11 @@ impl core::fmt::Display for LinuxError {
     }
 }
 
-fn read_u8(b: &[u8], at: usize) -> u8 {
-    b.get(at).copied().unwrap_or(0)
-}
-
-fn read_u16(b: &[u8], at: usize) -> u16 {
-    b.get(at..)
-        .and_then(|s| s.first_chunk())
-        .map_or(0, |a| u16::from_le_bytes(*a))
-}
-
-fn read_u32(b: &[u8], at: usize) -> u32 {
-    b.get(at..)
-        .and_then(|s| s.first_chunk())
-        .map_or(0, |a| u32::from_le_bytes(*a))
-}
-
-fn read_u64(b: &[u8], at: usize) -> u64 {
-    b.get(at..)
-        .and_then(|s| s.first_chunk())
-        .map_or(0, |a| u64::from_le_bytes(*a))
-}
-
-/// Copies `bytes` to `out[at..]`; the callers' offsets are constants well inside the buffer.
-fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
-    let end = at.saturating_add(bytes.len());
-    if let Some(dst) = out.get_mut(at..end) {
-        dst.copy_from_slice(bytes);
-    }
-}
-
 /// Low and high 32 bits of `v`.
-fn split(v: u64) -> ([u8; 4], [u8; 4]) {
+fn split(v: u64) -> (U32, U32) {
     (
-        ((v & 0xffff_ffff) as u32).to_le_bytes(),
-        ((v >> 32) as u32).to_le_bytes(),
+        U32::new((v & 0xffff_ffff) as u32),
+        U32::new((v >> 32) as u32),
     )
 }
 
@@ -747,24 +852,32 @@ fn parse_impl(kernel: &[u8], len: usize) -> Result<BzImage<'_>, LinuxError> {
             len: len.min(kernel.len()),
         });
     }
-    let boot_flag = read_u16(kernel, BOOT_FLAG);
+    // `kernel` holds at least MIN_HEADER_END bytes, the end of `SetupHeader`.
+    let h = kernel
+        .get(SETUP_HEADER_START..)
+        .and_then(|b| SetupHeader::ref_from_prefix(b).ok())
+        .map(|(h, _)| h)
+        .ok_or(LinuxError::TruncatedHeader {
+            needed: MIN_HEADER_END,
+            len: len.min(kernel.len()),
+        })?;
+    let boot_flag = h.boot_flag.get();
     if boot_flag != BOOT_FLAG_MAGIC {
         return Err(LinuxError::BadBootFlag(boot_flag));
     }
-    let jump = read_u8(kernel, JUMP);
+    let [jump, jump_offset] = h.jump;
     if jump != SHORT_JUMP {
         return Err(LinuxError::BadJump(jump));
     }
-    let magic = read_u32(kernel, HEADER);
-    if magic.to_le_bytes() != HDRS_MAGIC {
-        return Err(LinuxError::BadMagic(magic));
+    if h.header.as_bytes() != HDRS_MAGIC {
+        return Err(LinuxError::BadMagic(h.header.get()));
     }
-    let version = read_u16(kernel, VERSION);
+    let version = h.version.get();
     if version < MIN_PROTOCOL_VERSION {
         return Err(LinuxError::UnsupportedVersion(version));
     }
     // The jump's operand is a signed offset from 0x202.
-    let jump_offset = read_u8(kernel, JUMP + 1) as i8;
+    let jump_offset = jump_offset as i8;
     let end = (HEADER as isize).saturating_add(isize::from(jump_offset));
     let header_end = usize::try_from(end)
         .ok()
@@ -776,19 +889,19 @@ fn parse_impl(kernel: &[u8], len: usize) -> Result<BzImage<'_>, LinuxError> {
             len: len.min(kernel.len()),
         });
     }
-    let loadflags = read_u8(kernel, LOADFLAGS);
+    let loadflags = h.loadflags;
     if loadflags & LOADED_HIGH == 0 {
         return Err(LinuxError::NotLoadedHigh { loadflags });
     }
-    let xloadflags = read_u16(kernel, XLOADFLAGS);
+    let xloadflags = h.xloadflags.get();
     if xloadflags & XLF_KERNEL_64 == 0 {
         return Err(LinuxError::No64BitEntry { xloadflags });
     }
-    if read_u8(kernel, RELOCATABLE_KERNEL) == 0 {
+    if h.relocatable_kernel == 0 {
         return Err(LinuxError::NotRelocatable);
     }
-    let align = read_u32(kernel, KERNEL_ALIGNMENT);
-    let min_alignment = read_u8(kernel, MIN_ALIGNMENT);
+    let align = h.kernel_alignment.get();
+    let min_alignment = h.min_alignment;
     let min_align = 1u64.checked_shl(u32::from(min_alignment)).unwrap_or(0);
     let min_ok = min_alignment == 0 || (min_align != 0 && u64::from(align) >= min_align);
     if !align.is_power_of_two() || align < MIN_KERNEL_ALIGNMENT || !min_ok {
@@ -797,7 +910,7 @@ fn parse_impl(kernel: &[u8], len: usize) -> Result<BzImage<'_>, LinuxError> {
             min_alignment,
         });
     }
-    let raw_sects = read_u8(kernel, SETUP_SECTS);
+    let raw_sects = h.setup_sects;
     let setup_sects = if raw_sects == 0 { 4 } else { raw_sects };
     // At most 256 * 512: cannot overflow.
     let kernel_offset = (usize::from(setup_sects) + 1) * SECTOR_SIZE;
@@ -809,14 +922,14 @@ fn parse_impl(kernel: &[u8], len: usize) -> Result<BzImage<'_>, LinuxError> {
     }
     let kernel_size = (len - kernel_offset) as u64;
     // Signed kernels carry a signature after the syssize bytes, so only shorter is an error.
-    let expected = u64::from(read_u32(kernel, SYSSIZE)) * 16;
+    let expected = u64::from(h.syssize.get()) * 16;
     if kernel_size < expected {
         return Err(LinuxError::KernelTruncated {
             expected,
             len: kernel_size,
         });
     }
-    let init_size = read_u32(kernel, INIT_SIZE);
+    let init_size = h.init_size.get();
     if u64::from(init_size) < kernel_size {
         return Err(LinuxError::InitSizeTooSmall {
             init_size,
@@ -834,9 +947,9 @@ fn parse_impl(kernel: &[u8], len: usize) -> Result<BzImage<'_>, LinuxError> {
         init_size,
         kernel_alignment: align,
         min_alignment,
-        pref_address: read_u64(kernel, PREF_ADDRESS),
-        initrd_addr_max: read_u32(kernel, INITRD_ADDR_MAX),
-        cmdline_size: read_u32(kernel, CMDLINE_SIZE),
+        pref_address: h.pref_address.get(),
+        initrd_addr_max: h.initrd_addr_max.get(),
+        cmdline_size: h.cmdline_size.get(),
     })
 }
 
@@ -1052,39 +1165,39 @@ pub fn build_boot_params(
 
     out.fill(0);
     // Start from the normalized header: every field the kernel reads is then either the kernel's
-    // own (and measured) or set below by the firmware.
-    put(out, SETUP_HEADER_START, bz.setup_header());
-    let header_end = SETUP_HEADER_START + bz.setup_header().len();
+    // own (and measured) or set below by the firmware. The header ends at most at
+    // MAX_HEADER_END, inside the page.
+    let header = bz.setup_header();
+    let header_end = SETUP_HEADER_START + header.len();
+    if let Some(dst) = out.get_mut(SETUP_HEADER_START..header_end) {
+        dst.copy_from_slice(header);
+    }
     if let Some(header) = out.get_mut(..header_end) {
         normalize_setup_header(header);
     }
-    put(out, TYPE_OF_LOADER, &[LOADER_TYPE_UNDEFINED]);
-    put(out, LOADFLAGS, &[LOADED_HIGH]);
-    let code32 = u32::try_from(p.kernel_load).unwrap_or(0);
-    put(out, CODE32_START, &code32.to_le_bytes());
 
-    let (lo, hi) = split(p.cmdline_addr);
-    put(out, CMD_LINE_PTR, &lo);
-    put(out, EXT_CMD_LINE_PTR, &hi);
+    let bp: &mut BootParams = zerocopy::transmute_mut!(out);
+    bp.hdr.type_of_loader = LOADER_TYPE_UNDEFINED;
+    bp.hdr.loadflags = LOADED_HIGH;
+    bp.hdr.code32_start = U32::new(u32::try_from(p.kernel_load).unwrap_or(0));
+
+    (bp.hdr.cmd_line_ptr, bp.ext_cmd_line_ptr) = split(p.cmdline_addr);
 
     let (addr, size) = p.initrd.unwrap_or((0, 0));
-    let (lo, hi) = split(addr);
-    put(out, RAMDISK_IMAGE, &lo);
-    put(out, EXT_RAMDISK_IMAGE, &hi);
-    let (lo, hi) = split(size);
-    put(out, RAMDISK_SIZE, &lo);
-    put(out, EXT_RAMDISK_SIZE, &hi);
+    (bp.hdr.ramdisk_image, bp.ext_ramdisk_image) = split(addr);
+    (bp.hdr.ramdisk_size, bp.ext_ramdisk_size) = split(size);
 
-    put(out, SETUP_DATA, &p.setup_data.to_le_bytes());
-    put(out, ACPI_RSDP_ADDR, &p.acpi_rsdp.to_le_bytes());
+    bp.hdr.setup_data = U64::new(p.setup_data);
+    bp.acpi_rsdp_addr = U64::new(p.acpi_rsdp);
 
     // At most 128, checked above.
-    put(out, E820_ENTRIES, &[p.e820.len() as u8]);
-    for (i, e) in p.e820.iter().enumerate() {
-        let at = E820_TABLE + i * E820_ENTRY_SIZE;
-        put(out, at, &e.addr.to_le_bytes());
-        put(out, at + 8, &e.size.to_le_bytes());
-        put(out, at + 16, &e.kind.to_le_bytes());
+    bp.e820_entries = p.e820.len() as u8;
+    for (slot, e) in bp.e820_table.iter_mut().zip(p.e820) {
+        *slot = BootE820Entry {
+            addr: U64::new(e.addr),
+            size: U64::new(e.size),
+            kind: U32::new(e.kind),
+        };
     }
     Ok(())
 }
@@ -1110,10 +1223,16 @@ pub fn write_setup_data(
     let node = out
         .get_mut(..needed)
         .ok_or(LinuxError::SetupDataBufferTooSmall { needed, available })?;
-    put(node, 0, &next.to_le_bytes());
-    put(node, 8, &kind.to_le_bytes());
-    put(node, 12, &len.to_le_bytes());
-    put(node, SETUP_DATA_HEADER_SIZE, data);
+    let header = SetupDataHeader {
+        next: U64::new(next),
+        kind: U32::new(kind),
+        len: U32::new(len),
+    };
+    // `node` has exactly 16 + `data.len()` bytes.
+    if let Some((head, rest)) = node.split_at_mut_checked(SETUP_DATA_HEADER_SIZE) {
+        head.copy_from_slice(header.as_bytes());
+        rest.copy_from_slice(data);
+    }
     Ok(needed)
 }
 

@@ -84,6 +84,8 @@ pub use writer::{
 use alloc::vec::Vec;
 use core::fmt;
 use sha2::{Digest, Sha384};
+use zerocopy::little_endian::{U16, U32};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// `TPM_ALG_SHA1`.
 pub const ALG_SHA1: u16 = 0x0004;
@@ -117,6 +119,68 @@ pub const MAX_EVENT_DATA_SIZE: u32 = 16 << 20;
 /// Most events accepted after the Spec ID event (firmware logs hold tens).
 pub const MAX_EVENTS: usize = 1 << 16;
 
+/// `TCG_PCR_EVENT` without its event data: the first record's header, in the SHA-1 layout.
+#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct PcrEventHeader {
+    pcr_index: U32,
+    event_type: U32,
+    digest: [u8; 20],
+    event_size: U32,
+}
+
+/// `TCG_EfiSpecIdEvent` before its algorithm list.
+#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct SpecIdEventHeader {
+    signature: [u8; 16],
+    platform_class: U32,
+    spec_version_minor: u8,
+    spec_version_major: u8,
+    spec_errata: u8,
+    uintn_size: u8,
+    number_of_algorithms: U32,
+}
+
+/// `TCG_EfiSpecIdEventAlgorithmSize`: one entry of the Spec ID event's algorithm list.
+#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct AlgorithmSize {
+    algorithm_id: U16,
+    digest_size: U16,
+}
+
+/// The first fields of `TCG_PCR_EVENT2`, before `TPML_DIGEST_VALUES` (whose `count` u32, then
+/// `count` × {`hashAlg` u16, digest}, follow, then `EventSize` u32 and the data).
+#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct PcrEvent2Head {
+    mr_index: U32,
+    event_type: U32,
+}
+
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<PcrEventHeader>() == PCR_EVENT_HEADER_SIZE);
+    assert!(offset_of!(PcrEventHeader, event_type) == 4);
+    assert!(offset_of!(PcrEventHeader, digest) == 8);
+    assert!(offset_of!(PcrEventHeader, event_size) == 28);
+    assert!(size_of::<SpecIdEventHeader>() == SPEC_ID_FIXED_SIZE);
+    assert!(offset_of!(SpecIdEventHeader, platform_class) == 16);
+    assert!(offset_of!(SpecIdEventHeader, spec_version_minor) == 20);
+    assert!(offset_of!(SpecIdEventHeader, uintn_size) == 23);
+    assert!(offset_of!(SpecIdEventHeader, number_of_algorithms) == 24);
+    assert!(size_of::<AlgorithmSize>() == 4);
+    assert!(size_of::<PcrEvent2Head>() == 8);
+};
+
+/// The `T` stored at `log[at..]`; `None` if the log ends first.
+fn read_at<T: FromBytes + KnownLayout + Immutable>(log: &[u8], at: usize) -> Option<T> {
+    T::read_from_prefix(log.get(at..)?)
+        .ok()
+        .map(|(value, _)| value)
+}
+
 /// The replayed RTMR0 to RTMR3.
 pub type Rtmrs = [[u8; SHA384_DIGEST_SIZE]; RTMR_COUNT];
 
@@ -131,18 +195,31 @@ fn known_digest_size(algorithm: u16) -> Option<u16> {
     }
 }
 
+/// Defines every known event type once: as a `u32` constant `EV_*` in [`event_types`], as an
+/// associated constant of [`EventType`], and its name for [`EventType::name`].
 macro_rules! event_types {
-    ($($konst:ident = $value:expr => $name:literal,)*) => {
+    ($($konst:ident = $ev:ident = $value:literal,)*) => {
+        /// The event types (TCG PC Client PFP §10.4.1 and the UEFI types from 0x80000000) as
+        /// plain `u32` values, the `EventType` field of an event record. This is their one
+        /// definition in the workspace: [`EventType`] has the same values as associated
+        /// constants, and `crate::measurement` re-exports the ones it logs.
+        pub mod event_types {
+            $(
+                #[doc = concat!("`", stringify!($ev), "` (", stringify!($value), ").")]
+                pub const $ev: u32 = $value;
+            )*
+        }
+
         impl EventType {
             $(
-                #[doc = concat!("`", $name, "`.")]
-                pub const $konst: Self = Self($value);
+                #[doc = concat!("`", stringify!($ev), "`.")]
+                pub const $konst: Self = Self(event_types::$ev);
             )*
 
             /// The TCG or UEFI name of the type (`"EV_SEPARATOR"`), if it is a known one.
             pub const fn name(self) -> Option<&'static str> {
                 match self.0 {
-                    $($value => Some($name),)*
+                    $(event_types::$ev => Some(stringify!($ev)),)*
                     _ => None,
                 }
             }
@@ -155,43 +232,43 @@ macro_rules! event_types {
 pub struct EventType(pub u32);
 
 event_types! {
-    PREBOOT_CERT = 0x0 => "EV_PREBOOT_CERT",
-    POST_CODE = 0x1 => "EV_POST_CODE",
-    UNUSED = 0x2 => "EV_UNUSED",
-    NO_ACTION = 0x3 => "EV_NO_ACTION",
-    SEPARATOR = 0x4 => "EV_SEPARATOR",
-    ACTION = 0x5 => "EV_ACTION",
-    EVENT_TAG = 0x6 => "EV_EVENT_TAG",
-    S_CRTM_CONTENTS = 0x7 => "EV_S_CRTM_CONTENTS",
-    S_CRTM_VERSION = 0x8 => "EV_S_CRTM_VERSION",
-    CPU_MICROCODE = 0x9 => "EV_CPU_MICROCODE",
-    PLATFORM_CONFIG_FLAGS = 0xA => "EV_PLATFORM_CONFIG_FLAGS",
-    TABLE_OF_DEVICES = 0xB => "EV_TABLE_OF_DEVICES",
-    COMPACT_HASH = 0xC => "EV_COMPACT_HASH",
-    IPL = 0xD => "EV_IPL",
-    IPL_PARTITION_DATA = 0xE => "EV_IPL_PARTITION_DATA",
-    NONHOST_CODE = 0xF => "EV_NONHOST_CODE",
-    NONHOST_CONFIG = 0x10 => "EV_NONHOST_CONFIG",
-    NONHOST_INFO = 0x11 => "EV_NONHOST_INFO",
-    OMIT_BOOT_DEVICE_EVENTS = 0x12 => "EV_OMIT_BOOT_DEVICE_EVENTS",
-    EFI_EVENT_BASE = 0x8000_0000 => "EV_EFI_EVENT_BASE",
-    EFI_VARIABLE_DRIVER_CONFIG = 0x8000_0001 => "EV_EFI_VARIABLE_DRIVER_CONFIG",
-    EFI_VARIABLE_BOOT = 0x8000_0002 => "EV_EFI_VARIABLE_BOOT",
-    EFI_BOOT_SERVICES_APPLICATION = 0x8000_0003 => "EV_EFI_BOOT_SERVICES_APPLICATION",
-    EFI_BOOT_SERVICES_DRIVER = 0x8000_0004 => "EV_EFI_BOOT_SERVICES_DRIVER",
-    EFI_RUNTIME_SERVICES_DRIVER = 0x8000_0005 => "EV_EFI_RUNTIME_SERVICES_DRIVER",
-    EFI_GPT_EVENT = 0x8000_0006 => "EV_EFI_GPT_EVENT",
-    EFI_ACTION = 0x8000_0007 => "EV_EFI_ACTION",
-    EFI_PLATFORM_FIRMWARE_BLOB = 0x8000_0008 => "EV_EFI_PLATFORM_FIRMWARE_BLOB",
-    EFI_HANDOFF_TABLES = 0x8000_0009 => "EV_EFI_HANDOFF_TABLES",
-    EFI_PLATFORM_FIRMWARE_BLOB2 = 0x8000_000A => "EV_EFI_PLATFORM_FIRMWARE_BLOB2",
-    EFI_HANDOFF_TABLES2 = 0x8000_000B => "EV_EFI_HANDOFF_TABLES2",
-    EFI_VARIABLE_BOOT2 = 0x8000_000C => "EV_EFI_VARIABLE_BOOT2",
-    EFI_GPT_EVENT2 = 0x8000_000D => "EV_EFI_GPT_EVENT2",
-    EFI_HCRTM_EVENT = 0x8000_0010 => "EV_EFI_HCRTM_EVENT",
-    EFI_VARIABLE_AUTHORITY = 0x8000_00E0 => "EV_EFI_VARIABLE_AUTHORITY",
-    EFI_SPDM_FIRMWARE_BLOB = 0x8000_00E1 => "EV_EFI_SPDM_FIRMWARE_BLOB",
-    EFI_SPDM_FIRMWARE_CONFIG = 0x8000_00E2 => "EV_EFI_SPDM_FIRMWARE_CONFIG",
+    PREBOOT_CERT = EV_PREBOOT_CERT = 0x0,
+    POST_CODE = EV_POST_CODE = 0x1,
+    UNUSED = EV_UNUSED = 0x2,
+    NO_ACTION = EV_NO_ACTION = 0x3,
+    SEPARATOR = EV_SEPARATOR = 0x4,
+    ACTION = EV_ACTION = 0x5,
+    EVENT_TAG = EV_EVENT_TAG = 0x6,
+    S_CRTM_CONTENTS = EV_S_CRTM_CONTENTS = 0x7,
+    S_CRTM_VERSION = EV_S_CRTM_VERSION = 0x8,
+    CPU_MICROCODE = EV_CPU_MICROCODE = 0x9,
+    PLATFORM_CONFIG_FLAGS = EV_PLATFORM_CONFIG_FLAGS = 0xA,
+    TABLE_OF_DEVICES = EV_TABLE_OF_DEVICES = 0xB,
+    COMPACT_HASH = EV_COMPACT_HASH = 0xC,
+    IPL = EV_IPL = 0xD,
+    IPL_PARTITION_DATA = EV_IPL_PARTITION_DATA = 0xE,
+    NONHOST_CODE = EV_NONHOST_CODE = 0xF,
+    NONHOST_CONFIG = EV_NONHOST_CONFIG = 0x10,
+    NONHOST_INFO = EV_NONHOST_INFO = 0x11,
+    OMIT_BOOT_DEVICE_EVENTS = EV_OMIT_BOOT_DEVICE_EVENTS = 0x12,
+    EFI_EVENT_BASE = EV_EFI_EVENT_BASE = 0x8000_0000,
+    EFI_VARIABLE_DRIVER_CONFIG = EV_EFI_VARIABLE_DRIVER_CONFIG = 0x8000_0001,
+    EFI_VARIABLE_BOOT = EV_EFI_VARIABLE_BOOT = 0x8000_0002,
+    EFI_BOOT_SERVICES_APPLICATION = EV_EFI_BOOT_SERVICES_APPLICATION = 0x8000_0003,
+    EFI_BOOT_SERVICES_DRIVER = EV_EFI_BOOT_SERVICES_DRIVER = 0x8000_0004,
+    EFI_RUNTIME_SERVICES_DRIVER = EV_EFI_RUNTIME_SERVICES_DRIVER = 0x8000_0005,
+    EFI_GPT_EVENT = EV_EFI_GPT_EVENT = 0x8000_0006,
+    EFI_ACTION = EV_EFI_ACTION = 0x8000_0007,
+    EFI_PLATFORM_FIRMWARE_BLOB = EV_EFI_PLATFORM_FIRMWARE_BLOB = 0x8000_0008,
+    EFI_HANDOFF_TABLES = EV_EFI_HANDOFF_TABLES = 0x8000_0009,
+    EFI_PLATFORM_FIRMWARE_BLOB2 = EV_EFI_PLATFORM_FIRMWARE_BLOB2 = 0x8000_000A,
+    EFI_HANDOFF_TABLES2 = EV_EFI_HANDOFF_TABLES2 = 0x8000_000B,
+    EFI_VARIABLE_BOOT2 = EV_EFI_VARIABLE_BOOT2 = 0x8000_000C,
+    EFI_GPT_EVENT2 = EV_EFI_GPT_EVENT2 = 0x8000_000D,
+    EFI_HCRTM_EVENT = EV_EFI_HCRTM_EVENT = 0x8000_0010,
+    EFI_VARIABLE_AUTHORITY = EV_EFI_VARIABLE_AUTHORITY = 0x8000_00E0,
+    EFI_SPDM_FIRMWARE_BLOB = EV_EFI_SPDM_FIRMWARE_BLOB = 0x8000_00E1,
+    EFI_SPDM_FIRMWARE_CONFIG = EV_EFI_SPDM_FIRMWARE_CONFIG = 0x8000_00E2,
 }
 
 impl fmt::Display for EventType {
@@ -565,16 +642,6 @@ impl fmt::Display for EventLogError {
 
 impl core::error::Error for EventLogError {}
 
-fn read_u16(log: &[u8], at: usize) -> Option<u16> {
-    let bytes = log.get(at..at.checked_add(2)?)?;
-    Some(u16::from_le_bytes(bytes.try_into().ok()?))
-}
-
-fn read_u32(log: &[u8], at: usize) -> Option<u32> {
-    let bytes = log.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes(bytes.try_into().ok()?))
-}
-
 /// The `EventSize` bytes of data at `at`, checked against the limit and the log's end.
 fn event_data(log: &[u8], event: usize, at: usize, size: u32) -> Result<&[u8], EventLogError> {
     if size > MAX_EVENT_DATA_SIZE {
@@ -598,14 +665,14 @@ fn parse_spec_id(log: &[u8]) -> Result<(SpecIdEvent<'_>, usize), EventLogError> 
         event: 0,
         offset: 0,
     };
-    let header = log.get(..PCR_EVENT_HEADER_SIZE).ok_or(truncated.clone())?;
-    let mr_index = read_u32(header, 0).ok_or(truncated.clone())?;
-    let event_type = read_u32(header, 4).ok_or(truncated.clone())?;
-    let size = read_u32(header, 28).ok_or(truncated)?;
-    if event_type != EventType::NO_ACTION.0 {
+    let header = read_at::<PcrEventHeader>(log, 0).ok_or(truncated)?;
+    let mr_index = header.pcr_index.get();
+    let event_type = header.event_type.get();
+    let size = header.event_size.get();
+    if event_type != event_types::EV_NO_ACTION {
         return Err(EventLogError::FirstEventNotNoAction { event_type });
     }
-    if header.get(8..28).is_none_or(|d| d.iter().any(|&b| b != 0)) {
+    if header.digest.iter().any(|&b| b != 0) {
         return Err(EventLogError::FirstEventDigestNotZero);
     }
     let data = event_data(log, 0, PCR_EVENT_HEADER_SIZE, size)?;
@@ -613,11 +680,12 @@ fn parse_spec_id(log: &[u8]) -> Result<(SpecIdEvent<'_>, usize), EventLogError> 
         return Err(EventLogError::BadSignature);
     }
     let too_short = EventLogError::SpecIdTooShort { size };
-    let byte = |at: usize| data.get(at).copied().ok_or(too_short.clone());
-    let platform_class = read_u32(data, 16).ok_or(too_short.clone())?;
-    let (spec_version_minor, spec_version_major) = (byte(20)?, byte(21)?);
-    let (spec_errata, uintn_size) = (byte(22)?, byte(23)?);
-    let count = read_u32(data, 24).ok_or(too_short.clone())?;
+    let fixed = read_at::<SpecIdEventHeader>(data, 0).ok_or(too_short.clone())?;
+    let platform_class = fixed.platform_class.get();
+    let (spec_version_minor, spec_version_major) =
+        (fixed.spec_version_minor, fixed.spec_version_major);
+    let (spec_errata, uintn_size) = (fixed.spec_errata, fixed.uintn_size);
+    let count = fixed.number_of_algorithms.get();
     if count == 0 {
         return Err(EventLogError::NoAlgorithms);
     }
@@ -628,9 +696,9 @@ fn parse_spec_id(log: &[u8]) -> Result<(SpecIdEvent<'_>, usize), EventLogError> 
     let mut algorithms: Vec<Algorithm> = Vec::with_capacity(n);
     // n <= MAX_ALGORITHMS: these offsets cannot overflow.
     for i in 0..n {
-        let at = SPEC_ID_FIXED_SIZE + 4 * i;
-        let id = read_u16(data, at).ok_or(too_short.clone())?;
-        let digest_size = read_u16(data, at + 2).ok_or(too_short.clone())?;
+        let at = SPEC_ID_FIXED_SIZE + core::mem::size_of::<AlgorithmSize>() * i;
+        let entry = read_at::<AlgorithmSize>(data, at).ok_or(too_short.clone())?;
+        let (id, digest_size) = (entry.algorithm_id.get(), entry.digest_size.get());
         if digest_size == 0
             || digest_size > MAX_DIGEST_SIZE
             || known_digest_size(id).is_some_and(|s| s != digest_size)
@@ -645,8 +713,8 @@ fn parse_spec_id(log: &[u8]) -> Result<(SpecIdEvent<'_>, usize), EventLogError> 
         }
         algorithms.push(Algorithm { id, digest_size });
     }
-    let vendor_at = SPEC_ID_FIXED_SIZE + 4 * n;
-    let vendor_size = usize::from(byte(vendor_at)?);
+    let vendor_at = SPEC_ID_FIXED_SIZE + core::mem::size_of::<AlgorithmSize>() * n;
+    let vendor_size = usize::from(read_at::<u8>(data, vendor_at).ok_or(too_short.clone())?);
     let used = vendor_at + 1 + vendor_size;
     let vendor_info = data.get(vendor_at + 1..used).ok_or(too_short)?;
     if used != data.len() {
@@ -693,9 +761,9 @@ fn parse_event<'a>(
         offset,
     };
     let field = |delta: usize| offset.checked_add(delta).ok_or(truncated.clone());
-    let mr_index = read_u32(log, offset).ok_or(truncated.clone())?;
-    let event_type = read_u32(log, field(4)?).ok_or(truncated.clone())?;
-    let measured = event_type != EventType::NO_ACTION.0;
+    let head = read_at::<PcrEvent2Head>(log, offset).ok_or(truncated.clone())?;
+    let (mr_index, event_type) = (head.mr_index.get(), head.event_type.get());
+    let measured = event_type != event_types::EV_NO_ACTION;
     if mr_index > 4 || (measured && mr_index == 0) {
         return Err(EventLogError::BadMrIndex {
             event: index,
@@ -703,7 +771,9 @@ fn parse_event<'a>(
             event_type,
         });
     }
-    let count = read_u32(log, field(8)?).ok_or(truncated.clone())?;
+    let count = read_at::<U32>(log, field(8)?)
+        .ok_or(truncated.clone())?
+        .get();
     if count == 0 || usize::try_from(count).map_or(true, |c| c > spec_id.algorithms.len()) {
         return Err(EventLogError::BadDigestCount {
             event: index,
@@ -714,7 +784,7 @@ fn parse_event<'a>(
     let mut seen = 0u32; // bit i: algorithm i of the Spec ID event (i < MAX_ALGORITHMS)
     let mut sha384 = None;
     for _ in 0..count {
-        let algorithm = read_u16(log, at).ok_or(truncated.clone())?;
+        let algorithm = read_at::<U16>(log, at).ok_or(truncated.clone())?.get();
         let (i, declared) =
             spec_id
                 .algorithm(algorithm)
@@ -740,7 +810,7 @@ fn parse_event<'a>(
         }
         at = end;
     }
-    let size = read_u32(log, at).ok_or(truncated.clone())?;
+    let size = read_at::<U32>(log, at).ok_or(truncated.clone())?.get();
     let digest = sha384.ok_or(EventLogError::MissingSha384 { event: index })?;
     let data_at = at.checked_add(4).ok_or(truncated)?;
     let data = event_data(log, index, data_at, size)?;

@@ -25,6 +25,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use sha2::{Digest, Sha384};
 use td_layout::handoff::PlatformKind;
+use zerocopy::little_endian::{U32, U64};
+use zerocopy::{Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// CC measurement register index of RTMR0 (index 0 is MRTD, never extended by the log).
 pub const MR_RTMR0: u32 = 1;
@@ -33,12 +35,10 @@ pub const MR_RTMR1: u32 = 2;
 /// CC measurement register index of RTMR2.
 pub const MR_RTMR2: u32 = 3;
 
-/// TCG `EV_SEPARATOR`.
-pub const EV_SEPARATOR: u32 = 0x4;
-/// TCG `EV_PLATFORM_CONFIG_FLAGS`.
-pub const EV_PLATFORM_CONFIG_FLAGS: u32 = 0xA;
-/// UEFI `EV_EFI_PLATFORM_FIRMWARE_BLOB2`.
-pub const EV_EFI_PLATFORM_FIRMWARE_BLOB2: u32 = 0x8000_000A;
+/// The event types the plan logs, defined in [`crate::eventlog::event_types`].
+pub use crate::eventlog::event_types::{
+    EV_EFI_PLATFORM_FIRMWARE_BLOB2, EV_PLATFORM_CONFIG_FLAGS, EV_SEPARATOR,
+};
 
 /// Data of a normal separator.
 pub const SEPARATOR: [u8; 4] = 0u32.to_le_bytes();
@@ -127,16 +127,38 @@ fn sha384(parts: &[&[u8]]) -> [u8; 48] {
     h.finalize().into()
 }
 
+/// `TD_SHIM_PLATFORM_CONFIG_INFO` without its info.
+#[derive(IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct ConfigInfoHeader {
+    /// ASCII, NUL-padded when shorter.
+    descriptor: [u8; 16],
+    info_length: U32,
+}
+
+/// The end of `UEFI_PLATFORM_FIRMWARE_BLOB2`, after the description.
+#[derive(IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct Blob2Tail {
+    blob_base: U64,
+    blob_length: U64,
+}
+
+const _: () = assert!(core::mem::size_of::<ConfigInfoHeader>() == 20);
+const _: () = assert!(core::mem::size_of::<Blob2Tail>() == 16);
+
 /// `TD_SHIM_PLATFORM_CONFIG_INFO`: a 16-byte descriptor (ASCII, NUL-padded when shorter), a u32
 /// info length,
 /// the info.
 fn config_info(descriptor: &str, info: &[u8]) -> Vec<u8> {
-    let mut d = [0u8; 16];
+    let mut header = ConfigInfoHeader {
+        descriptor: [0; 16],
+        info_length: U32::new(info.len() as u32),
+    };
     let n = descriptor.len().min(16);
-    d[..n].copy_from_slice(&descriptor.as_bytes()[..n]);
-    let mut v = Vec::with_capacity(20 + info.len());
-    v.extend_from_slice(&d);
-    v.extend_from_slice(&(info.len() as u32).to_le_bytes());
+    header.descriptor[..n].copy_from_slice(&descriptor.as_bytes()[..n]);
+    let mut v = Vec::with_capacity(core::mem::size_of::<ConfigInfoHeader>() + info.len());
+    v.extend_from_slice(header.as_bytes());
     v.extend_from_slice(info);
     v
 }
@@ -145,12 +167,15 @@ fn config_info(descriptor: &str, info: &[u8]) -> Vec<u8> {
 /// blob's base (0: the blob is measured from firmware memory whose address is not part of the
 /// contract) and its length.
 fn blob2(description: &str, length: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(description.len() + 18);
+    let tail = Blob2Tail {
+        blob_base: U64::new(0),
+        blob_length: U64::new(length),
+    };
+    let mut v = Vec::with_capacity(description.len() + 2 + core::mem::size_of::<Blob2Tail>());
     v.push((description.len() + 1) as u8);
     v.extend_from_slice(description.as_bytes());
     v.push(0);
-    v.extend_from_slice(&0u64.to_le_bytes());
-    v.extend_from_slice(&length.to_le_bytes());
+    v.extend_from_slice(tail.as_bytes());
     v
 }
 

@@ -51,11 +51,14 @@
 //!   replays to the registers it extended (if they started at zero).
 
 use super::{
-    extend, rtmr_of_mr_index, EventType, Rtmrs, ALG_SHA384, MAX_EVENTS, MAX_EVENT_DATA_SIZE,
+    event_types::EV_NO_ACTION, extend, rtmr_of_mr_index, AlgorithmSize, PcrEvent2Head,
+    PcrEventHeader, Rtmrs, SpecIdEventHeader, ALG_SHA384, MAX_EVENTS, MAX_EVENT_DATA_SIZE,
     PCR_EVENT_HEADER_SIZE, RTMR_COUNT, SHA384_DIGEST_SIZE, SPEC_ID_FIXED_SIZE, SPEC_ID_SIGNATURE,
 };
 use core::fmt;
 use sha2::{Digest, Sha384};
+use zerocopy::little_endian::{U16, U32};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// `specVersionMajor` of the Spec ID event the writer writes.
 pub const SPEC_VERSION_MAJOR: u8 = 2;
@@ -213,27 +216,73 @@ impl fmt::Display for WriteError {
 
 impl core::error::Error for WriteError {}
 
+/// The Spec ID record the writer writes, without its vendor info (layout in the module
+/// documentation).
+#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct SpecIdRecord {
+    header: PcrEventHeader,
+    spec_id: SpecIdEventHeader,
+    /// The one algorithm: SHA-384.
+    algorithm: AlgorithmSize,
+    vendor_info_size: u8,
+}
+
+/// A `TCG_PCR_EVENT2` header with one SHA-384 digest, before the event data.
+#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct Event2Sha384Header {
+    head: PcrEvent2Head,
+    /// `TPML_DIGEST_VALUES.count`: 1.
+    digest_count: U32,
+    hash_alg: U16,
+    digest: [u8; SHA384_DIGEST_SIZE],
+    event_size: U32,
+}
+
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<SpecIdRecord>() == SPEC_ID_RECORD_SIZE);
+    assert!(offset_of!(SpecIdRecord, spec_id) == 32);
+    assert!(offset_of!(SpecIdRecord, algorithm) == 60);
+    assert!(offset_of!(SpecIdRecord, vendor_info_size) == 64);
+    assert!(size_of::<Event2Sha384Header>() == EVENT2_HEADER_SIZE);
+    assert!(offset_of!(Event2Sha384Header, digest_count) == 8);
+    assert!(offset_of!(Event2Sha384Header, hash_alg) == 12);
+    assert!(offset_of!(Event2Sha384Header, digest) == 14);
+    assert!(offset_of!(Event2Sha384Header, event_size) == 62);
+};
+
 /// The Spec ID record without its vendor info (layout in the module documentation).
-fn spec_id_record(vendor_info_size: u8) -> [u8; SPEC_ID_RECORD_SIZE] {
+fn spec_id_record(vendor_info_size: u8) -> SpecIdRecord {
     // `EventSize`: the `TCG_EfiSpecIdEvent` after the 32-byte header; at most 33 + 255.
     let event_size =
         (SPEC_ID_RECORD_SIZE - PCR_EVENT_HEADER_SIZE) as u32 + u32::from(vendor_info_size);
-    let mut r = [0u8; SPEC_ID_RECORD_SIZE];
-    // TCG_PCR_EVENT: PCRIndex 0, EV_NO_ACTION, Digest[20] zero, EventSize.
-    r[4..8].copy_from_slice(&EventType::NO_ACTION.0.to_le_bytes());
-    r[28..32].copy_from_slice(&event_size.to_le_bytes());
-    // TCG_EfiSpecIdEvent: signature, platformClass 0, version, errata, uintnSize.
-    r[32..48].copy_from_slice(SPEC_ID_SIGNATURE);
-    r[52] = SPEC_VERSION_MINOR;
-    r[53] = SPEC_VERSION_MAJOR;
-    r[54] = SPEC_ERRATA;
-    r[55] = UINTN_SIZE;
-    // numberOfAlgorithms 1: {SHA-384, 48}; then vendorInfoSize.
-    r[56..60].copy_from_slice(&1u32.to_le_bytes());
-    r[60..62].copy_from_slice(&ALG_SHA384.to_le_bytes());
-    r[62..64].copy_from_slice(&(SHA384_DIGEST_SIZE as u16).to_le_bytes());
-    r[64] = vendor_info_size;
-    r
+    SpecIdRecord {
+        // TCG_PCR_EVENT: PCRIndex 0, EV_NO_ACTION, Digest[20] zero, EventSize.
+        header: PcrEventHeader {
+            pcr_index: U32::new(0),
+            event_type: U32::new(EV_NO_ACTION),
+            digest: [0; 20],
+            event_size: U32::new(event_size),
+        },
+        // TCG_EfiSpecIdEvent: signature, platformClass 0, version, errata, uintnSize,
+        // numberOfAlgorithms 1: {SHA-384, 48}; then vendorInfoSize.
+        spec_id: SpecIdEventHeader {
+            signature: *SPEC_ID_SIGNATURE,
+            platform_class: U32::new(0),
+            spec_version_minor: SPEC_VERSION_MINOR,
+            spec_version_major: SPEC_VERSION_MAJOR,
+            spec_errata: SPEC_ERRATA,
+            uintn_size: UINTN_SIZE,
+            number_of_algorithms: U32::new(1),
+        },
+        algorithm: AlgorithmSize {
+            algorithm_id: U16::new(ALG_SHA384),
+            digest_size: U16::new(SHA384_DIGEST_SIZE as u16),
+        },
+        vendor_info_size,
+    }
 }
 
 /// A `TCG_PCR_EVENT2` header with one SHA-384 digest (layout in the module documentation).
@@ -242,15 +291,17 @@ fn event2_header(
     event_type: u32,
     digest: &[u8; SHA384_DIGEST_SIZE],
     event_size: u32,
-) -> [u8; EVENT2_HEADER_SIZE] {
-    let mut h = [0u8; EVENT2_HEADER_SIZE];
-    h[0..4].copy_from_slice(&mr_index.to_le_bytes());
-    h[4..8].copy_from_slice(&event_type.to_le_bytes());
-    h[8..12].copy_from_slice(&1u32.to_le_bytes());
-    h[12..14].copy_from_slice(&ALG_SHA384.to_le_bytes());
-    h[14..62].copy_from_slice(digest);
-    h[62..66].copy_from_slice(&event_size.to_le_bytes());
-    h
+) -> Event2Sha384Header {
+    Event2Sha384Header {
+        head: PcrEvent2Head {
+            mr_index: U32::new(mr_index),
+            event_type: U32::new(event_type),
+        },
+        digest_count: U32::new(1),
+        hash_alg: U16::new(ALG_SHA384),
+        digest: *digest,
+        event_size: U32::new(event_size),
+    }
 }
 
 /// A record that passed every check: what [`EventLogWriter::append`] writes.
@@ -299,7 +350,7 @@ impl<'a> EventLogWriter<'a> {
             .ok_or(too_small)?;
         // `needed` bytes were there: `record` has SPEC_ID_RECORD_SIZE bytes, `vendor` as many
         // as `vendor_info`.
-        record.copy_from_slice(&spec_id_record(vendor_info_size));
+        record.copy_from_slice(spec_id_record(vendor_info_size).as_bytes());
         vendor.copy_from_slice(vendor_info);
         Ok(Self {
             area,
@@ -348,7 +399,7 @@ impl<'a> EventLogWriter<'a> {
         event_data: &[u8],
     ) -> Result<Record, WriteError> {
         let rtmr = rtmr_of_mr_index(mr_index).ok_or(WriteError::BadMrIndex { mr_index })?;
-        if event_type == EventType::NO_ACTION.0 {
+        if event_type == EV_NO_ACTION {
             return Err(WriteError::NotMeasured);
         }
         let too_large = WriteError::EventTooLarge {
@@ -405,12 +456,15 @@ impl<'a> EventLogWriter<'a> {
             .extend(record.rtmr, &digest)
             .map_err(WriteError::Extend)?;
         // The register has taken the digest: now the record, which cannot fail.
-        header.copy_from_slice(&event2_header(
-            record.mr_index,
-            record.event_type,
-            &digest,
-            record.event_size,
-        ));
+        header.copy_from_slice(
+            event2_header(
+                record.mr_index,
+                record.event_type,
+                &digest,
+                record.event_size,
+            )
+            .as_bytes(),
+        );
         data.copy_from_slice(event_data);
         self.used = end;
         self.events = self.events.saturating_add(1);
@@ -435,7 +489,7 @@ impl<'a> EventLogWriter<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{parse, replay, LogEnd, MAX_EVENTS};
+    use super::super::{parse, replay, EventType, LogEnd, MAX_EVENTS};
     use super::*;
     use alloc::vec;
     use alloc::vec::Vec;
