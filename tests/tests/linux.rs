@@ -99,6 +99,24 @@ fn boot_and_check_with(memory: &str, smp: usize, extra: &[&str]) -> Report {
         firmware_e820(&b.console),
         "the kernel's E820 is the firmware's"
     );
+    // What the firmware still uses when the kernel starts is not the kernel's RAM: its data (the
+    // IDT) and stack, its code, the page tables CR3 points at, the zero page and the event log.
+    for (what, addr) in [
+        ("firmware data", 0x10_0000u64),
+        ("firmware stack top", 0x17_FFF8),
+        ("firmware code", 0x20_0000),
+        ("page tables", 0x40_0000),
+        ("zero page", 0x19_0000),
+        ("event log", 0x1A_0000),
+    ] {
+        assert!(
+            report
+                .e820
+                .iter()
+                .any(|e| e.start <= addr && addr <= e.end && e.kind == "Reserved"),
+            "{what} at {addr:#x} is reserved in the kernel's map"
+        );
+    }
     // ACPI power-off ends QEMU with status 0.
     assert!(b.said("reboot: Power down"));
     assert_eq!(b.status, Some(0));

@@ -204,10 +204,14 @@ impl BootInputs {
                 ));
             }
             let cmdline = self.cmdline.as_deref().unwrap_or("").as_bytes();
-            let payload =
+            let (payload, header) =
                 measure::linux_payload_from_files(kernel, self.initrd.as_deref(), cmdline)
                     .with_context(|| format!("cannot measure a boot of {}", kernel.display()))?;
-            Ok(measure::measure(&params, &payload)?)
+            Ok(measure::measure_with_header(
+                &params,
+                &payload,
+                Some(&header),
+            )?)
         } else if let Some(image) = &self.source.image {
             let image_bytes = read(image, &Limit::TD_SHIM_IMAGE)?;
             let payload = measure::image_payload(&image_bytes)

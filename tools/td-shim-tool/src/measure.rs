@@ -22,6 +22,7 @@
 //! payload `td_loader` cannot parse, an image whose payload table is invalid.
 
 pub mod layout;
+
 pub mod memory;
 
 use crate::eventlog::dump;
@@ -34,6 +35,7 @@ use td_layout::handoff::PlatformKind;
 use td_layout::layout::{EVENT_LOG, IMAGE_PAYLOAD, IMAGE_SIZE, MIN_RAM_TOP};
 use td_layout::payload::{PayloadKind, PayloadTable, PayloadTableError};
 use td_loader::elf::{ElfError, ElfFile};
+use td_loader::linux::KernelHeader;
 use td_loader::linux::LinuxError;
 use td_shim::eventlog::{self, rtmr_of_mr_index, EventType, Rtmrs, SoftwareRtmrs, WriteError};
 use td_shim::measurement::{plan, Blob, KernelHasher, PlannedEvent, Recording};
@@ -129,20 +131,20 @@ fn stream(
 /// A Linux boot from files, as QEMU's direct boot delivers them, hashed while they are read (one
 /// pass, a small buffer: as fast as `sha384sum`), with the same checks and digests as
 /// [`linux_payload`].
+///
+/// Returns the payload and the kernel's setup header, which [`measure_with_header`] needs to lay
+/// the boot out (the payload carries only the kernel's digest).
 pub fn linux_payload_from_files<'a>(
     kernel: &Path,
     initrd: Option<&Path>,
     cmdline: &'a [u8],
-) -> Result<Payload<'a>, MeasureError> {
+) -> Result<(Payload<'a>, KernelHeader), MeasureError> {
     let mut hasher = KernelHasher::new();
     let head = stream(kernel, &Limit::KERNEL, |c| hasher.update(c))?;
     let (digest, len) = hasher.finalize();
     check_linux(&head, usize::try_from(len).unwrap_or(usize::MAX), cmdline)?;
-    if let Ok(header) =
-        td_loader::linux::parse_header(&head, usize::try_from(len).unwrap_or(usize::MAX))
-    {
-        layout::remember_header(digest, len, header);
-    }
+    let header = td_loader::linux::parse_header(&head, usize::try_from(len).unwrap_or(usize::MAX))
+        .map_err(MeasureError::Kernel)?;
     let initrd = match initrd {
         Some(path) => {
             let mut h = Sha384::new();
@@ -158,11 +160,14 @@ pub fn linux_payload_from_files<'a>(
         }
         None => None,
     };
-    Ok(Payload::Linux {
-        kernel: Blob::Hashed { digest, len },
-        cmdline,
-        initrd,
-    })
+    Ok((
+        Payload::Linux {
+            kernel: Blob::Hashed { digest, len },
+            cmdline,
+            initrd,
+        },
+        header,
+    ))
 }
 
 /// A Linux boot as QEMU's direct boot delivers it: the bzImage file, the initrd file, the
@@ -250,9 +255,13 @@ pub struct Measurement {
 }
 
 /// Lays a Linux boot out in QEMU's memory map as the firmware will ([`layout::check`]): an
-/// error is a boot the firmware refuses. A kernel given by digest must have been read by
-/// [`linux_payload_from_files`], which records its header.
-fn check_layout(params: &LaunchParams, payload: &Payload<'_>) -> Result<(), MeasureError> {
+/// error is a boot the firmware refuses. A kernel given by digest needs `header` (from
+/// [`linux_payload_from_files`]); one given by its bytes has its own.
+fn check_layout(
+    params: &LaunchParams,
+    payload: &Payload<'_>,
+    header: Option<&KernelHeader>,
+) -> Result<(), MeasureError> {
     let Payload::Linux { kernel, initrd, .. } = payload else {
         return Ok(());
     };
@@ -261,9 +270,8 @@ fn check_layout(params: &LaunchParams, payload: &Payload<'_>) -> Result<(), Meas
             td_loader::linux::parse_header(k, k.len()).map_err(MeasureError::Kernel)?,
             k.len() as u64,
         ),
-        Blob::Hashed { digest, len } => (
-            layout::recall_header(digest, *len)
-                .ok_or(MeasureError::Layout(layout::LayoutError::UnknownHeader))?,
+        Blob::Hashed { len, .. } => (
+            *header.ok_or(MeasureError::Layout(layout::LayoutError::UnknownHeader))?,
             *len,
         ),
     };
@@ -277,9 +285,19 @@ fn check_layout(params: &LaunchParams, payload: &Payload<'_>) -> Result<(), Meas
         .map_err(MeasureError::Layout)
 }
 
-/// The firmware's measurements for booting `payload` with `params`.
+/// The firmware's measurements for booting `payload` with `params`, refused exactly where the
+/// firmware refuses the boot. A kernel given by digest needs [`measure_with_header`].
 pub fn measure(params: &LaunchParams, payload: &Payload<'_>) -> Result<Measurement, MeasureError> {
-    check_layout(params, payload)?;
+    measure_with_header(params, payload, None)
+}
+
+/// [`measure`], with the setup header of a kernel given by digest.
+pub fn measure_with_header(
+    params: &LaunchParams,
+    payload: &Payload<'_>,
+    header: Option<&KernelHeader>,
+) -> Result<Measurement, MeasureError> {
+    check_layout(params, payload, header)?;
     let planned = plan(params, payload);
     let mut area = vec![0u8; EVENT_LOG.size as usize];
     let mut registers = SoftwareRtmrs::default();

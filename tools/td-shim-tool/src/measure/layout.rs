@@ -21,7 +21,6 @@
 //! - QEMU 7.1 and later move RAM above 4 GiB to 1 TiB, and reserve the HyperTransport range below
 //!   it, for AMD CPU models when RAM would reach it; that case is not modelled.
 
-use std::sync::Mutex;
 use td_loader::linux::{KernelHeader, E820_NVS, E820_RAM, E820_RESERVED};
 use td_shim::linux::{LinuxBootError, LinuxLayout};
 use td_shim::memory_map::{MemoryMap, MemoryMapError};
@@ -127,28 +126,6 @@ pub fn check(
     let map = firmware_map(ram_bytes)?;
     td_shim::linux::layout(&map, bzimage_len, initrd_len, header)
         .map_err(|e| LayoutError::Linux(e, ram_bytes))
-}
-
-/// Headers of the kernels read by `linux_payload_from_files`, by measurement digest and length:
-/// the payload it returns carries only those, and `measure` needs the header to check the
-/// layout. Same digest, same normalized bytes, so the same placement fields.
-static HEADERS: Mutex<Vec<([u8; 48], u64, KernelHeader)>> = Mutex::new(Vec::new());
-
-/// Records the header of the kernel with measurement `digest` and length `len`.
-pub fn remember_header(digest: [u8; 48], len: u64, header: KernelHeader) {
-    let mut headers = HEADERS.lock().unwrap_or_else(|e| e.into_inner());
-    if !headers.iter().any(|&(d, l, _)| d == digest && l == len) {
-        headers.push((digest, len, header));
-    }
-}
-
-/// The header [`remember_header`] recorded for the kernel with `digest` and `len`.
-pub fn recall_header(digest: &[u8; 48], len: u64) -> Option<KernelHeader> {
-    let headers = HEADERS.lock().unwrap_or_else(|e| e.into_inner());
-    headers
-        .iter()
-        .find(|(d, l, _)| d == digest && *l == len)
-        .map(|&(_, _, h)| h)
 }
 
 #[cfg(test)]
@@ -262,14 +239,5 @@ mod tests {
             )
         ));
         assert!(err.to_string().contains("init_size 0xfffff000"), "{err}");
-    }
-
-    #[test]
-    fn headers_are_recalled_by_digest_and_length() {
-        let digest = [0xA5; 48];
-        assert_eq!(recall_header(&digest, 7), None);
-        remember_header(digest, 7, DEBIAN);
-        assert_eq!(recall_header(&digest, 7), Some(DEBIAN));
-        assert_eq!(recall_header(&digest, 8), None);
     }
 }
