@@ -2,9 +2,9 @@
 //! below is the guest's path; it is looked up under the root, and failure lines name the guest path.
 
 use crate::failure::Failures;
-use crate::measurement;
 use crate::report::{MemmapEntry, Report};
 use crate::tree::{parse_or_record, Tree};
+use crate::{measurement, mp_wakeup};
 use std::fs;
 use std::io;
 use std::path::Path;
@@ -57,6 +57,7 @@ pub fn collect(
         .read_text(INITRD_ID, f)
         .map(|text| strip_newline(&text).to_owned());
     let measurement = measurement::collect(&tree, f);
+    let mp_wakeup = mp_wakeup::collect(&tree, f);
     Report {
         kernel,
         cmdline,
@@ -67,6 +68,7 @@ pub fn collect(
         e820,
         initrd_id,
         measurement,
+        mp_wakeup,
         errors: failures.into_lines(),
     }
 }
@@ -193,9 +195,11 @@ mod tests {
             MEMINFO,
             "MemFree:          900000 kB\nMemTotal:        2014624 kB\n",
         );
-        for table in ["FACP", "APIC", "DSDT", "SSDT1"] {
+        for table in ["FACP", "DSDT", "SSDT1"] {
             write(&format!("{ACPI_TABLES}/{table}"), "table");
         }
+        // The MADT with the multiprocessor wakeup structure, and the mailbox in /dev/mem.
+        mp_wakeup::tests::write_woken_vm(dir.path());
         // CCEL, RTMR and the log in /dev/mem, as Linux 6.1 shows them.
         measurement::tests::write_plain_vm(dir.path());
         fs::create_dir_all(dir.path().join("sys/firmware/acpi/tables/dynamic")).unwrap();
@@ -237,6 +241,10 @@ mod tests {
         let measurement = report.measurement.unwrap();
         assert_eq!(measurement.events, 5);
         assert!(measurement.rtmrs_match);
+        let wakeup = report.mp_wakeup.unwrap();
+        assert_eq!(wakeup.mailbox, mp_wakeup::tests::MAILBOX);
+        assert_eq!((wakeup.command, wakeup.apic_id), (0, 1));
+        assert!(wakeup.wakeup_vector < 0x10_0000);
     }
 
     #[test]
@@ -291,6 +299,11 @@ mod tests {
             value["measurement"]["platform_rtmrs"]
         );
         assert_eq!(value["measurement"]["rtmrs_match"], true);
+        assert_eq!(value["mp_wakeup"]["mailbox_version"], 0);
+        assert_eq!(value["mp_wakeup"]["mailbox"], 0x7_e000);
+        assert_eq!(value["mp_wakeup"]["command"], 0);
+        assert_eq!(value["mp_wakeup"]["apic_id"], 1);
+        assert_eq!(value["mp_wakeup"]["wakeup_vector"], 0x9_a000);
         assert_eq!(value["errors"], serde_json::json!([]));
     }
 
@@ -308,6 +321,7 @@ mod tests {
         assert!(report.e820.is_empty());
         assert_eq!(report.initrd_id, None);
         assert_eq!(report.measurement, None);
+        assert_eq!(report.mp_wakeup, None);
         assert_eq!(report.errors[0], "agent: mount /proc: denied");
         assert_eq!(
             report.errors[1].split(": ").take(2).collect::<Vec<_>>(),
@@ -321,6 +335,7 @@ mod tests {
             MEMINFO,
             INITRD_ID,
             measurement::CCEL_TABLE,
+            mp_wakeup::MADT_TABLE,
         ] {
             let prefix = format!("agent: read {path}: ");
             assert!(
@@ -335,7 +350,7 @@ mod tests {
                 "{prefix}"
             );
         }
-        assert_eq!(report.errors.len(), 11);
+        assert_eq!(report.errors.len(), 12);
         assert!(report.errors.iter().all(|line| !line.contains('\n')));
     }
 

@@ -1,8 +1,9 @@
 //! The td-shim guest agent: a static Linux binary that runs as `/init` in the initramfs that
 //! `td-shim-tool initramfs` packs. As PID 1 it mounts `/proc`, `/sys` and `/dev`, collects what the
 //! kernel saw (version, command line, CPUs, memory, ACPI tables, the firmware memory map, the
-//! initrd's identifier) and the firmware's measurements (the CC event log, replayed and compared
-//! with the platform's registers: [`measurement`]), prints it as one JSON document between [`BEGIN_MARKER`] and
+//! initrd's identifier), the firmware's measurements (the CC event log, replayed and compared
+//! with the platform's registers: [`measurement`]) and how the kernel woke the application
+//! processors (the ACPI multiprocessor wakeup mailbox: [`mp_wakeup`]), prints it as one JSON document between [`BEGIN_MARKER`] and
 //! [`END_MARKER`] on the console, and powers off. Run anywhere else (not PID 1) it only collects and
 //! prints, so it can be tried on the host, against the host or, with `--root DIR`, a fake tree.
 //!
@@ -29,12 +30,15 @@ pub mod acpi;
 pub mod collect;
 pub mod failure;
 pub mod measurement;
+pub mod mp_wakeup;
 pub mod report;
 mod tree;
 
 pub use collect::collect;
 pub use failure::Failures;
-pub use report::{find_report, Measurement, MemmapEntry, Report, BEGIN_MARKER, END_MARKER};
+pub use report::{
+    find_report, Measurement, MemmapEntry, MpWakeup, Report, BEGIN_MARKER, END_MARKER,
+};
 
 /// The `RUSTFLAGS` of the static build (glibc, statically linked).
 pub const STATIC_RUSTFLAGS: &str = "-C target-feature=+crt-static";

@@ -23,8 +23,6 @@ use crate::failure::Failures;
 use crate::report::Measurement;
 use crate::tree::{parse_or_record, Tree};
 use base64::Engine as _;
-use std::fs::File;
-use std::os::unix::fs::FileExt as _;
 use td_shim::eventlog::{self, Rtmrs, RTMR_COUNT};
 
 /// The CCEL table.
@@ -34,7 +32,7 @@ pub const CCEL_DATA: &str = "/sys/firmware/acpi/tables/data/CCEL";
 /// The emulated registers of a plain VM.
 pub const RTMR_TABLE: &str = "/sys/firmware/acpi/tables/RTMR";
 /// Physical memory, where older kernels leave the log area to be read.
-pub const DEV_MEM: &str = "/dev/mem";
+pub use crate::tree::DEV_MEM;
 /// The largest log area the agent reads (td-shim's is 64 KiB, OVMF's 256 KiB): a bigger LAML is
 /// refused rather than allocated.
 pub const MAX_LOG_AREA: u64 = 16 << 20;
@@ -86,7 +84,8 @@ fn read_log_area(
         Ok(true) => tree
             .read_bytes(CCEL_DATA, failures)
             .map(|area| (CCEL_DATA, area)),
-        Ok(false) => read_physical(tree, ccel)
+        Ok(false) => tree
+            .read_physical(ccel.lasa, ccel.laml)
             .map_err(|e| {
                 failures.record(
                     format_args!(
@@ -103,19 +102,6 @@ fn read_log_area(
             None
         }
     }
-}
-
-/// LAML bytes at offset LASA of `/dev/mem` (LAML already checked against [`MAX_LOG_AREA`]).
-fn read_physical(tree: &Tree<'_>, ccel: &Ccel) -> Result<Vec<u8>, String> {
-    let size = usize::try_from(ccel.laml).map_err(|e| e.to_string())?;
-    if ccel.lasa.checked_add(ccel.laml).is_none() {
-        return Err("the area runs past the end of the address space".into());
-    }
-    let mem = File::open(tree.path(DEV_MEM)).map_err(|e| format!("open: {e}"))?;
-    let mut area = vec![0; size];
-    mem.read_exact_at(&mut area, ccel.lasa)
-        .map_err(|e| e.to_string())?;
-    Ok(area)
 }
 
 /// The registers the platform holds (see the module documentation): the RTMR table on a plain
@@ -136,6 +122,7 @@ fn hex_registers(registers: &Rtmrs) -> [String; RTMR_COUNT] {
 pub(crate) mod tests {
     use super::*;
     use std::fs;
+    use std::os::unix::fs::FileExt as _;
     use std::path::Path;
     use td_shim::acpi::{ccel, rtmr_table};
     use td_shim::eventlog::{EventLogWriter, EventType, SoftwareRtmrs};
@@ -174,10 +161,13 @@ pub(crate) mod tests {
         fs::write(path, bytes).unwrap();
     }
 
-    /// A `/dev/mem` with `bytes` at physical address `at` and zeros before.
-    fn write_mem(root: &Path, at: u64, bytes: &[u8]) {
-        write(root, DEV_MEM, b"");
+    /// Writes `bytes` at physical address `at` of the fake `/dev/mem`, creating it if needed; what
+    /// was there before stays (zeros where nothing was written).
+    pub(crate) fn write_mem(root: &Path, at: u64, bytes: &[u8]) {
+        fs::create_dir_all(root.join("dev")).unwrap();
         let mem = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
             .write(true)
             .open(root.join("dev/mem"))
             .unwrap();

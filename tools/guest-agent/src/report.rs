@@ -33,6 +33,11 @@ pub struct Report {
     /// compared with the platform's registers. `null` when there is no CCEL table or the log
     /// cannot be read or parsed.
     pub measurement: Option<Measurement>,
+    /// How the kernel woke the application processors: the MADT's Multiprocessor Wakeup
+    /// Structure (ACPI 6.4 §5.2.12.19) and what the kernel left in the mailbox it points at (see
+    /// [`crate::mp_wakeup`]). `null` when the MADT has no such structure (without an error line),
+    /// and when the MADT or the mailbox cannot be read or parsed (with one).
+    pub mp_wakeup: Option<MpWakeup>,
     /// Every failure line, in the order they happened.
     pub errors: Vec<String>,
 }
@@ -78,6 +83,27 @@ pub struct Measurement {
     /// Whether `replayed_rtmrs` equal `platform_rtmrs`; `false` when there are no platform
     /// registers to compare with.
     pub rtmrs_match: bool,
+}
+
+/// The ACPI multiprocessor wakeup mailbox the firmware parks the application processors on, as
+/// the kernel left it after waking them (see [`crate::mp_wakeup`]). To wake an AP the kernel
+/// writes its `ApicId` and `WakeupVector`, then `Command` 1; the AP acknowledges with `Command` 0.
+/// So once the kernel has woken its APs, `apic_id` is the last one woken, `wakeup_vector` the
+/// kernel's trampoline (Linux's is below 1 MiB) and `command` 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MpWakeup {
+    /// The MADT Multiprocessor Wakeup Structure's `MailboxVersion`: 0 (a 16-byte structure) or 1
+    /// (24 bytes, with a reset vector).
+    pub mailbox_version: u16,
+    /// The structure's `MailboxAddress`: the physical address of the 4 KiB mailbox.
+    pub mailbox: u64,
+    /// The mailbox's `Command` (offset 0): 0 (noop) before the first wakeup and once the AP woken
+    /// last has acknowledged; 1 (wakeup) while a wakeup waits for its AP.
+    pub command: u16,
+    /// The mailbox's `ApicId` (offset 4): the APIC ID of the AP woken last.
+    pub apic_id: u32,
+    /// The mailbox's `WakeupVector` (offset 8): the physical address that AP was sent to.
+    pub wakeup_vector: u64,
 }
 
 /// Why a console transcript did not yield a report.
@@ -157,6 +183,13 @@ mod tests {
                 platform_rtmrs: None,
                 rtmrs_match: false,
             }),
+            mp_wakeup: Some(MpWakeup {
+                mailbox_version: 0,
+                mailbox: 0x7_e000,
+                command: 0,
+                apic_id: 1,
+                wakeup_vector: 0x9_a000,
+            }),
             errors: vec!["agent: read /proc/cmdline: gone".into()],
         }
     }
@@ -195,7 +228,8 @@ mod tests {
                 "initrd_id",
                 "kernel",
                 "measurement",
-                "mem_total_kib"
+                "mem_total_kib",
+                "mp_wakeup"
             ]
         );
         let mut keys: Vec<&str> = object["measurement"]
@@ -222,6 +256,33 @@ mod tests {
         assert_eq!(object["measurement"]["cc_type"], 0);
         assert_eq!(object["measurement"]["replayed_rtmrs"][3], "33".repeat(48));
         assert!(object["measurement"]["platform_rtmrs"].is_null());
+        let mut keys: Vec<&str> = object["mp_wakeup"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "apic_id",
+                "command",
+                "mailbox",
+                "mailbox_version",
+                "wakeup_vector"
+            ]
+        );
+        assert_eq!(object["mp_wakeup"]["mailbox"], 0x7_e000);
+        assert_eq!(object["mp_wakeup"]["wakeup_vector"], 0x9_a000);
+        let mut none = sample();
+        none.mp_wakeup = None;
+        let value = serde_json::to_value(&none).unwrap();
+        assert!(value["mp_wakeup"].is_null());
+        assert_eq!(
+            serde_json::from_value::<Report>(value).unwrap().mp_wakeup,
+            None
+        );
         assert!(object["cmdline"].is_null());
         assert!(object["cpus_online"].is_string());
         assert_eq!(object["e820"][0]["end"].as_u64(), Some(u64::MAX));

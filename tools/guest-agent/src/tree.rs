@@ -1,10 +1,17 @@
 //! The guest's file tree under a root directory (`/` in the guest, a fake tree in tests), and
 //! how reading it records failures. Both the general collection ([`crate::collect`]) and the
-//! measurements ([`crate::measurement`]) read through it.
+//! measurements ([`crate::measurement`]) read through it, and so does the multiprocessor wakeup
+//! mailbox ([`crate::mp_wakeup`]), which is read from physical memory like an older kernel's event
+//! log.
 
 use crate::failure::Failures;
-use std::fs;
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
+
+/// Physical memory, where older kernels leave the CC event log to be read and where the
+/// multiprocessor wakeup mailbox is.
+pub const DEV_MEM: &str = "/dev/mem";
 
 /// The guest's file tree under a root directory.
 pub(crate) struct Tree<'a> {
@@ -36,7 +43,6 @@ impl<'a> Tree<'a> {
             .ok()
     }
 
-    /// The names of the files (not directories) in the ACPI tables directory, sorted.
     /// The entries of the guest's directory `guest_dir`; a failure line for each that cannot be
     /// listed.
     pub(crate) fn list_dir(&self, guest_dir: &str, failures: &mut Failures) -> Vec<fs::DirEntry> {
@@ -54,6 +60,22 @@ impl<'a> Tree<'a> {
                     .ok()
             })
             .collect()
+    }
+
+    /// `size` bytes at the physical address `address`: at that offset of the guest's
+    /// `/dev/mem`. The error says what failed, without naming the file (the caller's failure line
+    /// does): an area past the end of the address space, an unopenable file, a short read.
+    /// Callers bound `size` first: it is allocated.
+    pub(crate) fn read_physical(&self, address: u64, size: u64) -> Result<Vec<u8>, String> {
+        let len = usize::try_from(size).map_err(|e| e.to_string())?;
+        if address.checked_add(size).is_none() {
+            return Err("the area runs past the end of the address space".into());
+        }
+        let mem = File::open(self.path(DEV_MEM)).map_err(|e| format!("open: {e}"))?;
+        let mut area = vec![0; len];
+        mem.read_exact_at(&mut area, address)
+            .map_err(|e| e.to_string())?;
+        Ok(area)
     }
 }
 
