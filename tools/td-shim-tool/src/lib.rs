@@ -9,4 +9,5 @@ pub mod files;
 pub mod initramfs;
 pub mod inspect;
 pub mod measure;
+pub mod mrtd;
 pub mod refvals;

@@ -9,7 +9,7 @@
 #![forbid(unsafe_code)]
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{error::ErrorKind, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,7 @@ use td_shim_tool::{
     files::{self, FileError, Limit},
     inspect::inspect,
     measure::{self, memory::parse_memory, Measurement},
+    mrtd::{self, PageOrder},
     refvals,
 };
 
@@ -109,11 +110,21 @@ enum Command {
     /// the payload and launch parameters given. With --kernel, the payload is what QEMU's direct
     /// boot (-kernel, -initrd, -append) hands the firmware; else it is what the --image's payload
     /// table lists.
+    ///
+    /// With --platform tdx it also computes MRTD from the --image's TDVF metadata (any TDVF
+    /// image: td-shim's or OVMF's), and the RTMRs only if --memory and --vcpus are given.
     Measure {
         #[command(flatten)]
         boot: BootInputs,
+        /// With --platform tdx: the order in which the VMM adds and extends each section's pages
+        /// (qemu: per page, as upstream QEMU/KVM; two-pass: all adds, then all extends, as the
+        /// QEMU 8.x-era TDX trees). Default qemu.
+        #[arg(long, value_enum)]
+        vmm: Option<VmmArg>,
         /// Print JSON: {"rtmr0".."rtmr3", "events": [{"index", "mr_index", "register", "type",
-        /// "name", "digest", "description"}], "launch_params"}.
+        /// "name", "digest", "description"}], "launch_params"}; with --platform tdx also
+        /// "mrtd", "vmm", "tdvf_source", "tdvf_offset", "tdvf_sections" (the RTMR keys only
+        /// with --memory and --vcpus).
         #[arg(long)]
         json: bool,
         /// Write the expected CC event log (the bytes td-shim writes in its log area), for
@@ -150,6 +161,17 @@ enum Command {
 enum PlatformArg {
     /// A VM without a TEE (emulated RTMRs). The only platform td-shim boots on so far.
     Plain,
+    /// Intel TDX: `measure` also computes MRTD from the --image's TDVF metadata.
+    Tdx,
+}
+
+/// The VMM's page order for MRTD (see td_shim_tool::mrtd::PageOrder).
+#[derive(Clone, Copy, ValueEnum)]
+enum VmmArg {
+    /// Per page: TDH.MEM.PAGE.ADD then its 16 TDH.MR.EXTEND (upstream QEMU >= 10.1 on KVM).
+    Qemu,
+    /// Per section: all TDH.MEM.PAGE.ADD, then all TDH.MR.EXTEND (QEMU 8.x-era TDX trees).
+    TwoPass,
 }
 
 /// Where the payload comes from: at least one of the two.
@@ -158,8 +180,9 @@ enum PlatformArg {
 struct PayloadSource {
     /// A td-shim image (from `build`): the payload is the kernel, initrd and command line, or
     /// the ELF payload, its payload table lists. Not used when --kernel is given: the firmware
-    /// boots a kernel given to QEMU (-kernel) instead of the image's payload.
-    #[arg(long)]
+    /// boots a kernel given to QEMU (-kernel) instead of the image's payload. Required by
+    /// --platform tdx: its TDVF metadata gives MRTD.
+    #[arg(long, required_if_eq("platform", "tdx"))]
     image: Option<PathBuf>,
     /// A Linux bzImage, as given to QEMU's -kernel; takes precedence over --image.
     #[arg(long, value_name = "BZIMAGE")]
@@ -179,14 +202,63 @@ struct BootInputs {
     cmdline: Option<String>,
     /// The VM's RAM, as given to QEMU's -m: 512M, 5G, 2048k, 1.5G, or a bare number of MiB
     /// (units B, K, M, G, T, P, E, either case, 1024-based).
+    /// Required, except by `measure --platform tdx`, which without it prints MRTD only.
     #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
-    memory: u64,
-    /// The number of vCPUs, as given to QEMU's -smp.
+    memory: Option<u64>,
+    /// The number of vCPUs, as given to QEMU's -smp. Required, as --memory is.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=0xFFFF))]
-    vcpus: u32,
-    /// The platform the VM runs on (only plain for now).
+    vcpus: Option<u32>,
+    /// The platform the VM runs on: plain (td-shim's only platform so far), or tdx (the
+    /// same RTMR plan, with platform=tdx in the launch parameters, plus MRTD for `measure`).
     #[arg(long, value_enum, default_value = "plain")]
     platform: PlatformArg,
+}
+
+/// A usage error (exit status 2), as clap reports one.
+fn usage(kind: ErrorKind, message: &str) -> clap::Error {
+    Cli::command().error(kind, message)
+}
+
+impl Cli {
+    /// The usage rules clap cannot state: --memory and --vcpus are required unless
+    /// `measure --platform tdx` (MRTD only), where they go together; --vmm needs tdx.
+    fn check(&self) -> Result<(), clap::Error> {
+        let (boot, mrtd_only_ok, vmm, log_out) = match &self.command {
+            Command::Measure {
+                boot, vmm, log_out, ..
+            } => (
+                boot,
+                matches!(boot.platform, PlatformArg::Tdx),
+                vmm.is_some(),
+                log_out.is_some(),
+            ),
+            Command::Refvals { boot, .. } => (boot, false, false, false),
+            _ => return Ok(()),
+        };
+        if vmm && !matches!(boot.platform, PlatformArg::Tdx) {
+            return Err(usage(
+                ErrorKind::ArgumentConflict,
+                "--vmm needs --platform tdx",
+            ));
+        }
+        let given = (boot.memory.is_some(), boot.vcpus.is_some());
+        match given {
+            (true, true) => Ok(()),
+            (false, false) if mrtd_only_ok && !log_out => Ok(()),
+            (false, false) if mrtd_only_ok => Err(usage(
+                ErrorKind::MissingRequiredArgument,
+                "--log-out needs --memory and --vcpus (the RTMRs' event log)",
+            )),
+            _ if mrtd_only_ok => Err(usage(
+                ErrorKind::MissingRequiredArgument,
+                "--memory and --vcpus go together (omit both for MRTD only)",
+            )),
+            (_, _) => Err(usage(
+                ErrorKind::MissingRequiredArgument,
+                "the following required arguments were not provided: --memory <SIZE> --vcpus <N>",
+            )),
+        }
+    }
 }
 
 impl BootInputs {
@@ -194,8 +266,12 @@ impl BootInputs {
     fn measure(&self) -> Result<Measurement> {
         let platform = match self.platform {
             PlatformArg::Plain => PlatformKind::Plain,
+            PlatformArg::Tdx => PlatformKind::Tdx,
         };
-        let params = measure::launch_params(platform, self.memory, self.vcpus)?;
+        let (Some(memory), Some(vcpus)) = (self.memory, self.vcpus) else {
+            anyhow::bail!("give --memory and --vcpus")
+        };
+        let params = measure::launch_params(platform, memory, vcpus)?;
         if let Some(kernel) = &self.source.kernel {
             if let Some(image) = &self.source.image {
                 say(format_args!(
@@ -338,9 +414,29 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Measure {
             boot,
+            vmm,
             json,
             log_out,
         } => {
+            if let (PlatformArg::Tdx, Some(image)) = (boot.platform, &boot.source.image) {
+                let order = match vmm {
+                    Some(VmmArg::TwoPass) => PageOrder::TwoPass,
+                    Some(VmmArg::Qemu) | None => PageOrder::Qemu,
+                };
+                let bytes = read(image, &Limit::FIRMWARE_IMAGE)?;
+                let mrtd = mrtd::report(&bytes, order)
+                    .with_context(|| format!("cannot compute the MRTD of {}", image.display()))?;
+                let mut rtmrs = None;
+                if boot.memory.is_some() {
+                    let measurement = boot.measure()?;
+                    if let Some(path) = &log_out {
+                        write(path, &measurement.log)?;
+                    }
+                    rtmrs = Some(measurement.report());
+                }
+                let report = mrtd::TdxReport { mrtd, rtmrs };
+                return print(json, &report, || report.to_text());
+            }
             let measurement = boot.measure()?;
             if let Some(path) = &log_out {
                 write(path, &measurement.log)?;
@@ -432,7 +528,11 @@ fn say(line: std::fmt::Arguments<'_>) {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Err(e) = cli.check() {
+        e.exit()
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let broken_pipe = e.chain().any(|c| {
