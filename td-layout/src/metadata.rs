@@ -27,6 +27,12 @@
 //!
 //! [`parse_metadata`] takes untrusted bytes: it checks every rule of the spec, each with its own
 //! [`MetadataError`], on any image length, and never panics.
+//!
+//! The VMMs that load the image apply their own rules, which this module encodes too, one typed
+//! error per rule (research/tdx-boot.md §6): [`check_qemu_rules`] for upstream QEMU
+//! ([`QEMU_RULES`]: only BFV, CFV, TD_HOB and TempMem sections, the footer table only, ...)
+//! and [`check_cloud_hypervisor_rules`] for Cloud Hypervisor ([`CLOUD_HYPERVISOR_RULES`]: the
+//! legacy pointer as fallback, types 0-6). Our image passes all three sets.
 
 use core::fmt;
 
@@ -79,7 +85,9 @@ pub const fn encoded_len(n: usize) -> usize {
 pub enum SectionType {
     /// Boot firmware volume: PAGE.ADD + MR.EXTEND, measured into MRTD.
     Bfv = 0,
-    /// Configuration firmware volume: PAGE.ADD, measured by the firmware into RTMR\[0\].
+    /// Configuration firmware volume: PAGE.ADD of raw data copied from the image, not extended.
+    /// The td-shim spec has the firmware measure it into RTMR\[0\]; this project's CFV is the
+    /// payload region, whose payload the firmware measures into RTMR\[1\].
     Cfv = 1,
     /// Where the VMM writes the TD HOB: PAGE.ADD, no raw data.
     TdHob = 2,
@@ -269,8 +277,13 @@ impl TdvfSection {
 /// 1. BFV: metadata + firmware, raw = memory = [`IMAGE_BFV`], MR.EXTEND (MRTD covers it);
 /// 2. TempMem: [`TEMP_MEM`], no raw data;
 /// 3. TD_HOB: [`TD_HOB`], no raw data;
-/// 4. Payload: [`IMAGE_PAYLOAD`] at its own GPA, not extended: by DESIGN.md the firmware
-///    measures the payload it boots into RTMR\[1\] (the measurement issue implements that).
+/// 4. CFV: the payload region [`IMAGE_PAYLOAD`] (payload table and payloads) at its own GPA,
+///    copied in by the VMM and not extended: the firmware measures the payload it boots into
+///    RTMR\[1\]. It was a Payload (type 5) section until upstream QEMU's TDX loader, which
+///    accepts only BFV, CFV, TD_HOB and TempMem, had to load the image ([`check_qemu_rules`]).
+///    The type changes nothing in MRTD: both are PAGE.ADDed without MR.EXTEND at the same GPAs.
+///
+/// The firmware itself never reads these sections at run time.
 pub const fn td_shim_sections() -> [TdvfSection; 4] {
     // Every image offset and size fits the u32 fields (checked at compile time below).
     [
@@ -303,7 +316,7 @@ pub const fn td_shim_sections() -> [TdvfSection; 4] {
             raw_data_size: IMAGE_PAYLOAD.size as u32,
             memory_address: IMAGE_PAYLOAD.base,
             memory_data_size: IMAGE_PAYLOAD.size,
-            section_type: SectionType::Payload.code(),
+            section_type: SectionType::Cfv.code(),
             attributes: 0,
         },
     ]
@@ -972,6 +985,643 @@ where
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------------
+// The rules of the VMMs that load the image. The spec rules above say what a descriptor may
+// contain; these say what a given VMM accepts, which is narrower (QEMU) or looser (Cloud
+// Hypervisor). research/tdx-boot.md §6 is the source of every rule.
+
+/// One rule a VMM applies to a TDX firmware image, for docs, tool output and error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmmRule {
+    /// Short stable identifier, printed in error messages and `td-shim-tool inspect`.
+    pub id: &'static str,
+    /// What the rule requires.
+    pub text: &'static str,
+    /// Where the VMM applies it (file and function, per research/tdx-boot.md).
+    pub source: &'static str,
+    /// False when the research notes do not show the VMM making this check: the rule is then
+    /// inferred (what the VMM does with the field) and encoded as documented, marked unconfirmed.
+    pub confirmed: bool,
+}
+
+/// Upstream QEMU's TDX firmware rules (`-object tdx-guest` with `-bios`), in the order
+/// [`check_qemu_rules`] checks them. Index with [`QemuRuleError::rule`].
+pub const QEMU_RULES: [VmmRule; 17] = [
+    VmmRule {
+        id: "bios-size",
+        text: "the image size is a non-zero multiple of 64 KiB, at most 4 GiB (it is mapped at 4 GiB - size)",
+        source: "hw/i386/x86-common.c x86_bios_rom_init()",
+        confirmed: true,
+    },
+    VmmRule {
+        id: "footer-table",
+        text: "the OVMF footer GUID table ends at image end - 0x20 and is well-formed; QEMU has no legacy-pointer fallback",
+        source: "hw/i386/pc_sysfw_ovmf.c pc_system_parse_ovmf_flash()",
+        confirmed: true,
+    },
+    VmmRule {
+        id: "tdx-offset-entry",
+        text: "the footer table has a TDX_METADATA_OFFSET_GUID entry whose data is a u32",
+        source: "hw/i386/tdvf.c tdvf_get_metadata(), pc_system_ovmf_table_find()",
+        confirmed: true,
+    },
+    VmmRule {
+        id: "descriptor-in-image",
+        text: "the 16-byte TDVF descriptor at image size - u32 lies inside the image",
+        source: "hw/i386/tdvf.c tdvf_get_metadata()",
+        confirmed: true,
+    },
+    VmmRule {
+        id: "signature",
+        text: "the descriptor signature is \"TDVF\" (0x46564454)",
+        source: "hw/i386/tdvf.c tdvf_get_metadata()",
+        confirmed: true,
+    },
+    VmmRule {
+        id: "version",
+        text: "the descriptor version is 1",
+        source: "hw/i386/tdvf.c tdvf_parse_metadata()",
+        confirmed: true,
+    },
+    VmmRule {
+        id: "min-sections",
+        text: "NumberOfSectionEntries is at least 2",
+        source: "hw/i386/tdvf.c tdvf_parse_metadata()",
+        confirmed: true,
+    },
+    VmmRule {
+        id: "length",
+        text: "the descriptor Length is 16 + 32 * NumberOfSectionEntries",
+        source: "hw/i386/tdvf.c tdvf_parse_metadata()",
+        confirmed: true,
+    },
+    VmmRule {
+        id: "sections-in-image",
+        text: "the 32-byte sections after the descriptor lie inside the image (QEMU copies them without a bounds check)",
+        source: "hw/i386/tdvf.c tdvf_parse_metadata() (inferred)",
+        confirmed: false,
+    },
+    VmmRule {
+        id: "section-type",
+        text: "every section is BFV (0), CFV (1), TD_HOB (2) or TempMem (3); others fail with \"TDVF contains unsupported section type N\"",
+        source: "hw/i386/tdvf.c tdvf_parse_and_check_section_entry()",
+        confirmed: true,
+    },
+    VmmRule {
+        id: "address-4k",
+        text: "MemoryAddress is 4 KiB aligned",
+        source: "hw/i386/tdvf.c tdvf_parse_and_check_section_entry()",
+        confirmed: true,
+    },
+    VmmRule {
+        id: "size-4k",
+        text: "MemoryDataSize is a multiple of 4 KiB",
+        source: "hw/i386/tdvf.c tdvf_parse_and_check_section_entry()",
+        confirmed: true,
+    },
+    VmmRule {
+        id: "raw-within-memory",
+        text: "MemoryDataSize >= RawDataSize",
+        source: "hw/i386/tdvf.c tdvf_parse_and_check_section_entry()",
+        confirmed: true,
+    },
+    VmmRule {
+        id: "bfv-cfv-raw",
+        text: "BFV and CFV sections have RawDataSize != 0 (they are copied from the image)",
+        source: "hw/i386/tdvf.c tdvf_parse_and_check_section_entry()",
+        confirmed: true,
+    },
+    VmmRule {
+        id: "hob-tempmem-raw",
+        text: "TD_HOB and TempMem sections have RawDataSize 0 (they are zero pages)",
+        source: "hw/i386/tdvf.c tdvf_parse_and_check_section_entry()",
+        confirmed: true,
+    },
+    VmmRule {
+        id: "raw-in-image",
+        text: "BFV and CFV raw data [DataOffset, DataOffset + RawDataSize) lies inside the image (QEMU copies it from there)",
+        source: "target/i386/kvm/tdx.c (inferred: no bounds check is named)",
+        confirmed: false,
+    },
+    VmmRule {
+        id: "ram-not-firmware",
+        text: "TD_HOB and TempMem sections do not overlap the -bios mapping [4 GiB - size, 4 GiB), which is no e820 RAM (QEMU >= 9: \"Failed to accept memory for TDVF section N\"); the whole rule, inside one e820 RAM entry, depends on -m and is checked at launch",
+        source: "target/i386/kvm/tdx.c tdx_accept_ram_range()",
+        confirmed: true,
+    },
+];
+
+/// The rule QEMU's TD HOB handling implies: checked after the sections, reported as
+/// [`QemuRuleError::MissingTdHob`].
+pub const QEMU_RULE_TD_HOB: VmmRule = VmmRule {
+    id: "td-hob-present",
+    text: "a TD_HOB section exists (QEMU writes the TD HOB there and passes its GPA in RCX/R8)",
+    source: "target/i386/kvm/tdx.c tdx_finalize_vm() (inferred: the notes name no error)",
+    confirmed: false,
+};
+
+/// The section types upstream QEMU accepts.
+pub const QEMU_SECTION_TYPES: [SectionType; 4] = [
+    SectionType::Bfv,
+    SectionType::Cfv,
+    SectionType::TdHob,
+    SectionType::TempMem,
+];
+
+/// The name of a section type code, or "unknown".
+fn type_name(code: u32) -> &'static str {
+    match SectionType::from_code(code) {
+        Some(t) => t.name(),
+        None => "unknown",
+    }
+}
+
+/// Why upstream QEMU's TDX loader would refuse an image: one variant per rule of
+/// [`QEMU_RULES`] (plus [`QEMU_RULE_TD_HOB`]); the message names the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QemuRuleError {
+    /// `bios-size`: the image length is 0, not a multiple of 64 KiB, or over 4 GiB.
+    BiosSize {
+        /// The image length.
+        len: u64,
+    },
+    /// `footer-table`: no footer GUID at end - 0x30, or a malformed table.
+    FooterTable(FooterError),
+    /// `tdx-offset-entry`: the table has no TDX_METADATA_OFFSET_GUID entry.
+    NoTdxOffsetEntry,
+    /// `tdx-offset-entry`: the entry's data is shorter than a u32.
+    OffsetEntryTooShort {
+        /// Bytes of data in the entry.
+        len: usize,
+    },
+    /// `descriptor-in-image`: image size - value leaves no room for the 16-byte descriptor.
+    DescriptorOutOfImage {
+        /// The entry's value (offset of the descriptor back from the end of the image).
+        value: u32,
+    },
+    /// `signature`: not "TDVF" (holds the value found).
+    Signature(u32),
+    /// `version`: not 1 (holds the value found).
+    Version(u32),
+    /// `min-sections`: fewer than 2 sections (holds the count).
+    TooFewSections(u32),
+    /// `length`: Length is not 16 + 32 * n.
+    Length {
+        /// The stored length.
+        length: u32,
+        /// 16 + 32 * the stored count.
+        expected: u64,
+    },
+    /// `sections-in-image` (unconfirmed): the section array runs past the end of the image.
+    SectionsOutOfImage {
+        /// Offset of the descriptor in the image.
+        offset: usize,
+        /// The stored number of sections.
+        count: u32,
+    },
+    /// `section-type`: a type other than BFV, CFV, TD_HOB and TempMem.
+    SectionType {
+        /// The section's position in the descriptor, from 0.
+        index: usize,
+        /// The stored type.
+        code: u32,
+    },
+    /// `address-4k`: MemoryAddress is not 4 KiB aligned.
+    MisalignedAddress {
+        /// The section's position in the descriptor, from 0.
+        index: usize,
+        /// The section's type.
+        kind: SectionType,
+        /// The stored address.
+        address: u64,
+    },
+    /// `size-4k`: MemoryDataSize is not a multiple of 4 KiB.
+    MisalignedSize {
+        /// The section's position in the descriptor, from 0.
+        index: usize,
+        /// The section's type.
+        kind: SectionType,
+        /// The stored size.
+        size: u64,
+    },
+    /// `raw-within-memory`: RawDataSize exceeds MemoryDataSize.
+    RawDataLargerThanMemory {
+        /// The section's position in the descriptor, from 0.
+        index: usize,
+        /// The section's type.
+        kind: SectionType,
+        /// RawDataSize.
+        raw: u32,
+        /// MemoryDataSize.
+        memory: u64,
+    },
+    /// `bfv-cfv-raw`: a BFV or CFV with RawDataSize 0.
+    MissingRawData {
+        /// The section's position in the descriptor, from 0.
+        index: usize,
+        /// The section's type.
+        kind: SectionType,
+    },
+    /// `hob-tempmem-raw`: a TD_HOB or TempMem with RawDataSize other than 0.
+    UnexpectedRawData {
+        /// The section's position in the descriptor, from 0.
+        index: usize,
+        /// The section's type.
+        kind: SectionType,
+        /// RawDataSize.
+        raw: u32,
+    },
+    /// `raw-in-image` (unconfirmed): BFV or CFV raw data runs past the end of the image.
+    RawDataOutsideImage {
+        /// The section's position in the descriptor, from 0.
+        index: usize,
+        /// The section's type.
+        kind: SectionType,
+        /// DataOffset + RawDataSize.
+        end: u64,
+        /// The image length.
+        image_len: u64,
+    },
+    /// `ram-not-firmware`: a TD_HOB or TempMem section overlaps the firmware's own mapping.
+    RamSectionInFirmware {
+        /// The section's position in the descriptor, from 0.
+        index: usize,
+        /// The section's type.
+        kind: SectionType,
+        /// MemoryAddress.
+        address: u64,
+        /// Where the -bios mapping starts (4 GiB - image size).
+        bios_base: u64,
+    },
+    /// `td-hob-present` (unconfirmed): no TD_HOB section.
+    MissingTdHob,
+}
+
+impl QemuRuleError {
+    /// The rule this error breaks.
+    pub fn rule(&self) -> &'static VmmRule {
+        let i = match self {
+            Self::BiosSize { .. } => 0,
+            Self::FooterTable(_) => 1,
+            Self::NoTdxOffsetEntry | Self::OffsetEntryTooShort { .. } => 2,
+            Self::DescriptorOutOfImage { .. } => 3,
+            Self::Signature(_) => 4,
+            Self::Version(_) => 5,
+            Self::TooFewSections(_) => 6,
+            Self::Length { .. } => 7,
+            Self::SectionsOutOfImage { .. } => 8,
+            Self::SectionType { .. } => 9,
+            Self::MisalignedAddress { .. } => 10,
+            Self::MisalignedSize { .. } => 11,
+            Self::RawDataLargerThanMemory { .. } => 12,
+            Self::MissingRawData { .. } => 13,
+            Self::UnexpectedRawData { .. } => 14,
+            Self::RawDataOutsideImage { .. } => 15,
+            Self::RamSectionInFirmware { .. } => 16,
+            Self::MissingTdHob => return &QEMU_RULE_TD_HOB,
+        };
+        &QEMU_RULES[i]
+    }
+}
+
+impl fmt::Display for QemuRuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rule = self.rule();
+        write!(f, "QEMU TDX rule {}: ", rule.id)?;
+        match self {
+            Self::BiosSize { len } => write!(
+                f,
+                "QEMU requires a -bios image of a non-zero multiple of 64 KiB up to 4 GiB, found {len:#x} bytes"
+            ),
+            Self::FooterTable(e) => write!(
+                f,
+                "QEMU finds the TDX metadata only through the OVMF footer GUID table: {e}"
+            ),
+            Self::NoTdxOffsetEntry => write!(
+                f,
+                "the footer table has no {TDX_METADATA_OFFSET_GUID} entry (QEMU: \"Cannot find TDX_METADATA_OFFSET_GUID\")"
+            ),
+            Self::OffsetEntryTooShort { len } => write!(
+                f,
+                "the footer-table TDX entry holds {len} bytes; QEMU reads a u32"
+            ),
+            Self::DescriptorOutOfImage { value } => write!(
+                f,
+                "the footer-table TDX entry {value:#x} puts the 16-byte descriptor outside the image"
+            ),
+            Self::Signature(sig) => write!(
+                f,
+                "QEMU requires the descriptor signature \"TDVF\", found {sig:#010x}"
+            ),
+            Self::Version(v) => write!(f, "QEMU requires descriptor version 1, found {v}"),
+            Self::TooFewSections(n) => write!(
+                f,
+                "QEMU requires at least 2 sections (\"Invalid number of fw entries\"), found {n}"
+            ),
+            Self::Length { length, expected } => write!(
+                f,
+                "QEMU requires Length 16 + 32 * sections = {expected}, found {length}"
+            ),
+            Self::SectionsOutOfImage { offset, count } => write!(
+                f,
+                "the {count} sections of the descriptor at {offset:#x} run past the end of the image"
+            ),
+            Self::SectionType { index, code } => write!(
+                f,
+                "section {index} ({}): QEMU accepts only BFV (0), CFV (1), TD_HOB (2) and TempMem (3), \
+                 found type {code} (\"TDVF contains unsupported section type {code}\")",
+                type_name(*code)
+            ),
+            Self::MisalignedAddress {
+                index,
+                kind,
+                address,
+            } => write!(
+                f,
+                "section {index} ({kind}): QEMU requires a 4 KiB-aligned MemoryAddress, found {address:#x}"
+            ),
+            Self::MisalignedSize { index, kind, size } => write!(
+                f,
+                "section {index} ({kind}): QEMU requires MemoryDataSize a multiple of 4 KiB, found {size:#x}"
+            ),
+            Self::RawDataLargerThanMemory {
+                index,
+                kind,
+                raw,
+                memory,
+            } => write!(
+                f,
+                "section {index} ({kind}): QEMU requires MemoryDataSize >= RawDataSize, found {memory:#x} < {raw:#x}"
+            ),
+            Self::MissingRawData { index, kind } => write!(
+                f,
+                "section {index} ({kind}): QEMU requires RawDataSize != 0 for BFV and CFV, found 0"
+            ),
+            Self::UnexpectedRawData { index, kind, raw } => write!(
+                f,
+                "section {index} ({kind}): QEMU requires RawDataSize 0, found {raw}"
+            ),
+            Self::RawDataOutsideImage {
+                index,
+                kind,
+                end,
+                image_len,
+            } => write!(
+                f,
+                "section {index} ({kind}): raw data ends at {end:#x}, past the image's {image_len:#x} bytes"
+            ),
+            Self::RamSectionInFirmware {
+                index,
+                kind,
+                address,
+                bios_base,
+            } => write!(
+                f,
+                "section {index} ({kind}) at {address:#x} overlaps the -bios mapping from {bios_base:#x}, \
+                 which is not RAM (QEMU: \"Failed to accept memory for TDVF section {index}\")"
+            ),
+            Self::MissingTdHob => write!(f, "no TD_HOB section: QEMU has nowhere to write the TD HOB"),
+        }?;
+        if !rule.confirmed {
+            write!(f, " (rule inferred, not confirmed from QEMU's source)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks that upstream QEMU's TDX loader would accept `image` as `-bios`: every rule of
+/// [`QEMU_RULES`], in that order, then [`QEMU_RULE_TD_HOB`]; the first rule broken is returned.
+/// On success returns the descriptor's offset in the image.
+///
+/// QEMU reads the descriptor only through the footer GUID table (never the legacy pointer) and
+/// does not check the metadata GUID before it, so neither does this. Rules that depend on the
+/// guest (TD_HOB and TempMem inside one e820 RAM entry for the `-m` given) are checked only as
+/// far as the image decides them. Takes untrusted bytes; never panics.
+pub fn check_qemu_rules(image: &[u8]) -> Result<usize, QemuRuleError> {
+    use QemuRuleError as E;
+    let len = u64::try_from(image.len()).unwrap_or(u64::MAX);
+    if len == 0 || !len.is_multiple_of(0x1_0000) || len > crate::layout::FOUR_GIB {
+        return Err(E::BiosSize { len });
+    }
+    let table = footer::parse_footer_table(image).map_err(E::FooterTable)?;
+    let data = table
+        .find(TDX_METADATA_OFFSET_GUID)
+        .ok_or(E::NoTdxOffsetEntry)?;
+    let value = data
+        .get(..4)
+        .and_then(|b| U32::read_from_bytes(b).ok())
+        .ok_or(E::OffsetEntryTooShort { len: data.len() })?
+        .get();
+    let offset = usize::try_from(value)
+        .ok()
+        .and_then(|v| image.len().checked_sub(v))
+        .ok_or(E::DescriptorOutOfImage { value })?;
+    let header =
+        read_at::<TdvfDescriptor>(image, offset).ok_or(E::DescriptorOutOfImage { value })?;
+    let signature = header.signature.get();
+    if signature != TDVF_SIGNATURE {
+        return Err(E::Signature(signature));
+    }
+    let version = header.version.get();
+    if version != TDVF_VERSION {
+        return Err(E::Version(version));
+    }
+    let count = header.number_of_section_entry.get();
+    if count < 2 {
+        return Err(E::TooFewSections(count));
+    }
+    let length = header.length.get();
+    // A u32 times 32 plus 16 fits a u64.
+    let expected = DESCRIPTOR_SIZE as u64 + SECTION_SIZE as u64 * u64::from(count);
+    if u64::from(length) != expected {
+        return Err(E::Length { length, expected });
+    }
+    let bytes = usize::try_from(expected)
+        .ok()
+        .and_then(|n| Some(offset.checked_add(DESCRIPTOR_SIZE)?..offset.checked_add(n)?))
+        .and_then(|r| image.get(r))
+        .ok_or(E::SectionsOutOfImage { offset, count })?;
+    check_qemu_sections(decode_sections(bytes), len)?;
+    Ok(offset)
+}
+
+/// The section rules of [`check_qemu_rules`] (from `section-type` on, then `td-hob-present`)
+/// for `sections` of an image of `image_len` bytes mapped to end at 4 GiB.
+pub fn check_qemu_sections<I>(sections: I, image_len: u64) -> Result<(), QemuRuleError>
+where
+    I: Iterator<Item = TdvfSection>,
+{
+    use QemuRuleError as E;
+    use SectionType as T;
+    let bios_base = crate::layout::FOUR_GIB.saturating_sub(image_len);
+    let mut has_hob = false;
+    for (index, s) in sections.enumerate() {
+        let code = s.section_type;
+        let kind = s
+            .kind()
+            .filter(|k| QEMU_SECTION_TYPES.contains(k))
+            .ok_or(E::SectionType { index, code })?;
+        if !s.memory_address.is_multiple_of(PAGE_SIZE) {
+            return Err(E::MisalignedAddress {
+                index,
+                kind,
+                address: s.memory_address,
+            });
+        }
+        if !s.memory_data_size.is_multiple_of(PAGE_SIZE) {
+            return Err(E::MisalignedSize {
+                index,
+                kind,
+                size: s.memory_data_size,
+            });
+        }
+        let raw = s.raw_data_size;
+        if u64::from(raw) > s.memory_data_size {
+            return Err(E::RawDataLargerThanMemory {
+                index,
+                kind,
+                raw,
+                memory: s.memory_data_size,
+            });
+        }
+        match kind {
+            T::Bfv | T::Cfv => {
+                if raw == 0 {
+                    return Err(E::MissingRawData { index, kind });
+                }
+                // Two u32s: the sum fits a u64.
+                let end = u64::from(s.data_offset) + u64::from(raw);
+                if end > image_len {
+                    return Err(E::RawDataOutsideImage {
+                        index,
+                        kind,
+                        end,
+                        image_len,
+                    });
+                }
+            }
+            _ => {
+                if raw != 0 {
+                    return Err(E::UnexpectedRawData { index, kind, raw });
+                }
+                let end = s.memory_address.saturating_add(s.memory_data_size);
+                if s.memory_data_size != 0
+                    && s.memory_address < crate::layout::FOUR_GIB
+                    && bios_base < end
+                {
+                    return Err(E::RamSectionInFirmware {
+                        index,
+                        kind,
+                        address: s.memory_address,
+                        bios_base,
+                    });
+                }
+                has_hob |= kind == T::TdHob;
+            }
+        }
+    }
+    if !has_hob {
+        return Err(E::MissingTdHob);
+    }
+    Ok(())
+}
+
+/// The attribute bits of `s` that QEMU does not act on: everything but MR.EXTEND (which it
+/// honours for any section type). PAGE.AUG is defined in QEMU but never read, so such a section
+/// is still PAGE.ADDed; QEMU checks no attribute bit (research/tdx-boot.md §6.2).
+pub const fn qemu_ignored_attributes(s: &TdvfSection) -> u32 {
+    s.attributes & !ATTR_MR_EXTEND
+}
+
+/// Cloud Hypervisor's TDX firmware rules (`arch/src/x86_64/tdx/mod.rs`), in the order
+/// [`check_cloud_hypervisor_rules`] checks them.
+pub const CLOUD_HYPERVISOR_RULES: [VmmRule; 3] = [
+    VmmRule {
+        id: "locate",
+        text: "the descriptor is named by the footer table's TDX entry or, without one, by the legacy u32 at image end - 0x20 (offset from the start); this crate also requires the metadata GUID before it, as td-shim's tools do",
+        source: "arch/src/x86_64/tdx/mod.rs tdvf_descriptor_offset()",
+        confirmed: true,
+    },
+    VmmRule {
+        id: "descriptor",
+        text: "signature \"TDVF\", version 1, at least one section, Length 16 + 32 * n, sections inside the image (the td-shim spec's rules; Cloud Hypervisor's own checks are not in the notes)",
+        source: "td-shim spec Part I (Cloud Hypervisor: not confirmed)",
+        confirmed: false,
+    },
+    VmmRule {
+        id: "section-type",
+        text: "every section type is 0-6 (BFV, CFV, TD_HOB, TempMem, PermMem, Payload, PayloadParam)",
+        source: "arch/src/x86_64/tdx/mod.rs",
+        confirmed: true,
+    },
+];
+
+/// Why Cloud Hypervisor would refuse an image: one variant per rule of
+/// [`CLOUD_HYPERVISOR_RULES`]; the message names the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloudHypervisorRuleError {
+    /// `locate`: neither pointer leads to a descriptor (holds why).
+    Locate(MetadataError),
+    /// `descriptor`: the descriptor header or its extent is wrong (holds why).
+    Descriptor(MetadataError),
+    /// `section-type`: a type above 6 (TD_INFO, TD_PARAMS or unknown).
+    SectionType {
+        /// The section's position in the descriptor, from 0.
+        index: usize,
+        /// The stored type.
+        code: u32,
+    },
+}
+
+impl CloudHypervisorRuleError {
+    /// The rule this error breaks.
+    pub fn rule(&self) -> &'static VmmRule {
+        match self {
+            Self::Locate(_) => &CLOUD_HYPERVISOR_RULES[0],
+            Self::Descriptor(_) => &CLOUD_HYPERVISOR_RULES[1],
+            Self::SectionType { .. } => &CLOUD_HYPERVISOR_RULES[2],
+        }
+    }
+}
+
+impl fmt::Display for CloudHypervisorRuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Cloud Hypervisor TDX rule {}: ", self.rule().id)?;
+        match self {
+            Self::Locate(e) | Self::Descriptor(e) => write!(f, "{e}")?,
+            Self::SectionType { index, code } => write!(
+                f,
+                "section {index} ({}): Cloud Hypervisor accepts section types 0-6, found {code}",
+                type_name(*code)
+            )?,
+        }
+        if !self.rule().confirmed {
+            write!(f, " (rule not confirmed from Cloud Hypervisor's source)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks that Cloud Hypervisor would find and accept the TDX metadata of `image`: the rules of
+/// [`CLOUD_HYPERVISOR_RULES`] in order. Returns which pointer it would use (the footer table
+/// when it has a TDX entry, else the legacy pointer). Takes untrusted bytes; never panics.
+pub fn check_cloud_hypervisor_rules(
+    image: &[u8],
+) -> Result<MetadataSource, CloudHypervisorRuleError> {
+    use CloudHypervisorRuleError as E;
+    let (offset, source) = locate_descriptor(image).map_err(E::Locate)?;
+    let bytes = parse_descriptor(image, offset).map_err(E::Descriptor)?;
+    for (index, s) in decode_sections(bytes).enumerate() {
+        if s.section_type > SectionType::PayloadParam.code() {
+            return Err(E::SectionType {
+                index,
+                code: s.section_type,
+            });
+        }
+    }
+    Ok(source)
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -1166,7 +1816,7 @@ mod tests {
     fn td_shim_sections_follow_the_layout() {
         let s = td_shim_sections();
         let kinds: Vec<_> = s.iter().map(|s| s.kind().unwrap()).collect();
-        assert_eq!(kinds, [T::Bfv, T::TempMem, T::TdHob, T::Payload]);
+        assert_eq!(kinds, [T::Bfv, T::TempMem, T::TdHob, T::Cfv]);
         assert_eq!(s[0].data_offset, 0xF0_0000);
         assert_eq!(s[0].memory_address, IMAGE_METADATA.base);
         assert_eq!(
@@ -1949,6 +2599,506 @@ mod tests {
         .contains("PAGE.AUG"));
     }
 
+    // --- QEMU's rules (one test per rule) and Cloud Hypervisor's.
+
+    /// A QEMU-valid section list for a 64 KiB image mapped at [0xFFFF0000, 4 GiB): the CFV is
+    /// the first page, the BFV the rest (holding the metadata at 0x1000).
+    fn qemu_sections() -> Vec<TdvfSection> {
+        vec![
+            section(T::Bfv, 0x1000, 0xF000, 0xFFFF_1000, 0xF000, ATTR_MR_EXTEND),
+            section(T::TempMem, 0, 0, 0x10_0000, 0x1_0000, 0),
+            section(T::TdHob, 0, 0, 0x20_0000, 0x1000, 0),
+            section(T::Cfv, 0, 0x1000, 0xFFFF_0000, 0x1000, 0),
+        ]
+    }
+
+    /// Checks a 64 KiB image (footer table only, as QEMU reads it) whose sections are
+    /// `qemu_sections()` changed by `mutate`. Section-level results agree with
+    /// `check_qemu_sections`.
+    fn qemu_with(mutate: impl FnOnce(&mut Vec<TdvfSection>)) -> Result<(), QemuRuleError> {
+        let mut sections = qemu_sections();
+        mutate(&mut sections);
+        let image = build(&sections, SMALL, META_AT, true, false);
+        let result = check_qemu_rules(&image).map(|offset| assert_eq!(offset, DESC));
+        if sections.len() >= 2 {
+            assert_eq!(
+                result,
+                check_qemu_sections(sections.iter().copied(), SMALL as u64)
+            );
+        }
+        result
+    }
+
+    fn qemu_image() -> Vec<u8> {
+        build(&qemu_sections(), SMALL, META_AT, true, false)
+    }
+
+    #[test]
+    fn our_image_passes_qemu_and_cloud_hypervisor_rules() {
+        let sections = td_shim_sections();
+        let len = IMAGE_SIZE as usize;
+        let meta_at = IMAGE_METADATA.image_offset() as usize;
+        let both = build(&sections, len, meta_at, true, true);
+        assert_eq!(check_qemu_rules(&both), Ok(meta_at + GUID_SIZE));
+        assert_eq!(
+            check_cloud_hypervisor_rules(&both),
+            Ok(MetadataSource::FooterTable)
+        );
+        assert!(parse_metadata(&both).is_ok());
+        // Cloud Hypervisor still finds it through the legacy pointer alone; QEMU does not.
+        let legacy = build(&sections, len, meta_at, false, true);
+        assert_eq!(
+            check_cloud_hypervisor_rules(&legacy),
+            Ok(MetadataSource::LegacyPointer)
+        );
+        assert_eq!(
+            check_qemu_rules(&legacy),
+            Err(QemuRuleError::FooterTable(FooterError::MissingFooterGuid))
+        );
+        // QEMU acts on no attribute of ours but MR.EXTEND.
+        assert!(sections.iter().all(|s| qemu_ignored_attributes(s) == 0));
+    }
+
+    #[test]
+    fn the_old_payload_section_breaks_qemus_section_type_rule() {
+        let mut sections = td_shim_sections();
+        sections[3].section_type = T::Payload.code();
+        let image = build(
+            &sections,
+            IMAGE_SIZE as usize,
+            IMAGE_METADATA.image_offset() as usize,
+            true,
+            true,
+        );
+        let e = check_qemu_rules(&image).unwrap_err();
+        assert_eq!(e, QemuRuleError::SectionType { index: 3, code: 5 });
+        assert!(e
+            .to_string()
+            .contains("TDVF contains unsupported section type 5"));
+        // Cloud Hypervisor accepts type 5.
+        assert!(check_cloud_hypervisor_rules(&image).is_ok());
+    }
+
+    #[test]
+    fn an_ovmf_section_list_passes_qemus_section_rules() {
+        // Debian bookworm's OVMF.fd (edk2 2022.11, 2 MiB), as `inspect` reads it.
+        let ovmf = [
+            section(T::Bfv, 0x2_0000, 0x1E_0000, 0xFFE2_0000, 0x1E_0000, 1),
+            section(T::Cfv, 0, 0x2_0000, 0xFFE0_0000, 0x2_0000, 0),
+            section(T::TempMem, 0, 0, 0x81_0000, 0x1_0000, 0),
+            section(T::TempMem, 0, 0, 0x80_B000, 0x2000, 0),
+            section(T::TdHob, 0, 0, 0x80_9000, 0x2000, 0),
+            section(T::TempMem, 0, 0, 0x80_0000, 0x6000, 0),
+        ];
+        assert_eq!(check_qemu_sections(ovmf.into_iter(), 0x20_0000), Ok(()));
+        // The same list in OVMF_CODE.fd (the code part only, 0x1E0000 bytes): the BFV's raw
+        // data, described for the whole flash, runs past the file.
+        assert_eq!(
+            check_qemu_sections(ovmf.into_iter(), 0x1E_0000),
+            Err(QemuRuleError::RawDataOutsideImage {
+                index: 0,
+                kind: T::Bfv,
+                end: 0x20_0000,
+                image_len: 0x1E_0000
+            })
+        );
+    }
+
+    #[test]
+    fn qemu_reference_list_is_valid() {
+        assert_eq!(qemu_with(|_| {}), Ok(()));
+        // Attributes are not checked: PAGE.AUG and reserved bits pass (and are reported as
+        // ignored), MR.EXTEND is honoured on any type.
+        assert_eq!(
+            qemu_with(|s| {
+                s[1].attributes = ATTR_PAGE_AUG | 0x8000_0000;
+                s[3].attributes = ATTR_MR_EXTEND;
+            }),
+            Ok(())
+        );
+        let mut s = qemu_sections()[1];
+        s.attributes = ATTR_PAGE_AUG | ATTR_MR_EXTEND;
+        assert_eq!(qemu_ignored_attributes(&s), ATTR_PAGE_AUG);
+    }
+
+    #[test]
+    fn qemu_rule_bios_size() {
+        let image = qemu_image();
+        for len in [0usize, 0x1000, SMALL + 0x1000] {
+            let mut img = vec![0u8; len];
+            let keep = len.min(SMALL);
+            img[len - keep..].copy_from_slice(&image[SMALL - keep..]);
+            assert_eq!(
+                check_qemu_rules(&img),
+                Err(QemuRuleError::BiosSize { len: len as u64 })
+            );
+        }
+    }
+
+    #[test]
+    fn qemu_rule_footer_table() {
+        // No table (legacy pointer only): QEMU has no fallback.
+        let legacy = build(&qemu_sections(), SMALL, META_AT, false, true);
+        assert_eq!(
+            check_qemu_rules(&legacy),
+            Err(QemuRuleError::FooterTable(FooterError::MissingFooterGuid))
+        );
+        // A malformed table.
+        let mut image = qemu_image();
+        image[SMALL - 0x32..SMALL - 0x30].copy_from_slice(&17u16.to_le_bytes());
+        assert_eq!(
+            check_qemu_rules(&image),
+            Err(QemuRuleError::FooterTable(FooterError::TableTooShort {
+                len: 17
+            }))
+        );
+    }
+
+    #[test]
+    fn qemu_rule_tdx_offset_entry() {
+        let mut image = build(&qemu_sections(), SMALL, META_AT, false, true);
+        let other = FooterEntry {
+            guid: Guid([7; 16]),
+            data: b"abcd",
+        };
+        write_footer_table(&mut image, &[other]).unwrap();
+        assert_eq!(
+            check_qemu_rules(&image),
+            Err(QemuRuleError::NoTdxOffsetEntry)
+        );
+        let short = FooterEntry {
+            guid: TDX_METADATA_OFFSET_GUID,
+            data: &[1, 2, 3],
+        };
+        write_footer_table(&mut image, &[short]).unwrap();
+        assert_eq!(
+            check_qemu_rules(&image),
+            Err(QemuRuleError::OffsetEntryTooShort { len: 3 })
+        );
+    }
+
+    #[test]
+    fn qemu_rule_descriptor_in_image() {
+        for value in [SMALL as u32 + 1, u32::MAX, 8] {
+            let mut image = qemu_image();
+            set_u32(&mut image, SMALL - 0x48, value);
+            assert_eq!(
+                check_qemu_rules(&image),
+                Err(QemuRuleError::DescriptorOutOfImage { value })
+            );
+        }
+    }
+
+    #[test]
+    fn qemu_rule_signature() {
+        let mut image = qemu_image();
+        image[DESC] = b'X';
+        assert_eq!(
+            check_qemu_rules(&image),
+            Err(QemuRuleError::Signature(u32::from_le_bytes(*b"XDVF")))
+        );
+    }
+
+    #[test]
+    fn qemu_rule_version() {
+        let mut image = qemu_image();
+        set_u32(&mut image, DESC + 8, 2);
+        assert_eq!(check_qemu_rules(&image), Err(QemuRuleError::Version(2)));
+    }
+
+    #[test]
+    fn qemu_rule_min_sections() {
+        // One section is valid for the spec, not for QEMU.
+        assert_eq!(
+            qemu_with(|s| s.truncate(1)),
+            Err(QemuRuleError::TooFewSections(1))
+        );
+        let mut image = qemu_image();
+        set_u32(&mut image, DESC + 12, 0);
+        assert_eq!(
+            check_qemu_rules(&image),
+            Err(QemuRuleError::TooFewSections(0))
+        );
+    }
+
+    #[test]
+    fn qemu_rule_length() {
+        let mut image = qemu_image();
+        set_u32(&mut image, DESC + 4, 16 + 32 * 5);
+        assert_eq!(
+            check_qemu_rules(&image),
+            Err(QemuRuleError::Length {
+                length: 16 + 32 * 5,
+                expected: 16 + 32 * 4
+            })
+        );
+    }
+
+    #[test]
+    fn qemu_rule_sections_in_image() {
+        for count in [0x800u32, u32::MAX / 32] {
+            let mut image = qemu_image();
+            set_u32(&mut image, DESC + 12, count);
+            set_u32(
+                &mut image,
+                DESC + 4,
+                16u32.wrapping_add(32u32.wrapping_mul(count)),
+            );
+            assert_eq!(
+                check_qemu_rules(&image),
+                Err(QemuRuleError::SectionsOutOfImage {
+                    offset: DESC,
+                    count
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn qemu_rule_section_type() {
+        for code in [4, 5, 6, 7, 8, 9, u32::MAX] {
+            assert_eq!(
+                qemu_with(|s| s[3].section_type = code),
+                Err(QemuRuleError::SectionType { index: 3, code })
+            );
+        }
+    }
+
+    #[test]
+    fn qemu_rule_address_4k() {
+        assert_eq!(
+            qemu_with(|s| s[2].memory_address += 0x800),
+            Err(QemuRuleError::MisalignedAddress {
+                index: 2,
+                kind: T::TdHob,
+                address: 0x20_0800
+            })
+        );
+    }
+
+    #[test]
+    fn qemu_rule_size_4k() {
+        assert_eq!(
+            qemu_with(|s| s[1].memory_data_size = 0x1_0800),
+            Err(QemuRuleError::MisalignedSize {
+                index: 1,
+                kind: T::TempMem,
+                size: 0x1_0800
+            })
+        );
+    }
+
+    #[test]
+    fn qemu_rule_raw_within_memory() {
+        assert_eq!(
+            qemu_with(|s| s[3].raw_data_size = 0x1001),
+            Err(QemuRuleError::RawDataLargerThanMemory {
+                index: 3,
+                kind: T::Cfv,
+                raw: 0x1001,
+                memory: 0x1000
+            })
+        );
+    }
+
+    #[test]
+    fn qemu_rule_bfv_cfv_raw() {
+        for (index, kind) in [(0, T::Bfv), (3, T::Cfv)] {
+            assert_eq!(
+                qemu_with(|s| s[index].raw_data_size = 0),
+                Err(QemuRuleError::MissingRawData { index, kind })
+            );
+        }
+    }
+
+    #[test]
+    fn qemu_rule_hob_tempmem_raw() {
+        for (index, kind) in [(1, T::TempMem), (2, T::TdHob)] {
+            let e = qemu_with(|s| s[index].raw_data_size = 0x1000).unwrap_err();
+            assert_eq!(
+                e,
+                QemuRuleError::UnexpectedRawData {
+                    index,
+                    kind,
+                    raw: 0x1000
+                }
+            );
+            assert!(e.to_string().contains(&std::format!(
+                "section {index} ({kind}): QEMU requires RawDataSize 0, found 4096"
+            )));
+        }
+    }
+
+    #[test]
+    fn qemu_rule_raw_in_image() {
+        assert_eq!(
+            qemu_with(|s| s[3].data_offset = 0xF001),
+            Err(QemuRuleError::RawDataOutsideImage {
+                index: 3,
+                kind: T::Cfv,
+                end: 0x1_0001,
+                image_len: SMALL as u64
+            })
+        );
+        // u32 offset + u32 size does not wrap.
+        assert!(matches!(
+            qemu_with(|s| s[0].data_offset = u32::MAX),
+            Err(QemuRuleError::RawDataOutsideImage { index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn qemu_rule_ram_not_firmware() {
+        // TempMem inside the image's mapping, as upstream td-shim's mailbox/stack/heap once were.
+        assert_eq!(
+            qemu_with(|s| s[1].memory_address = 0xFFFF_8000),
+            Err(QemuRuleError::RamSectionInFirmware {
+                index: 1,
+                kind: T::TempMem,
+                address: 0xFFFF_8000,
+                bios_base: 0xFFFF_0000
+            })
+        );
+        // Straddling the mapping's start.
+        assert_eq!(
+            qemu_with(|s| {
+                s[2].memory_address = 0xFFFE_F000;
+                s[2].memory_data_size = 0x2000;
+            }),
+            Err(QemuRuleError::RamSectionInFirmware {
+                index: 2,
+                kind: T::TdHob,
+                address: 0xFFFE_F000,
+                bios_base: 0xFFFF_0000
+            })
+        );
+        // Just below it, and above 4 GiB (RAM above 4 GiB), is fine.
+        assert_eq!(qemu_with(|s| s[2].memory_address = 0xFFFE_F000), Ok(()));
+        assert_eq!(qemu_with(|s| s[1].memory_address = 1 << 32), Ok(()));
+    }
+
+    #[test]
+    fn qemu_rule_td_hob_present() {
+        assert_eq!(
+            qemu_with(|s| {
+                s.remove(2);
+            }),
+            Err(QemuRuleError::MissingTdHob)
+        );
+    }
+
+    #[test]
+    fn every_qemu_error_names_its_rule() {
+        use QemuRuleError as Q;
+        let k = T::TempMem;
+        let all = [
+            Q::BiosSize { len: 1 },
+            Q::FooterTable(FooterError::MissingFooterGuid),
+            Q::NoTdxOffsetEntry,
+            Q::OffsetEntryTooShort { len: 3 },
+            Q::DescriptorOutOfImage { value: 9 },
+            Q::Signature(0),
+            Q::Version(2),
+            Q::TooFewSections(1),
+            Q::Length {
+                length: 1,
+                expected: 48,
+            },
+            Q::SectionsOutOfImage {
+                offset: 1,
+                count: 9,
+            },
+            Q::SectionType { index: 7, code: 5 },
+            Q::MisalignedAddress {
+                index: 7,
+                kind: k,
+                address: 1,
+            },
+            Q::MisalignedSize {
+                index: 7,
+                kind: k,
+                size: 1,
+            },
+            Q::RawDataLargerThanMemory {
+                index: 7,
+                kind: k,
+                raw: 2,
+                memory: 1,
+            },
+            Q::MissingRawData {
+                index: 7,
+                kind: T::Cfv,
+            },
+            Q::UnexpectedRawData {
+                index: 7,
+                kind: k,
+                raw: 1,
+            },
+            Q::RawDataOutsideImage {
+                index: 7,
+                kind: T::Bfv,
+                end: 2,
+                image_len: 1,
+            },
+            Q::RamSectionInFirmware {
+                index: 7,
+                kind: k,
+                address: 0,
+                bios_base: 0,
+            },
+            Q::MissingTdHob,
+        ];
+        let mut rules_seen = Vec::new();
+        for e in all {
+            let msg = e.to_string();
+            let rule = e.rule();
+            assert!(
+                msg.starts_with(&std::format!("QEMU TDX rule {}: ", rule.id)),
+                "{msg}"
+            );
+            assert_eq!(msg.contains("not confirmed"), !rule.confirmed, "{msg}");
+            if !rules_seen.contains(&rule.id) {
+                rules_seen.push(rule.id);
+            }
+        }
+        // Every rule has an error; the ids are distinct.
+        assert_eq!(rules_seen.len(), QEMU_RULES.len() + 1);
+        for r in QEMU_RULES.iter().chain([&QEMU_RULE_TD_HOB]) {
+            assert!(rules_seen.contains(&r.id), "{}", r.id);
+        }
+    }
+
+    #[test]
+    fn cloud_hypervisor_rules() {
+        use CloudHypervisorRuleError as C;
+        // Types 0-6 are accepted (here PermMem, Payload, PayloadParam too), 7 and up are not.
+        let mut sections = small_sections();
+        sections.push(perm_mem());
+        sections.push(payload_param());
+        let image = build(&sections, SMALL, META_AT, false, true);
+        assert_eq!(
+            check_cloud_hypervisor_rules(&image),
+            Ok(MetadataSource::LegacyPointer)
+        );
+        sections.push(td_info(T::TdInfo));
+        let image = build(&sections, SMALL, META_AT, true, true);
+        let e = check_cloud_hypervisor_rules(&image).unwrap_err();
+        assert_eq!(e, C::SectionType { index: 6, code: 7 });
+        assert!(e
+            .to_string()
+            .starts_with("Cloud Hypervisor TDX rule section-type: section 6 (TD_INFO)"));
+        // Neither pointer.
+        let e = check_cloud_hypervisor_rules(&vec![0u8; SMALL]).unwrap_err();
+        assert_eq!(e, C::Locate(E::NotFound));
+        assert_eq!(e.rule().id, "locate");
+        // A broken descriptor.
+        let mut image = small_image();
+        set_u32(&mut image, DESC + 8, 2);
+        let e = check_cloud_hypervisor_rules(&image).unwrap_err();
+        assert_eq!(e, C::Descriptor(E::UnsupportedVersion(2)));
+        assert!(e.to_string().contains("not confirmed"));
+    }
+
     // --- Never panics.
 
     fn any_section() -> impl Strategy<Value = TdvfSection> {
@@ -2015,6 +3165,33 @@ mod tests {
             image[meta_at + 32..meta_at + 32 + room].copy_from_slice(&descriptor[..room]);
             write_legacy_metadata_pointer(&mut image, (meta_at + 16) as u32).unwrap();
             let _ = parse_metadata(&image);
+        }
+
+        #[test]
+        fn vmm_rules_never_panic_on_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let _ = check_qemu_rules(&bytes);
+            let _ = check_cloud_hypervisor_rules(&bytes);
+        }
+
+        #[test]
+        fn vmm_rules_never_panic_on_mutated_images(
+            mutations in proptest::collection::vec((0usize..0x1100, any::<u8>()), 1..24),
+        ) {
+            let mut image = qemu_image();
+            for (at, byte) in mutations {
+                let at = if at < 0x1000 { META_AT + at } else { SMALL - 0x1100 + at };
+                image[at] = byte;
+            }
+            let _ = check_qemu_rules(&image).map_err(|e| e.to_string());
+            let _ = check_cloud_hypervisor_rules(&image).map_err(|e| e.to_string());
+        }
+
+        #[test]
+        fn qemu_sections_never_panic(
+            sections in proptest::collection::vec(any_section(), 0..12),
+            image_len in any::<u64>(),
+        ) {
+            let _ = check_qemu_sections(sections.iter().copied(), image_len);
         }
 
         #[test]

@@ -63,10 +63,188 @@ fn inspect_reports_the_metadata_as_json() {
         .iter()
         .map(|x| x["type"].as_str().unwrap())
         .collect();
-    assert_eq!(types, ["BFV", "TempMem", "TD_HOB", "Payload"]);
+    assert_eq!(types, ["BFV", "TempMem", "TD_HOB", "CFV"]);
     assert_eq!(v["sections"][0]["attribute_names"][0], "MR.EXTEND");
     assert_eq!(v["footer"][0]["name"], "tdx-metadata-offset");
     assert_eq!(v["payloads"][0]["kind"], "elf");
+    // Both VMMs' TDX loader rules pass.
+    assert_eq!(v["vmm_rules"][0]["vmm"], "qemu-tdx");
+    assert_eq!(v["vmm_rules"][0]["passes"], true);
+    assert_eq!(v["vmm_rules"][0]["failed_rule"], serde_json::Value::Null);
+    assert_eq!(v["vmm_rules"][0]["rules"].as_array().unwrap().len(), 18);
+    assert_eq!(v["vmm_rules"][1]["vmm"], "cloud-hypervisor-tdx");
+    assert_eq!(v["vmm_rules"][1]["passes"], true);
+}
+
+/// The file offset of section `i`'s Type field in our image.
+fn section_type_at(i: usize) -> usize {
+    IMAGE_METADATA.image_offset() as usize + 16 + 16 + 32 * i + 24
+}
+
+#[test]
+fn inspect_check_qemu_tdx() {
+    let image = &artifacts().image;
+    // Ours passes both; the flag's value is checked by the argument parser.
+    for vmm in ["qemu-tdx", "cloud-hypervisor-tdx"] {
+        let out = tool(&["inspect", s(image), "--check", vmm]);
+        assert!(
+            out.status.success(),
+            "{vmm}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&tool(&["inspect", s(image)]).stdout).into_owned();
+    assert!(
+        text.contains("qemu-tdx              passes 18 rules"),
+        "{text}"
+    );
+    assert_eq!(
+        tool(&["inspect", s(image), "--check", "xen"]).status.code(),
+        Some(2)
+    );
+
+    // The previous layout: section 3 as Payload (type 5). Valid for the spec and for Cloud
+    // Hypervisor; QEMU refuses it. Without --check that is reported and the exit is 0.
+    let mut old = std::fs::read(image).unwrap();
+    old[section_type_at(3)] = 5;
+    let old = write("payload-type.bin", &old);
+    let out = tool(&["inspect", s(&old), "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["vmm_rules"][0]["passes"], false);
+    assert_eq!(v["vmm_rules"][0]["failed_rule"], "section-type");
+    assert_eq!(v["vmm_rules"][1]["passes"], true);
+    assert_refused(
+        &tool(&["inspect", s(&old), "--check", "qemu-tdx"]),
+        "qemu-tdx: QEMU TDX rule section-type: section 3 (Payload): QEMU accepts only BFV (0), \
+         CFV (1), TD_HOB (2) and TempMem (3), found type 5",
+    );
+    assert!(
+        tool(&["inspect", s(&old), "--check", "cloud-hypervisor-tdx"])
+            .status
+            .success()
+    );
+
+    // Without the footer table (its GUID erased), only the legacy pointer is left: Cloud
+    // Hypervisor still finds the metadata, QEMU does not.
+    let mut legacy = std::fs::read(image).unwrap();
+    let len = legacy.len();
+    legacy[len - 0x30..len - 0x20].fill(0);
+    let legacy = write("legacy-only.bin", &legacy);
+    let out = tool(&[
+        "inspect",
+        s(&legacy),
+        "--json",
+        "--check",
+        "cloud-hypervisor-tdx",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["metadata_source"], "legacy metadata pointer");
+    assert_eq!(v["vmm_rules"][0]["failed_rule"], "footer-table");
+    assert_refused(
+        &tool(&["inspect", s(&legacy), "--check", "qemu-tdx"]),
+        "QEMU TDX rule footer-table",
+    );
+
+    // A TempMem section with raw data: refused by the spec validator before any VMM check.
+    let mut raw = std::fs::read(image).unwrap();
+    let at = section_type_at(1) - 24 + 4;
+    raw[at..at + 4].copy_from_slice(&0x1000u32.to_le_bytes());
+    let raw = write("tempmem-raw.bin", &raw);
+    assert_refused(&tool(&["inspect", s(&raw)]), "(TempMem) has raw data");
+}
+
+/// Debian's OVMF (package `ovmf`): `$SHIM_OVMF_DIR` if set (a directory holding OVMF.fd and
+/// OVMF_CODE.fd), else fetched once with `apt-get download` and extracted with `dpkg-deb` into
+/// `target/ovmf/`, as `cargo xtask kernel` fetches the test kernel. Not committed: 2 MiB each.
+fn ovmf_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SHIM_OVMF_DIR") {
+        return PathBuf::from(dir);
+    }
+    let cache = tests::root().join("target/ovmf");
+    let wanted = ["OVMF.fd", "OVMF_CODE.fd"];
+    if wanted.iter().all(|f| cache.join(f).is_file()) {
+        return cache;
+    }
+    let work = cache.join(format!("fetch-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let run = |cmd: &mut Command| {
+        let out = cmd
+            .output()
+            .expect("run apt-get/dpkg-deb (is this a Debian machine?)");
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(Command::new("apt-get")
+        .current_dir(&work)
+        .args(["download", "-q", "ovmf"]));
+    let deb = std::fs::read_dir(&work)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .expect("apt-get download left no .deb");
+    let unpacked = work.join("x");
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked));
+    // OVMF.fd (code + variables, 2 MiB) is in usr/share/ovmf, the split files in usr/share/OVMF.
+    for (from, name) in [
+        ("usr/share/ovmf", "OVMF.fd"),
+        ("usr/share/OVMF", "OVMF_CODE.fd"),
+    ] {
+        std::fs::rename(unpacked.join(from).join(name), cache.join(name)).unwrap();
+    }
+    std::fs::write(
+        cache.join("package"),
+        deb.file_name().unwrap().to_string_lossy().as_bytes(),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(&work).unwrap();
+    cache
+}
+
+#[test]
+fn inspect_reports_debian_ovmf() {
+    let dir = ovmf_dir();
+    // OVMF.fd carries TDX metadata (OvmfPkgX64's reset vector) and passes QEMU's rules:
+    // BFV + CFV (the variable store) + TempMem + TD_HOB.
+    let out = tool(&[
+        "inspect",
+        s(&dir.join("OVMF.fd")),
+        "--json",
+        "--check",
+        "qemu-tdx",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["metadata_source"], "footer GUID table");
+    let types: Vec<&str> = v["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["type"].as_str().unwrap())
+        .collect();
+    assert!(types.contains(&"BFV") && types.contains(&"CFV") && types.contains(&"TD_HOB"));
+    assert!(types
+        .iter()
+        .all(|t| ["BFV", "CFV", "TD_HOB", "TempMem"].contains(t)));
+    assert_eq!(v["vmm_rules"][0]["passes"], true);
+    assert_eq!(v["regions"], serde_json::Value::Null);
+    // OVMF_CODE.fd alone describes a BFV for the whole flash: its raw data runs past the file.
+    assert_refused(
+        &tool(&["inspect", s(&dir.join("OVMF_CODE.fd"))]),
+        "raw data runs past the end of the image",
+    );
 }
 
 #[test]

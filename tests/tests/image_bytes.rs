@@ -1,6 +1,7 @@
 //! The built image's self-description, read by raw byte offsets as research/tdx-attestation.md
 //! §1.2-1.3 and research/td-shim.md §3.2-3.4 give them, without td-layout's parsers: a VMM or
-//! MRTD tool that knows only the spec must find the same things.
+//! MRTD tool that knows only the spec must find the same things. The section checks are upstream
+//! QEMU's TDX loader rules (research/tdx-boot.md §6.2), restated from the notes.
 
 use tests::artifacts;
 
@@ -55,33 +56,53 @@ fn footer_table_and_tdvf_descriptor_at_their_spec_offsets() {
     assert!(n >= 2, "QEMU's TDX loader wants at least two sections");
 
     let mut types = Vec::new();
+    let bios_base = (1u64 << 32) - len as u64;
     for i in 0..n {
         let s = descriptor + 16 + 32 * i;
         let (data_offset, raw) = (u32_at(&img, s) as usize, u32_at(&img, s + 4) as usize);
         let (addr, size) = (u64_at(&img, s + 8), u64_at(&img, s + 16));
         let (kind, attr) = (u32_at(&img, s + 24), u32_at(&img, s + 28));
+        // QEMU: MemoryAddress and MemoryDataSize 4 KiB aligned, MemoryDataSize >= RawDataSize.
         assert_eq!(addr % 0x1000, 0);
         assert_eq!(size % 0x1000, 0);
         assert!(raw as u64 <= size && data_offset + raw <= len);
         if raw > 0 {
             // File data maps to the GPA where the image sits below 4 GiB.
-            assert_eq!(addr, (1u64 << 32) - len as u64 + data_offset as u64);
+            assert_eq!(addr, bios_base + data_offset as u64);
         }
         match kind {
-            0 => assert_eq!(attr, 1, "BFV is MR.EXTENDed"),
-            2 | 3 => assert_eq!((raw, attr), (0, 0)),
-            5 => assert_eq!(attr, 0, "the payload is measured by the firmware, not MRTD"),
-            other => panic!("unexpected section type {other}"),
+            // QEMU: BFV and CFV are copied from the image, RawDataSize != 0.
+            0 => assert!(raw > 0 && attr == 1, "BFV is copied in and MR.EXTENDed"),
+            1 => assert!(
+                raw > 0 && attr == 0,
+                "CFV (the payload region) is copied in, not extended: the firmware measures the \
+                 payload"
+            ),
+            // QEMU: TD_HOB and TempMem are zero pages, RawDataSize 0, in RAM (not the -bios
+            // mapping).
+            2 | 3 => {
+                assert_eq!((data_offset, raw, attr), (0, 0, 0));
+                assert!(
+                    addr + size <= bios_base,
+                    "section {i} lies in the -bios mapping"
+                );
+            }
+            other => panic!("section type {other}: QEMU accepts only BFV, CFV, TD_HOB, TempMem"),
         }
         types.push(kind);
     }
-    assert_eq!(types, [0, 3, 2, 5], "BFV, TempMem, TD_HOB, Payload");
+    assert_eq!(types, [0, 3, 2, 1], "BFV, TempMem, TD_HOB, CFV");
     // The BFV holds the reset vector: it covers the end of the image.
     let bfv = descriptor + 16;
     assert_eq!(
         u32_at(&img, bfv) as usize + u32_at(&img, bfv + 4) as usize,
         len
     );
+    // The CFV is the payload region: it starts with the payload table and ends at the BFV.
+    let cfv = descriptor + 16 + 32 * 3;
+    assert_eq!(u32_at(&img, cfv), 0);
+    assert_eq!(&img[..8], b"TDSHPAYL");
+    assert_eq!(u32_at(&img, cfv + 4), u32_at(&img, bfv));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `td-shim-tool build`: lays the firmware ELF's load segments, the payload table and the TDX
-//! metadata into a firmware image that ends at 4 GiB.
+//! metadata into a firmware image that ends at 4 GiB. The same inputs give the same bytes.
 
-use crate::inspect::inspect;
+use crate::inspect::{inspect, Vmm};
 use td_layout::footer::{
     write_footer_table, write_legacy_metadata_pointer, FooterEntry, FooterError,
     TDX_METADATA_OFFSET_GUID,
@@ -192,7 +192,14 @@ pub fn build_image(firmware: &[u8], payload: Payload<'_>) -> Result<Vec<u8>, Bui
     }
     write_legacy_metadata_pointer(&mut image, descriptor as u32).map_err(BuildError::Footer)?;
 
-    inspect(&image).map_err(|e| BuildError::SelfCheck(e.to_string()))?;
+    // The image must validate, and load under both VMMs' TDX rules (QEMU: BFV, CFV, TD_HOB and
+    // TempMem only, through the footer table; Cloud Hypervisor: also through the legacy pointer).
+    let report = inspect(&image).map_err(|e| BuildError::SelfCheck(e.to_string()))?;
+    for vmm in [Vmm::QemuTdx, Vmm::CloudHypervisorTdx] {
+        report
+            .require(vmm)
+            .map_err(|e| BuildError::SelfCheck(e.to_string()))?;
+    }
     Ok(image)
 }
 

@@ -1,6 +1,9 @@
 //! `td-shim-tool inspect`: what a firmware image says about itself. Works on any image with an
 //! OVMF-style footer table or a legacy TDX metadata pointer (OVMF/TDVF, upstream td-shim, ours);
-//! for our own images it also lists the layout regions and the payload table.
+//! for our own images it also lists the layout regions and the payload table. It also reports
+//! whether the image passes the TDX loader rules of upstream QEMU and of Cloud Hypervisor
+//! (`td_layout::metadata::check_qemu_rules`, `check_cloud_hypervisor_rules`); with
+//! `--check VMM`, breaking them is a refusal ([`Report::require`]).
 
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -8,7 +11,9 @@ use td_layout::footer::{parse_footer_table, FooterError, FOOTER_GUID, TDX_METADA
 use td_layout::guid::Guid;
 use td_layout::layout::{self, FOUR_GIB, IMAGE_PAYLOAD, IMAGE_SIZE};
 use td_layout::metadata::{
-    parse_metadata, MetadataError, SectionType, ATTR_MR_EXTEND, ATTR_PAGE_AUG,
+    check_cloud_hypervisor_rules, check_qemu_rules, parse_metadata, qemu_ignored_attributes,
+    MetadataError, SectionType, ATTR_MR_EXTEND, ATTR_PAGE_AUG, CLOUD_HYPERVISOR_RULES, QEMU_RULES,
+    QEMU_RULE_TD_HOB,
 };
 use td_layout::payload::{PayloadTable, PAYLOAD_TABLE_MAGIC};
 
@@ -30,6 +35,115 @@ pub enum InspectError {
     /// An image of our size and payload magic whose payload table is invalid.
     #[error("payload table: {0}")]
     PayloadTable(td_layout::payload::PayloadTableError),
+    /// `--check VMM`: the image breaks a rule of that VMM's TDX loader (holds the message,
+    /// which names the rule).
+    #[error("{vmm}: {message}")]
+    VmmRules {
+        /// The VMM's name, as given to `--check`.
+        vmm: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A VMM whose TDX firmware-loading rules `inspect` checks (`--check VMM`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Vmm {
+    /// Upstream QEMU with `-object tdx-guest` and `-bios` (hw/i386/tdvf.c and friends): only
+    /// BFV, CFV, TD_HOB and TempMem sections, found through the footer GUID table.
+    QemuTdx,
+    /// Cloud Hypervisor with TDX: section types 0-6, footer table or legacy pointer.
+    CloudHypervisorTdx,
+}
+
+impl Vmm {
+    /// The name used by `--check` and in the report.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Vmm::QemuTdx => "qemu-tdx",
+            Vmm::CloudHypervisorTdx => "cloud-hypervisor-tdx",
+        }
+    }
+}
+
+/// Whether the image passes one VMM's TDX loader rules.
+#[derive(Debug, Serialize)]
+pub struct VmmCheck {
+    /// "qemu-tdx" or "cloud-hypervisor-tdx".
+    pub vmm: &'static str,
+    /// True when no rule is broken.
+    pub passes: bool,
+    /// The id of the first rule broken (see docs/image-format.md), if any.
+    pub failed_rule: Option<&'static str>,
+    /// What is wrong, naming the rule, if a rule is broken.
+    pub message: Option<String>,
+    /// The ids of the rules checked, in order.
+    pub rules: Vec<&'static str>,
+    /// The ids of the rules that are inferred, not confirmed from the VMM's source.
+    pub unconfirmed_rules: Vec<&'static str>,
+    /// Things the VMM does not refuse but handles differently than the image may expect
+    /// (e.g. attribute bits QEMU ignores).
+    pub notes: Vec<String>,
+}
+
+fn vmm_checks(image: &[u8]) -> Vec<VmmCheck> {
+    let qemu_rules = || QEMU_RULES.iter().chain([&QEMU_RULE_TD_HOB]);
+    let qemu = check_qemu_rules(image);
+    let mut notes = Vec::new();
+    if let Ok(offset) = qemu {
+        // The sections QEMU read: the same descriptor as `parse_metadata` found through the
+        // footer table (QEMU has no other way in).
+        if let Ok(md) = parse_metadata(image) {
+            if md.descriptor_offset() == offset {
+                for (i, s) in md.sections().enumerate() {
+                    let ignored = qemu_ignored_attributes(&s);
+                    if ignored != 0 {
+                        notes.push(format!(
+                            "section {i} ({}): QEMU ignores attribute bits {ignored:#x} (it reads \
+                             only MR.EXTEND; PAGE.AUG sections are still PAGE.ADDed)",
+                            section_name(s.section_type)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let ch = check_cloud_hypervisor_rules(image);
+    vec![
+        VmmCheck {
+            vmm: Vmm::QemuTdx.name(),
+            passes: qemu.is_ok(),
+            failed_rule: qemu.as_ref().err().map(|e| e.rule().id),
+            message: qemu.as_ref().err().map(ToString::to_string),
+            rules: qemu_rules().map(|r| r.id).collect(),
+            unconfirmed_rules: qemu_rules()
+                .filter(|r| !r.confirmed)
+                .map(|r| r.id)
+                .collect(),
+            notes,
+        },
+        VmmCheck {
+            vmm: Vmm::CloudHypervisorTdx.name(),
+            passes: ch.is_ok(),
+            failed_rule: ch.as_ref().err().map(|e| e.rule().id),
+            message: ch.as_ref().err().map(ToString::to_string),
+            rules: CLOUD_HYPERVISOR_RULES.iter().map(|r| r.id).collect(),
+            unconfirmed_rules: CLOUD_HYPERVISOR_RULES
+                .iter()
+                .filter(|r| !r.confirmed)
+                .map(|r| r.id)
+                .collect(),
+            notes: ch
+                .map(|source| vec![format!("finds the metadata through the {}", source.name())])
+                .unwrap_or_default(),
+        },
+    ]
+}
+
+fn section_name(code: u32) -> String {
+    SectionType::from_code(code)
+        .map(|t| t.name().to_string())
+        .unwrap_or_else(|| format!("unknown({code})"))
 }
 
 /// One footer table entry.
@@ -104,6 +218,8 @@ pub struct Report {
     pub regions: Option<Vec<RegionReport>>,
     /// Our payload table, if the image is one of ours.
     pub payloads: Option<Vec<PayloadReport>>,
+    /// Whether the image passes each VMM's TDX loader rules: QEMU, then Cloud Hypervisor.
+    pub vmm_rules: Vec<VmmCheck>,
 }
 
 fn guid_name(g: &Guid) -> &'static str {
@@ -141,9 +257,7 @@ pub fn inspect(image: &[u8]) -> Result<Report, InspectError> {
     let sections = md
         .sections()
         .map(|s| SectionReport {
-            kind: SectionType::from_code(s.section_type)
-                .map(|t| t.name().to_string())
-                .unwrap_or_else(|| format!("unknown({})", s.section_type)),
+            kind: section_name(s.section_type),
             data_offset: s.data_offset,
             raw_data_size: s.raw_data_size,
             memory_address: s.memory_address,
@@ -199,6 +313,7 @@ pub fn inspect(image: &[u8]) -> Result<Report, InspectError> {
         sections,
         regions,
         payloads,
+        vmm_rules: vmm_checks(image),
     })
 }
 
@@ -210,6 +325,17 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl Report {
+    /// `--check VMM`: refuses the image if it breaks a rule of `vmm`'s TDX loader.
+    pub fn require(&self, vmm: Vmm) -> Result<(), InspectError> {
+        match self.vmm_rules.iter().find(|c| c.vmm == vmm.name()) {
+            Some(c) if !c.passes => Err(InspectError::VmmRules {
+                vmm: c.vmm,
+                message: c.message.clone().unwrap_or_default(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// The human-readable form.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
@@ -274,6 +400,25 @@ impl Report {
                     "  {:<6} at payload offset {:#x}, {} bytes",
                     p.kind, p.offset, p.size
                 );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "VMM TDX loader rules (checked in software, not on a TDX host):"
+        );
+        for c in &self.vmm_rules {
+            let verdict = match &c.message {
+                None => format!(
+                    "passes {} rules ({} inferred: {})",
+                    c.rules.len(),
+                    c.unconfirmed_rules.len(),
+                    c.unconfirmed_rules.join(", ")
+                ),
+                Some(m) => format!("FAILS {m}"),
+            };
+            let _ = writeln!(s, "  {:<21} {verdict}", c.vmm);
+            for n in &c.notes {
+                let _ = writeln!(s, "  {:<21} note: {n}", "");
             }
         }
         s

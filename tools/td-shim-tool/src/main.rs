@@ -73,12 +73,19 @@ enum Command {
         json: bool,
     },
     /// Print an image's regions, TDX metadata sections and footer table, after validating them.
+    ///
+    /// The report always says whether the image passes the TDX loader rules of upstream QEMU
+    /// (qemu-tdx) and Cloud Hypervisor (cloud-hypervisor-tdx), and which rule fails.
     Inspect {
         /// The firmware image (ours, upstream td-shim's or OVMF/TDVF's).
         image: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// After the report, exit 1 if the image breaks a rule of this VMM's TDX loader (the
+        /// message names the rule). Without it, rule failures are reported and the exit is 0.
+        #[arg(long, value_enum, value_name = "VMM")]
+        check: Option<td_shim_tool::inspect::Vmm>,
     },
     /// Pack the guest agent as /init into a gzip-compressed newc initramfs (same inputs, same bytes).
     Initramfs {
@@ -393,11 +400,15 @@ fn run(cli: Cli) -> Result<()> {
                 format!("wrote {}\n{}", output.display(), report.to_text())
             })
         }
-        Command::Inspect { image, json } => {
+        Command::Inspect { image, json, check } => {
             let bytes = read(&image, &Limit::FIRMWARE_IMAGE)?;
             let report = inspect(&bytes)
                 .with_context(|| format!("{} is not a valid firmware image", image.display()))?;
-            print(json, &report, || report.to_text())
+            print(json, &report, || report.to_text())?;
+            match check {
+                Some(vmm) => Ok(report.require(vmm)?),
+                None => Ok(()),
+            }
         }
         Command::Initramfs {
             agent,
