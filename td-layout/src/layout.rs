@@ -60,7 +60,8 @@ pub const IMAGE_SIZE: u64 = 0x100_0000;
 pub const IMAGE_BASE: u64 = FOUR_GIB - IMAGE_SIZE;
 
 /// The payload table and the payloads it lists (see [`crate::payload`]). TDX metadata section
-/// type Payload: the VMM adds it unmeasured and the firmware measures what it uses.
+/// type CFV, without MR.EXTEND: the VMM copies it in unmeasured (QEMU accepts no Payload
+/// section) and the firmware measures what it uses into RTMR1.
 pub const IMAGE_PAYLOAD: Region = Region {
     name: "payload",
     base: IMAGE_BASE,
@@ -174,6 +175,32 @@ pub const EVENT_LOG: Region = Region {
     base: HANDOFF.end(),
     size: 0x1_0000,
 };
+
+/// The multiprocessor wakeup mailbox (ACPI 6.4 §5.2.12.19, MADT structure type 0x10): the OS
+/// writes Command/ApicId/WakeupVector in its first half; the firmware's half holds the loop the
+/// parked application processors run. ACPI NVS after hand-off. Below 1 MiB: in the first 2 MiB,
+/// which a Linux hand-off maps executable, so the parked APs can run from it, and readable
+/// through Linux's `/dev/mem` (low memory bypasses its iomem restrictions), so the guest agent
+/// can show what the OS left there. Taken from the VMM's RAM, not part of [`TEMP_MEM`].
+pub const MP_MAILBOX: Region = Region {
+    name: "mp-mailbox",
+    base: 0x9_E000,
+    size: PAGE_SIZE,
+};
+/// Where the application processors start in real mode (a start-up IPI's vector page), during
+/// the firmware's life only: RAM again for the OS afterwards.
+pub const AP_TRAMPOLINE: Region = Region {
+    name: "ap-trampoline",
+    base: 0x8000,
+    size: PAGE_SIZE,
+};
+const _: () = assert!(
+    MP_MAILBOX.is_aligned(PAGE_SIZE)
+        && AP_TRAMPOLINE.is_aligned(PAGE_SIZE)
+        && MP_MAILBOX.end() <= LEGACY_HOLE.base
+        && AP_TRAMPOLINE.base >= PAGE_SIZE
+        && !AP_TRAMPOLINE.overlaps(&MP_MAILBOX)
+);
 
 /// The firmware's code and read-only data, copied here from the image by the reset code and run
 /// from here: RIP-relative code must sit within 2 GiB of the `.data` and `.bss` it uses, which

@@ -24,6 +24,7 @@ pub mod handoff;
 pub mod linux;
 pub mod measurement;
 pub mod memory_map;
+pub mod mp;
 pub mod paging;
 pub mod payload;
 #[cfg(target_os = "none")]
@@ -31,6 +32,7 @@ pub mod plain;
 pub mod platform;
 pub mod port_io;
 pub mod serial;
+pub mod tdx;
 
 use core::fmt;
 
@@ -59,6 +61,8 @@ pub enum BootError {
     Measurement(eventlog::WriteError),
     /// The VMM's ACPI table-loader script was refused.
     Acpi(acpi::AcpiError),
+    /// The application processors could not be parked for the OS.
+    Mp(mp::MpError),
     /// The platform was detected but this firmware cannot run on it yet.
     UnsupportedPlatform(&'static str),
 }
@@ -76,6 +80,7 @@ impl fmt::Display for BootError {
             Self::LinuxBoot(e) => write!(f, "{e}"),
             Self::Acpi(e) => write!(f, "{e}"),
             Self::Measurement(e) => write!(f, "measurement: {e}"),
+            Self::Mp(e) => write!(f, "{e}"),
             Self::RegionUnavailable(r) => write!(f, "firmware region {r} is unavailable (already taken, or not where the layout puts it)"),
             Self::UnsupportedPlatform(p) => {
                 write!(
@@ -106,5 +111,6 @@ from_error!(
     Linux(td_loader::linux::LinuxError),
     LinuxBoot(linux::LinuxBootError),
     Acpi(acpi::AcpiError),
-    Measurement(eventlog::WriteError)
+    Measurement(eventlog::WriteError),
+    Mp(mp::MpError)
 );

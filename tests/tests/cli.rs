@@ -397,10 +397,13 @@ fn build_refuses_broken_inputs() {
         "payload region holds",
     );
 
-    // The reset-code segment (index 2) moved over the footer area.
+    // The reset-code segment (index 2) moved so that its last 16 bytes lie over the footer area
+    // (it stays below 4 GiB whatever its size).
     let mut over = fw.clone();
     let at = paddr_offset(&over, 2);
-    over[at..at + 8].copy_from_slice(&0xFFFF_FE00u64.to_le_bytes());
+    let memsz = u64::from_le_bytes(over[at + 16..at + 24].try_into().unwrap());
+    let moved = td_layout::layout::IMAGE_FOOTER.base + 0x10 - memsz;
+    over[at..at + 8].copy_from_slice(&moved.to_le_bytes());
     let over = write("over.elf", &over);
     assert_refused(
         &build(&over, &a.payload_elf, "over.bin").0,

@@ -117,6 +117,31 @@ fn boot_and_check_with(memory: &str, smp: usize, extra: &[&str]) -> Report {
             "{what} at {addr:#x} is reserved in the kernel's map"
         );
     }
+    // With more than one vCPU the APs were parked in the wakeup mailbox, and Linux woke them
+    // through it: the last one woken left its APIC ID, the kernel's 64-bit trampoline below
+    // 1 MiB and the acknowledgement (Command 0) there. With one vCPU there is no mailbox.
+    match (&report.mp_wakeup, smp) {
+        (None, 1) => assert!(!b.said("application processors wait")),
+        (Some(mp), n) if n > 1 => {
+            assert!(b.said(&format!(
+                "mp: {} application processors wait in the wakeup mailbox at 0x9e000",
+                n - 1
+            )));
+            assert_eq!(mp.mailbox_version, 0);
+            assert_eq!(mp.mailbox, 0x9_E000);
+            assert_eq!(mp.command, 0, "acknowledged");
+            assert_eq!(mp.apic_id as usize, n - 1, "the last AP woken");
+            assert!(
+                mp.wakeup_vector > 0 && mp.wakeup_vector < 1 << 20,
+                "{:#x}",
+                mp.wakeup_vector
+            );
+            assert!(report.e820.iter().any(|e| e.start == 0x9_E000
+                && e.end == 0x9_EFFF
+                && e.kind == "ACPI Non-volatile Storage"));
+        }
+        (mp, n) => panic!("{n} vCPUs, wakeup mailbox {mp:?}"),
+    }
     // ACPI power-off ends QEMU with status 0.
     assert!(b.said("reboot: Power down"));
     assert_eq!(b.status, Some(0));

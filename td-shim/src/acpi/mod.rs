@@ -27,13 +27,16 @@ pub use loader::{
     MAX_COMMANDS, MAX_FILES_SIZE, MAX_FILE_SIZE, NAME_SIZE, WRITE_POINTER, ZONE_FSEG, ZONE_HIGH,
 };
 pub use tables::{
-    add_tables, ccel, rtmr_table, table, Rsdp, RsdpV1, SdtHeader, FIRMWARE_TABLES_ROOM,
+    add_tables, ccel, find_table, rtmr_table, table, Rsdp, RsdpV1, SdtHeader, FIRMWARE_TABLES_ROOM,
     HEADER_SIZE, RSDP_V1_SIZE, RSDP_V2_SIZE,
 };
 
 /// Why the table loader's script or the VMM's tables were refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AcpiError {
+    /// The VMM's MADT is not a well-formed MADT (signature, Length, structure lengths), or
+    /// already has a multiprocessor wakeup structure.
+    BadMadt,
     /// The VMM offers no `etc/table-loader`: there would be no tables to publish the CC event
     /// log in (CCEL), so a Linux boot is refused.
     NoTables,
@@ -127,6 +130,10 @@ pub enum AcpiError {
 impl fmt::Display for AcpiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::BadMadt => write!(
+                f,
+                "acpi: the VMM's MADT is malformed or already has a wakeup structure"
+            ),
             Self::NoTables => write!(
                 f,
                 "acpi: the VMM offers no ACPI tables (no etc/table-loader), so the CC event log \

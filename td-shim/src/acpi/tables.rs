@@ -32,8 +32,10 @@ pub const HEADER_SIZE: usize = 36;
 pub const RSDP_V1_SIZE: usize = 20;
 /// Bytes of an ACPI 2.0+ RSDP (revision 2 and later).
 pub const RSDP_V2_SIZE: usize = 36;
-/// Room reserved after the VMM's tables for the firmware's own tables and the rebuilt RSDT/XSDT.
-pub const FIRMWARE_TABLES_ROOM: u64 = 4096;
+/// Room reserved after the VMM's tables for the firmware's own tables (CCEL, RTMR, the MADT
+/// extended with the wakeup structure: 16 bytes per x2APIC vCPU, about 4.6 KiB for 288) and the
+/// rebuilt RSDT/XSDT.
+pub const FIRMWARE_TABLES_ROOM: u64 = 0x1_0000;
 
 /// The ACPI 1.0 part of the RSDP: its first 20 bytes, covered by `checksum`.
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
@@ -203,14 +205,128 @@ impl Root {
     }
 }
 
+/// The RSDP and the root tables it names, found in the VMM's part of a region.
+struct Roots {
+    /// The RSDP's bytes (its Length from revision 2, else 20).
+    rsdp: Range<usize>,
+    /// The RSDT and the XSDT, where present.
+    tables: [Option<Root>; 2],
+}
+
+impl Roots {
+    fn find(region: &[u8], base: u64, rsdp: Extent, vmm_end: usize) -> Result<Self, AcpiError> {
+        // The RSDP's bytes are its file's.
+        let file_size = rsdp.size;
+        let rsdp_off = rsdp
+            .addr
+            .checked_sub(base)
+            .ok_or(AcpiError::BadRootTables)?;
+        let file_len = usize::try_from(file_size).map_err(|_| AcpiError::BadRootTables)?;
+        let file = span(rsdp_off, file_len, vmm_end)?;
+        let too_short = |needed| AcpiError::RsdpTooShort { file_size, needed };
+        let (v1, _) =
+            RsdpV1::ref_from_prefix(&region[file.clone()]).map_err(|_| too_short(RSDP_V1_SIZE))?;
+        if &v1.signature != b"RSD PTR " {
+            return Err(AcpiError::BadRootTables);
+        }
+        let (rsdp_len, rsdt, xsdt) = if v1.revision >= 2 {
+            let (v2, _) = Rsdp::ref_from_prefix(&region[file.clone()])
+                .map_err(|_| too_short(RSDP_V2_SIZE))?;
+            let length = v2.length.get();
+            let len = usize::try_from(length)
+                .ok()
+                .filter(|&l| l >= RSDP_V2_SIZE && l <= file_len)
+                .ok_or(AcpiError::BadRsdpLength { length, file_size })?;
+            (len, v2.v1.rsdt_address.get(), v2.xsdt_address.get())
+        } else {
+            (RSDP_V1_SIZE, v1.rsdt_address.get(), 0)
+        };
+        let mut tables: [Option<Root>; 2] = [None, None];
+        for (slot, (addr, signature, width)) in tables
+            .iter_mut()
+            .zip([(u64::from(rsdt), b"RSDT", 4), (xsdt, b"XSDT", 8)])
+        {
+            if addr != 0 {
+                let (old, width) = Root::find(region, base, addr, signature, width, vmm_end)?;
+                *slot = Some(Root {
+                    old,
+                    width,
+                    new: 0..0,
+                });
+            }
+        }
+        if tables.iter().all(Option::is_none) {
+            return Err(AcpiError::BadRootTables);
+        }
+        Ok(Roots {
+            rsdp: file.start..file.start + rsdp_len,
+            tables,
+        })
+    }
+}
+
+impl Root {
+    /// The guest addresses this root table lists.
+    fn entries<'r>(&self, region: &'r [u8]) -> impl Iterator<Item = u64> + 'r {
+        let width = self.width;
+        region[self.old.start + HEADER_SIZE..self.old.end]
+            .chunks_exact(width)
+            .map(move |e| {
+                let mut a = [0u8; 8];
+                a[..width].copy_from_slice(e);
+                u64::from_le_bytes(a)
+            })
+    }
+}
+
+/// The signature of the table at guest address `addr`, if it lies in `region[..vmm_end]`.
+fn signature_at(region: &[u8], base: u64, addr: u64, vmm_end: usize) -> Option<[u8; 4]> {
+    let off = addr.checked_sub(base)?;
+    let r = span(off, 4, vmm_end).ok()?;
+    region[r].try_into().ok()
+}
+
+/// The bytes (offsets in `region`) of the VMM's table with `signature`, found through the root
+/// tables of `rsdp` in the VMM's part of the region, `[0, at)`: the first one listed (XSDT first,
+/// then RSDT), with its Length checked against the region. `None` if no root table lists one.
+pub fn find_table(
+    region: &[u8],
+    base: u64,
+    rsdp: Extent,
+    at: usize,
+    signature: &[u8; 4],
+) -> Result<Option<Range<usize>>, AcpiError> {
+    let vmm_end = at.min(region.len());
+    let roots = Roots::find(region, base, rsdp, vmm_end)?;
+    for root in roots.tables.iter().rev().flatten() {
+        for addr in root.entries(region) {
+            if signature_at(region, base, addr, vmm_end).as_ref() != Some(signature) {
+                continue;
+            }
+            let off = addr.checked_sub(base).ok_or(AcpiError::BadRootTables)?;
+            let head = span(off, HEADER_SIZE, vmm_end)?;
+            let (header, _) =
+                SdtHeader::ref_from_prefix(&region[head]).map_err(|_| AcpiError::BadRootTables)?;
+            let len = usize::try_from(header.length.get()).map_err(|_| AcpiError::BadRootTables)?;
+            if len < HEADER_SIZE {
+                return Err(AcpiError::BadRootTables);
+            }
+            return Ok(Some(span(off, len, vmm_end)?));
+        }
+    }
+    Ok(None)
+}
+
 /// Adds `tables` to the linked tables in `region` (at guest address `base`).
 ///
 /// `rsdp` is the RSDP's file as [`link`](super::link) placed it; the RSDP, the RSDT and the
 /// XSDT must lie before offset `at`, the VMM's part of the region. From `at` on (8-byte
 /// aligned) this writes `tables`, then a copy of each root table the RSDP names (RSDT, XSDT or
-/// both) with the new tables' addresses appended, and finally points the RSDP at the copies and
-/// fixes its checksum (and its extended checksum from revision 2). Nothing is written unless
-/// everything fits. Returns the guest address of each added table.
+/// both) with the new tables' addresses, and finally points the RSDP at the copies and fixes
+/// its checksum (and its extended checksum from revision 2). A new table whose signature a
+/// root table already lists (the firmware's extended MADT, say) **replaces** that entry; the
+/// others are appended. Nothing is written unless everything fits. Returns the guest address of
+/// each added table.
 pub fn add_tables(
     region: &mut [u8],
     base: u64,
@@ -219,52 +335,23 @@ pub fn add_tables(
     tables: &[Vec<u8>],
 ) -> Result<Vec<u64>, AcpiError> {
     let vmm_end = at.min(region.len());
-    // The RSDP's bytes are its file's.
-    let file_size = rsdp.size;
-    let rsdp_off = rsdp
-        .addr
-        .checked_sub(base)
-        .ok_or(AcpiError::BadRootTables)?;
-    let file_len = usize::try_from(file_size).map_err(|_| AcpiError::BadRootTables)?;
-    let file = span(rsdp_off, file_len, vmm_end)?;
-    let too_short = |needed| AcpiError::RsdpTooShort { file_size, needed };
-    let (v1, _) =
-        RsdpV1::ref_from_prefix(&region[file.clone()]).map_err(|_| too_short(RSDP_V1_SIZE))?;
-    if &v1.signature != b"RSD PTR " {
-        return Err(AcpiError::BadRootTables);
-    }
-    let (rsdp_len, rsdt, xsdt) = if v1.revision >= 2 {
-        let (v2, _) =
-            Rsdp::ref_from_prefix(&region[file.clone()]).map_err(|_| too_short(RSDP_V2_SIZE))?;
-        let length = v2.length.get();
-        let len = usize::try_from(length)
-            .ok()
-            .filter(|&l| l >= RSDP_V2_SIZE && l <= file_len)
-            .ok_or(AcpiError::BadRsdpLength { length, file_size })?;
-        (len, v2.v1.rsdt_address.get(), v2.xsdt_address.get())
-    } else {
-        (RSDP_V1_SIZE, v1.rsdt_address.get(), 0)
-    };
-    let rsdp_range = file.start..file.start + rsdp_len;
-
-    // The root tables that exist, read before anything is written.
-    let mut roots: [Option<Root>; 2] = [None, None];
-    for (slot, (addr, signature, width)) in roots
-        .iter_mut()
-        .zip([(u64::from(rsdt), b"RSDT", 4), (xsdt, b"XSDT", 8)])
-    {
-        if addr != 0 {
-            let (old, width) = Root::find(region, base, addr, signature, width, vmm_end)?;
-            *slot = Some(Root {
-                old,
-                width,
-                new: 0..0,
-            });
-        }
-    }
-    if roots.iter().all(Option::is_none) {
-        return Err(AcpiError::BadRootTables);
-    }
+    let Roots {
+        rsdp: rsdp_range,
+        tables: mut roots,
+    } = Roots::find(region, base, rsdp, vmm_end)?;
+    let rsdp_len = rsdp_range.len();
+    // Which new tables replace an entry of a root table (by signature).
+    let sig = |t: &Vec<u8>| -> Option<[u8; 4]> { t.get(..4)?.try_into().ok() };
+    let replaces: Vec<bool> = tables
+        .iter()
+        .map(|t| {
+            roots.iter().flatten().any(|root| {
+                root.entries(region)
+                    .any(|a| sig(t).is_some() && signature_at(region, base, a, vmm_end) == sig(t))
+            })
+        })
+        .collect();
+    let appended = replaces.iter().filter(|&&r| !r).count();
 
     // Lay out the new tables and root tables from `at`, checking that all fit.
     let mut cursor = at;
@@ -293,8 +380,7 @@ pub fn add_tables(
         placed.push(r);
     }
     for root in roots.iter_mut().flatten() {
-        let len = tables
-            .len()
+        let len = appended
             .checked_mul(root.width)
             .and_then(|n| n.checked_add(root.old.len()))
             .filter(|&n| u32::try_from(n).is_ok())
@@ -324,8 +410,32 @@ pub fn add_tables(
     for root in roots.iter().flatten() {
         let old_len = root.old.len();
         region.copy_within(root.old.clone(), root.new.start);
-        let entries = root.new.start + old_len..root.new.end;
-        for (slot, a) in region[entries].chunks_exact_mut(root.width).zip(&added) {
+        // Each listed entry keeps its address unless a new table of its signature replaces it.
+        // The VMM's part, which the signatures are read from, is below `at` and unchanged.
+        let mut slot = root.new.start + HEADER_SIZE;
+        while slot + root.width <= root.new.start + old_len {
+            let mut a = [0u8; 8];
+            a[..root.width].copy_from_slice(&region[slot..slot + root.width]);
+            let s = signature_at(region, base, u64::from_le_bytes(a), vmm_end);
+            if let Some((_, new)) = tables
+                .iter()
+                .zip(&added)
+                .find(|(t, _)| s.is_some() && sig(t) == s)
+            {
+                region[slot..slot + root.width].copy_from_slice(&new.to_le_bytes()[..root.width]);
+            }
+            slot += root.width;
+        }
+        let appended_at = root.new.start + old_len..root.new.end;
+        let new_ones = added
+            .iter()
+            .zip(&replaces)
+            .filter(|(_, &r)| !r)
+            .map(|(a, _)| a);
+        for (slot, a) in region[appended_at]
+            .chunks_exact_mut(root.width)
+            .zip(new_ones)
+        {
             slot.copy_from_slice(&a.to_le_bytes()[..root.width]);
         }
         let table = &mut region[root.new.clone()];

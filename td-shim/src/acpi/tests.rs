@@ -626,3 +626,65 @@ proptest! {
         }
     }
 }
+
+/// A table the root tables already list by signature (the firmware's extended MADT) replaces that
+/// entry instead of being added twice; `find_table` finds the VMM's copy through the XSDT.
+#[test]
+fn a_new_table_with_a_listed_signature_replaces_its_entry() {
+    let base = 0x7F0_0000u64;
+    let mut region = vec![0u8; 0x1000];
+    let madt = table(*b"APIC", 3, &[0xAA; 16]);
+    let facp = table(*b"FACP", 1, &[0xBB; 8]);
+    region[0x300..0x300 + madt.len()].copy_from_slice(&madt);
+    region[0x380..0x380 + facp.len()].copy_from_slice(&facp);
+    let mut rsdt_body = Vec::new();
+    let mut xsdt_body = Vec::new();
+    for off in [0x380u64, 0x300] {
+        rsdt_body.extend_from_slice(&((base + off) as u32).to_le_bytes());
+        xsdt_body.extend_from_slice(&(base + off).to_le_bytes());
+    }
+    let rsdt = table(*b"RSDT", 1, &rsdt_body);
+    let xsdt = table(*b"XSDT", 1, &xsdt_body);
+    region[0x40..0x40 + rsdt.len()].copy_from_slice(&rsdt);
+    region[0x80..0x80 + xsdt.len()].copy_from_slice(&xsdt);
+    let rsdp = rsdp_bytes(2, (base + 0x40) as u32, base + 0x80, 36);
+    region[0x100..0x124].copy_from_slice(&rsdp);
+    let extent = Extent {
+        addr: base + 0x100,
+        size: 36,
+    };
+    let found = find_table(&region, base, extent, 0x400, b"APIC").unwrap();
+    assert_eq!(found, Some(0x300..0x300 + madt.len()));
+    assert_eq!(
+        find_table(&region, base, extent, 0x400, b"SSDT").unwrap(),
+        None
+    );
+
+    let new_madt = table(*b"APIC", 3, &[0xCC; 32]);
+    let own = [new_madt.clone(), ccel(0, 0, 1, 2)];
+    let added = add_tables(&mut region, base, extent, 0x400, &own).unwrap();
+    let r = &region[0x100..0x124];
+    assert_eq!(sum(r), 0);
+    let x = (u64_at(r, 24) - base) as usize;
+    let x = &region[x..x + 36 + 3 * 8];
+    assert_eq!(
+        u32_at(x, 4) as usize,
+        36 + 3 * 8,
+        "FACP, the new MADT, CCEL: no second MADT"
+    );
+    assert_eq!(sum(x), 0);
+    assert_eq!(u64_at(x, 36), base + 0x380, "FACP unchanged");
+    assert_eq!(
+        u64_at(x, 44),
+        added[0],
+        "the MADT entry now points at the new MADT"
+    );
+    assert_eq!(u64_at(x, 52), added[1], "CCEL appended");
+    let t = (u64::from(u32_at(r, 16)) - base) as usize;
+    let t = &region[t..t + 36 + 3 * 4];
+    assert_eq!(u32_at(t, 4) as usize, 36 + 3 * 4);
+    assert_eq!(sum(t), 0);
+    assert_eq!(u64::from(u32_at(t, 40)), added[0]);
+    let at = (added[0] - base) as usize;
+    assert_eq!(&region[at..at + new_madt.len()], &new_madt[..]);
+}

@@ -5,5 +5,6 @@ pub mod cpu;
 pub mod exceptions;
 pub mod heap;
 pub mod io;
+pub mod mp;
 pub mod phys;
 mod reset;

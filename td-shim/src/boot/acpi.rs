@@ -7,6 +7,7 @@ use crate::chipset;
 use crate::fw_cfg::FwCfg;
 use crate::linux;
 use crate::memory_map::MemoryMap;
+use crate::mp;
 use crate::platform::Platform;
 use crate::BootError;
 use td_layout::layout::EVENT_LOG;
@@ -31,6 +32,7 @@ pub(super) fn install(
     fw_cfg: &FwCfg<'_>,
     map: &mut MemoryMap,
     arena: &mut RamArena,
+    mp_mailbox: Option<u64>,
 ) -> Result<Acpi, BootError> {
     // QEMU builds the tables from the chipset's state when they are first read.
     match chipset::enable_acpi_pm(platform.io()) {
@@ -76,6 +78,14 @@ pub(super) fn install(
     let emulated = platform.emulated_rtmrs();
     if let Some(regs) = &emulated {
         own.push(acpi::rtmr_table(regs));
+    }
+    // With APs to park, the MADT gets the multiprocessor wakeup structure: an extended copy of
+    // the VMM's MADT replaces it in the root tables.
+    if let Some(mailbox) = mp_mailbox {
+        let madt = acpi::find_table(region, base, linked.rsdp, files_end, b"APIC")?
+            .and_then(|r| region.get(r))
+            .ok_or(acpi::AcpiError::BadMadt)?;
+        own.push(mp::extend_madt(madt, &mp::wakeup_structure(mailbox))?);
     }
     let added = acpi::add_tables(region, base, linked.rsdp, files_end, &own)?;
     let rtmr_table = match (emulated.is_some(), added.get(1), own.get(1)) {

@@ -1,8 +1,8 @@
 //! Booting Linux through the 64-bit boot protocol, from QEMU's direct boot or from the image.
 
 use super::{acpi, enable_paging, log_map, measure};
-use crate::arch::cpu;
 use crate::arch::phys::{self, RamArena};
+use crate::arch::{cpu, mp};
 use crate::fw_cfg::{linux_boot, FwCfg};
 use crate::linux;
 use crate::measurement::{Blob, LaunchParams, Payload};
@@ -10,7 +10,9 @@ use crate::memory_map::{release_for_linux, InUseAtHandoff, MemoryMap};
 use crate::platform::Platform;
 use crate::BootError;
 use core::convert::Infallible;
-use td_layout::layout::{EVENT_LOG, FW_DATA, FW_STACK, HANDOFF, PAGE_TABLES};
+use td_layout::layout::{
+    AP_TRAMPOLINE, EVENT_LOG, FW_DATA, FW_STACK, HANDOFF, MP_MAILBOX, PAGE_TABLES,
+};
 use td_layout::payload::{PayloadKind, PayloadTable};
 use td_loader::linux::BootParamsInput;
 
@@ -121,7 +123,16 @@ pub(super) fn boot(
     source: Source,
 ) -> Result<Infallible, BootError> {
     let mut arena = RamArena::new(&map).ok_or(BootError::RegionUnavailable("ram"))?;
-    let tables = acpi::install(platform, fw_cfg, &mut map, &mut arena)?;
+    // With more than one vCPU the APs are parked in the multiprocessor wakeup mailbox, which
+    // the MADT then announces (Linux wakes them through it).
+    let park = params.vcpus > 1;
+    let tables = acpi::install(
+        platform,
+        fw_cfg,
+        &mut map,
+        &mut arena,
+        park.then_some(MP_MAILBOX.base),
+    )?;
     log::info!(
         "linux: {}: bzImage {} bytes, initrd {} bytes",
         source.describe(),
@@ -191,6 +202,27 @@ pub(super) fn boot(
     // the kernel is entered: the data (IDT) and stack, the code that enters it, the page tables
     // CR3 points at, the zero page and command line, and the event log (kept for the OS and its
     // attestation agent).
+    if park {
+        let trampoline = arena
+            .take(AP_TRAMPOLINE.base, AP_TRAMPOLINE.size)
+            .ok_or(BootError::RegionUnavailable(AP_TRAMPOLINE.name))?;
+        let mailbox = arena
+            .take(MP_MAILBOX.base, MP_MAILBOX.size)
+            .ok_or(BootError::RegionUnavailable(MP_MAILBOX.name))?;
+        let aps = params.vcpus - 1;
+        mp::park_aps(
+            aps,
+            trampoline,
+            mailbox,
+            MP_MAILBOX.base,
+            PAGE_TABLES.base,
+            cpu::nx_supported(),
+        )?;
+        log::info!(
+            "mp: {aps} application processors wait in the wakeup mailbox at {:#x}",
+            MP_MAILBOX.base
+        );
+    }
     release_for_linux(
         &mut map,
         &InUseAtHandoff {
@@ -200,6 +232,15 @@ pub(super) fn boot(
             handoff_and_log: (HANDOFF.base, EVENT_LOG.end() - HANDOFF.base),
         },
     );
+    if park {
+        // The mailbox and the loop the APs run stay the firmware's: ACPI NVS, as ACPI asks.
+        map.carve(
+            MP_MAILBOX.name,
+            MP_MAILBOX.base,
+            MP_MAILBOX.size,
+            td_layout::handoff::E820_NVS,
+        )?;
+    }
     let e820 = linux::e820(&map);
     let zero_page: &mut [u8; 4096] = zero_page
         .try_into()

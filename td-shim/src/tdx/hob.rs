@@ -1404,24 +1404,26 @@ mod tests {
         ]
     }
 
-    /// Writes the fuzz seeds: `cargo test -p td-shim --lib tdx::hob -- --ignored`.
-    #[test]
-    #[ignore = "writes fuzz/corpus/td_hob/seed-*"]
-    fn write_fuzz_seeds() {
-        std::fs::create_dir_all(SEED_DIR).unwrap();
-        for (name, bytes) in seeds() {
-            std::fs::write(format!("{SEED_DIR}/{name}"), bytes).unwrap();
-        }
-    }
-
+    /// The committed fuzz seeds are these HOBs. `TD_SHIM_WRITE_SEEDS=1 cargo test -p td-shim
+    /// --lib tdx::hob::tests::fuzz_seeds` rewrites them after a change.
     #[test]
     fn fuzz_seeds_are_current_and_parse() {
+        let write = std::env::var_os("TD_SHIM_WRITE_SEEDS").is_some();
         for (name, bytes) in seeds() {
             assert!(bytes.len() < 4096);
             assert!(parse(&bytes).unwrap().memory_map().is_ok(), "{name}");
-            let committed = std::fs::read(format!("{SEED_DIR}/{name}"))
-                .unwrap_or_else(|e| panic!("{name}: {e}; run the ignored test write_fuzz_seeds"));
-            assert_eq!(committed, bytes, "{name} is stale: run write_fuzz_seeds");
+            let path = format!("{SEED_DIR}/{name}");
+            if write {
+                std::fs::create_dir_all(SEED_DIR).unwrap();
+                std::fs::write(&path, &bytes).unwrap();
+            }
+            let committed = std::fs::read(&path).unwrap_or_else(|e| {
+                panic!("{name}: {e}; rewrite the seeds with TD_SHIM_WRITE_SEEDS=1")
+            });
+            assert_eq!(
+                committed, bytes,
+                "{name} is stale: rewrite with TD_SHIM_WRITE_SEEDS=1"
+            );
         }
     }
 

@@ -1,0 +1,212 @@
+//! Parking the application processors for the OS with the ACPI multiprocessor wakeup mailbox
+//! (ACPI 6.4 §5.2.12.19, MADT structure type 0x10), the way TDX requires and Linux supports on
+//! any x86-64 guest (`arch/x86/kernel/acpi/boot.c`, `acpi_parse_mp_wake`, since 5.16).
+//!
+//! The firmware puts every AP in a loop that runs from the firmware half of a 4 KiB mailbox page
+//! (`td_layout::layout::MP_MAILBOX`, ACPI NVS after hand-off) and adds the wakeup structure to
+//! the MADT. To start an AP, the OS writes the AP's APIC ID and a wakeup vector, then the command
+//! Wakeup (1); the AP whose APIC ID matches reads the vector, writes Noop (0) to acknowledge, and
+//! jumps there in 64-bit mode with the firmware's identity page tables, interrupts off. Test (2)
+//! is acknowledged the same way and the AP keeps looping. Version 0 of the structure (16 bytes,
+//! no reset vector): the OS cannot hand an offlined CPU back to the firmware.
+//!
+//! This module holds what is host-testable: the layouts, the MADT extension and the local APIC
+//! commands. The trampoline, the loop and the start-up sequence are in `arch::mp`.
+
+use crate::acpi::{AcpiError, HEADER_SIZE};
+use alloc::vec::Vec;
+
+/// MADT structure type of the multiprocessor wakeup structure.
+pub const MADT_MP_WAKEUP: u8 = 0x10;
+/// Length of a version-0 wakeup structure.
+pub const WAKEUP_STRUCTURE_LEN: usize = 16;
+/// Offset of Command (u16) in the mailbox.
+pub const MAILBOX_COMMAND: usize = 0;
+/// Offset of ApicId (u32) in the mailbox.
+pub const MAILBOX_APIC_ID: usize = 4;
+/// Offset of WakeupVector (u64) in the mailbox.
+pub const MAILBOX_WAKEUP_VECTOR: usize = 8;
+/// Start of the firmware's half of the mailbox page: the parked APs' loop is copied here.
+pub const MAILBOX_FIRMWARE: usize = 2048;
+/// Offset of the count of APs that reached the loop (u32, firmware half).
+pub const MAILBOX_ARRIVED: usize = 4096 - 8;
+/// Command: nothing to do (also the acknowledgement).
+pub const COMMAND_NOOP: u16 = 0;
+/// Command: jump to WakeupVector.
+pub const COMMAND_WAKEUP: u16 = 1;
+/// Command: acknowledge and keep waiting.
+pub const COMMAND_TEST: u16 = 2;
+/// MADT offset of the first interrupt controller structure (after the header, the local APIC
+/// address and the flags).
+pub const MADT_STRUCTURES: usize = HEADER_SIZE + 8;
+
+/// The version-0 wakeup structure for a mailbox at `mailbox`.
+pub fn wakeup_structure(mailbox: u64) -> [u8; WAKEUP_STRUCTURE_LEN] {
+    let mut s = [0u8; WAKEUP_STRUCTURE_LEN];
+    s[0] = MADT_MP_WAKEUP;
+    s[1] = WAKEUP_STRUCTURE_LEN as u8;
+    // MailboxVersion 0 (2..4) and Reserved (4..8) stay zero.
+    s[8..16].copy_from_slice(&mailbox.to_le_bytes());
+    s
+}
+
+/// A copy of the VMM's MADT (`madt`, its whole Length) with `structure` appended, its Length
+/// and checksum fixed. Refuses a table that is not an MADT or whose Length is not its size, and
+/// an MADT that already has a wakeup structure (two would leave the OS to pick one).
+pub fn extend_madt(madt: &[u8], structure: &[u8]) -> Result<Vec<u8>, AcpiError> {
+    if madt.len() < MADT_STRUCTURES || madt.get(..4) != Some(b"APIC") {
+        return Err(AcpiError::BadMadt);
+    }
+    let length = u32::from_le_bytes([madt[4], madt[5], madt[6], madt[7]]);
+    if usize::try_from(length).ok() != Some(madt.len()) {
+        return Err(AcpiError::BadMadt);
+    }
+    // Walk the structures: each has a type and a length of at least 2.
+    let mut at = MADT_STRUCTURES;
+    while at < madt.len() {
+        let (kind, len) = match (madt.get(at), madt.get(at + 1)) {
+            (Some(&k), Some(&l)) if l >= 2 => (k, usize::from(l)),
+            _ => return Err(AcpiError::BadMadt),
+        };
+        if kind == MADT_MP_WAKEUP {
+            return Err(AcpiError::BadMadt);
+        }
+        at = at.checked_add(len).ok_or(AcpiError::BadMadt)?;
+    }
+    if at != madt.len() {
+        return Err(AcpiError::BadMadt);
+    }
+    let new_len = madt
+        .len()
+        .checked_add(structure.len())
+        .and_then(|l| u32::try_from(l).ok())
+        .ok_or(AcpiError::BadMadt)?;
+    let mut out = Vec::with_capacity(new_len as usize);
+    out.extend_from_slice(madt);
+    out.extend_from_slice(structure);
+    out[4..8].copy_from_slice(&new_len.to_le_bytes());
+    out[9] = 0;
+    out[9] = 0u8.wrapping_sub(out.iter().fold(0u8, |a, &b| a.wrapping_add(b)));
+    Ok(out)
+}
+
+/// The local APIC's MMIO base (xAPIC mode, the reset default).
+pub const LAPIC_BASE: u64 = 0xFEE0_0000;
+/// Offset of the interrupt command register's low half (writing it sends the IPI).
+pub const ICR_LOW: u64 = 0x300;
+/// Offset of the ICR's high half (the destination, unused with a shorthand).
+pub const ICR_HIGH: u64 = 0x310;
+/// ICR bit 12: the previous IPI is still being delivered.
+pub const ICR_DELIVERY_PENDING: u32 = 1 << 12;
+/// ICR: INIT (delivery mode 101b), level assert, to all processors but the sender.
+pub const ICR_INIT_ALL_BUT_SELF: u32 = 0x000C_4500;
+
+/// ICR: Start-up (delivery mode 110b), level assert, to all but the sender, starting at
+/// `page << 12` in real mode.
+pub const fn icr_sipi_all_but_self(page: u8) -> u32 {
+    0x000C_4600 | page as u32
+}
+
+/// Why the APs could not be parked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MpError {
+    /// The trampoline or the loop does not fit its page (a build error).
+    CodeTooLarge,
+    /// The trampoline page or the mailbox page is not a whole page.
+    BadPage,
+    /// Not every AP reached the loop in time.
+    Missing {
+        /// APs expected (vCPUs minus the boot CPU).
+        expected: u32,
+        /// APs that arrived.
+        arrived: u32,
+    },
+}
+
+impl core::fmt::Display for MpError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::CodeTooLarge => write!(f, "mp: the AP trampoline or loop does not fit its page"),
+            Self::BadPage => write!(f, "mp: the trampoline or mailbox page is not 4 KiB"),
+            Self::Missing { expected, arrived } => write!(
+                f,
+                "mp: {arrived} of {expected} application processors reached the wakeup loop"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    /// A small MADT as QEMU builds it: header, LAPIC address, flags, two local APICs, an IOAPIC.
+    fn qemu_madt() -> Vec<u8> {
+        let mut body = std::vec::Vec::new();
+        body.extend_from_slice(&0xFEE0_0000u32.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes());
+        for id in 0..2u8 {
+            body.extend_from_slice(&[0, 8, id, id, 1, 0, 0, 0]);
+        }
+        body.extend_from_slice(&[1, 12, 0, 0, 0, 0, 0xC0, 0xFE, 0, 0, 0, 0]);
+        crate::acpi::table(*b"APIC", 3, &body)
+    }
+
+    fn sum(b: &[u8]) -> u8 {
+        b.iter().fold(0u8, |a, &x| a.wrapping_add(x))
+    }
+
+    #[test]
+    fn the_wakeup_structure_is_appended_with_length_and_checksum() {
+        let madt = qemu_madt();
+        let s = wakeup_structure(0x1B_0000);
+        assert_eq!(s[..2], [0x10, 16]);
+        assert_eq!(u64::from_le_bytes(s[8..16].try_into().unwrap()), 0x1B_0000);
+        let out = extend_madt(&madt, &s).unwrap();
+        assert_eq!(out.len(), madt.len() + 16);
+        assert_eq!(
+            u32::from_le_bytes(out[4..8].try_into().unwrap()) as usize,
+            out.len()
+        );
+        assert_eq!(sum(&out), 0, "checksum");
+        assert_eq!(&out[..4], b"APIC");
+        assert_eq!(&out[madt.len()..], &s);
+        // The VMM's structures are kept byte for byte.
+        assert_eq!(out[10..madt.len()], madt[10..]);
+    }
+
+    #[test]
+    fn malformed_madts_are_refused() {
+        let madt = qemu_madt();
+        let s = wakeup_structure(0x1000);
+        let mut wrong_sig = madt.clone();
+        wrong_sig[0] = b'X';
+        assert_eq!(extend_madt(&wrong_sig, &s), Err(AcpiError::BadMadt));
+        let mut long = madt.clone();
+        long[4] = long[4].wrapping_add(1);
+        assert_eq!(extend_madt(&long, &s), Err(AcpiError::BadMadt));
+        let mut zero_len = madt.clone();
+        zero_len[MADT_STRUCTURES + 1] = 0;
+        assert_eq!(extend_madt(&zero_len, &s), Err(AcpiError::BadMadt));
+        let mut overrun = madt.clone();
+        overrun[MADT_STRUCTURES + 1] = 200;
+        assert_eq!(extend_madt(&overrun, &s), Err(AcpiError::BadMadt));
+        let twice = extend_madt(&madt, &s).unwrap();
+        assert_eq!(extend_madt(&twice, &s), Err(AcpiError::BadMadt));
+        assert_eq!(extend_madt(&madt[..20], &s), Err(AcpiError::BadMadt));
+    }
+
+    #[test]
+    fn ipi_commands() {
+        assert_eq!(ICR_INIT_ALL_BUT_SELF, 0xC4500);
+        assert_eq!(icr_sipi_all_but_self(0x08), 0xC4608);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_madt_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = extend_madt(&bytes, &wakeup_structure(0x1000));
+        }
+    }
+}
