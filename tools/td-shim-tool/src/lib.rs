@@ -11,3 +11,4 @@ pub mod inspect;
 pub mod measure;
 pub mod mrtd;
 pub mod refvals;
+pub mod verify;

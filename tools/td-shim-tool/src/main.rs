@@ -23,7 +23,7 @@ use td_shim_tool::{
     inspect::inspect,
     measure::{self, memory::parse_memory, Measurement},
     mrtd::{self, PageOrder},
-    refvals,
+    refvals, verify,
 };
 
 #[derive(Parser)]
@@ -161,6 +161,23 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
     },
+    /// Check a TDX quote's measurements: the CC event log's replay against its RTMRs, and its
+    /// MRTD and RTMRs against expected values. Measurements only: the quote's signature and
+    /// certificate chain are NOT verified.
+    ///
+    /// The quote must be version 4 with TEE type 0x81 (TDX). The log is replayed as `eventlog
+    /// replay` does (RTMR0-2 always, RTMR3 if the log extends it); the first register that
+    /// differs is named with the events that extend it. The expected values come from
+    /// --expected (the JSON `measure --platform tdx --json` prints) or from --mrtd and
+    /// --rtmr0..--rtmr3; only those given are compared. A debug TD (TD_ATTRIBUTES bit 0) is a
+    /// warning. Exit 0 if everything compared matches, 1 on a mismatch (the message names the
+    /// first) or a refused input, 2 on a usage error.
+    ///
+    /// NOT checked: the quote's signature, attestation key, QE report and PCK certificate
+    /// chain, nor the TCB status. Anyone can write a quote that passes this command; trusting
+    /// one takes a verifier with Intel's collateral (Trustee's attestation service / KBS, or
+    /// another DCAP verifier).
+    Verify(verify::VerifyArgs),
 }
 
 /// The platform of the launch.
@@ -471,6 +488,11 @@ fn run(cli: Cli) -> Result<()> {
                 Some(path) => write(path, format!("{message}\n").as_bytes()),
                 None => Ok(files::write_stdout(format!("{message}\n").as_bytes())?),
             }
+        }
+        Command::Verify(args) => {
+            let report = args.run()?;
+            print(args.json, &report, || report.to_text())?;
+            Ok(report.result()?)
         }
         Command::Eventlog {
             command: EventlogCommand::Dump { file, json },

@@ -1,0 +1,987 @@
+//! `td-shim-tool verify`: check a TDX quote's measurements against a CC event log and against
+//! expected values.
+//!
+//! Three things are checked, all on the measurement registers:
+//! 1. the quote is a TDX quote version 4 ([`Quote::parse`]: header, TD report body, and a
+//!    signature-data length that fits the file);
+//! 2. the CC event log, replayed with `eventlog replay`'s code ([`crate::eventlog::replay`]),
+//!    gives the quote's RTMR0-2, and RTMR3 when the log extends it. The first register that
+//!    differs is named with the events that extend it ([`crate::eventlog::dump`]);
+//! 3. the quote's MRTD and RTMRs equal the expected values given: those that
+//!    `td-shim-tool measure --platform tdx --json` prints ([`Expected::from_measure_json`]), or
+//!    hex values given one by one.
+//!
+//! **Not checked**: the quote's signature, its attestation key, the QE report and the PCK
+//! certificate chain. Trusting a quote needs Intel's collateral (PCK CRLs, TCB info, QE
+//! identity); that is the verifier's job (Trustee's attestation service, or any DCAP quote
+//! verifier). Without it, anyone can write a quote that passes this command: it only tells
+//! whether the measurements in the quote are the ones expected and are explained by the log.
+//!
+//! A debug TD (TD_ATTRIBUTES bit 0) is reported with a warning, not a mismatch: its
+//! measurements may be right, but the host can read and change its memory.
+
+use crate::eventlog::{self, EventLogCommandError, EventReport};
+use crate::files::{self, FileError, Limit};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use td_shim::eventlog::{Rtmrs, RTMR_COUNT, SHA384_DIGEST_SIZE};
+use zerocopy::little_endian::{U16, U32};
+use zerocopy::{FromBytes, Immutable, KnownLayout, Unaligned};
+
+/// A SHA-384 measurement register value.
+pub type Digest = [u8; SHA384_DIGEST_SIZE];
+
+/// The offsets of TDX quote v4 (research/tdx-attestation.md §5.1), from the start of the quote.
+/// [`QuoteV4`] lays them out and the compiler checks each one.
+pub mod quote_v4 {
+    /// `version` u16 (4).
+    pub const VERSION: usize = 0;
+    /// `att_key_type` u16 (2: ECDSA-256 with P-256).
+    pub const ATT_KEY_TYPE: usize = 2;
+    /// `tee_type` u32.
+    pub const TEE_TYPE: usize = 4;
+    /// `tee_type` of a TDX quote.
+    pub const TEE_TYPE_TDX: u32 = 0x81;
+    /// The header's length; the TD report body follows.
+    pub const HEADER_SIZE: usize = 48;
+    /// The TD report body's length (TDX 1.0).
+    pub const BODY_SIZE: usize = 584;
+    /// TEE_TCB_SVN, 16 bytes: the body's first field.
+    pub const TEE_TCB_SVN: usize = 0x30;
+    /// MRSEAM, 48 bytes.
+    pub const MRSEAM: usize = 0x40;
+    /// MRSIGNERSEAM, 48 bytes.
+    pub const MRSIGNERSEAM: usize = 0x70;
+    /// SEAM_ATTRIBUTES, 8 bytes.
+    pub const SEAM_ATTRIBUTES: usize = 0xA0;
+    /// TD_ATTRIBUTES, 8 bytes (little-endian u64; bit 0 DEBUG).
+    pub const TD_ATTRIBUTES: usize = 0xA8;
+    /// XFAM, 8 bytes.
+    pub const XFAM: usize = 0xB0;
+    /// MRTD, 48 bytes.
+    pub const MRTD: usize = 0xB8;
+    /// MRCONFIGID, 48 bytes.
+    pub const MRCONFIGID: usize = 0xE8;
+    /// MROWNER, 48 bytes.
+    pub const MROWNER: usize = 0x118;
+    /// MROWNERCONFIG, 48 bytes.
+    pub const MROWNERCONFIG: usize = 0x148;
+    /// RTMR0; RTMR1 to RTMR3 follow, 48 bytes each.
+    pub const RTMR0: usize = 0x178;
+    /// REPORTDATA, 64 bytes: the body's last field.
+    pub const REPORT_DATA: usize = 0x238;
+    /// The signature data's length, u32; the signature data follows.
+    pub const SIGNATURE_DATA_LEN: usize = 0x278;
+    /// Where the signature data starts: the shortest quote is this plus its length.
+    pub const SIGNATURE_DATA: usize = 0x27C;
+}
+
+/// TD_ATTRIBUTES bit 0: the TD is a debug TD (the host can read and write its state).
+pub const TD_ATTRIBUTES_DEBUG: u64 = 1;
+
+/// The 48-byte quote header.
+#[derive(FromBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct QuoteHeader {
+    version: U16,
+    att_key_type: U16,
+    tee_type: U32,
+    _reserved: [u8; 4],
+    _qe_vendor_id: [u8; 16],
+    _user_data: [u8; 20],
+}
+
+/// The 584-byte TD report body (TDX 1.0).
+#[derive(FromBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct TdReportBody {
+    _tee_tcb_svn: [u8; 16],
+    _mrseam: [u8; 48],
+    _mrsignerseam: [u8; 48],
+    _seam_attributes: [u8; 8],
+    td_attributes: [u8; 8],
+    _xfam: [u8; 8],
+    mrtd: Digest,
+    _mrconfigid: [u8; 48],
+    _mrowner: [u8; 48],
+    _mrownerconfig: [u8; 48],
+    rtmrs: Rtmrs,
+    report_data: [u8; 64],
+}
+
+/// A TDX quote v4 up to the start of its signature data.
+#[derive(FromBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct QuoteV4 {
+    header: QuoteHeader,
+    body: TdReportBody,
+    signature_data_len: U32,
+}
+
+const _: () = {
+    use std::mem::offset_of;
+    const B: usize = quote_v4::HEADER_SIZE;
+    assert!(size_of::<QuoteHeader>() == quote_v4::HEADER_SIZE);
+    assert!(size_of::<TdReportBody>() == quote_v4::BODY_SIZE);
+    assert!(offset_of!(QuoteV4, header) + offset_of!(QuoteHeader, version) == quote_v4::VERSION);
+    assert!(offset_of!(QuoteHeader, att_key_type) == quote_v4::ATT_KEY_TYPE);
+    assert!(offset_of!(QuoteHeader, tee_type) == quote_v4::TEE_TYPE);
+    assert!(offset_of!(QuoteV4, body) == B);
+    assert!(B + offset_of!(TdReportBody, _tee_tcb_svn) == quote_v4::TEE_TCB_SVN);
+    assert!(B + offset_of!(TdReportBody, _mrseam) == quote_v4::MRSEAM);
+    assert!(B + offset_of!(TdReportBody, _mrsignerseam) == quote_v4::MRSIGNERSEAM);
+    assert!(B + offset_of!(TdReportBody, _seam_attributes) == quote_v4::SEAM_ATTRIBUTES);
+    assert!(B + offset_of!(TdReportBody, td_attributes) == quote_v4::TD_ATTRIBUTES);
+    assert!(B + offset_of!(TdReportBody, _xfam) == quote_v4::XFAM);
+    assert!(B + offset_of!(TdReportBody, mrtd) == quote_v4::MRTD);
+    assert!(B + offset_of!(TdReportBody, _mrconfigid) == quote_v4::MRCONFIGID);
+    assert!(B + offset_of!(TdReportBody, _mrowner) == quote_v4::MROWNER);
+    assert!(B + offset_of!(TdReportBody, _mrownerconfig) == quote_v4::MROWNERCONFIG);
+    assert!(B + offset_of!(TdReportBody, rtmrs) == quote_v4::RTMR0);
+    assert!(B + offset_of!(TdReportBody, report_data) == quote_v4::REPORT_DATA);
+    assert!(offset_of!(QuoteV4, signature_data_len) == quote_v4::SIGNATURE_DATA_LEN);
+    assert!(size_of::<QuoteV4>() == quote_v4::SIGNATURE_DATA);
+    // The same offsets as `eventlog replay --quote` reads.
+    assert!(quote_v4::MRTD == eventlog::quote_v4::MRTD);
+    assert!(quote_v4::RTMR0 == eventlog::quote_v4::RTMR0);
+};
+
+/// What a TDX quote v4 says about the TD's measurements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    /// The file's length in bytes.
+    pub size: usize,
+    /// The header's `version` (4).
+    pub version: u16,
+    /// The header's `att_key_type`.
+    pub att_key_type: u16,
+    /// The header's `tee_type` (0x81).
+    pub tee_type: u32,
+    /// TD_ATTRIBUTES, the 8 bytes as they sit in the quote (a little-endian u64).
+    pub td_attributes: [u8; 8],
+    /// MRTD.
+    pub mrtd: Digest,
+    /// RTMR0 to RTMR3.
+    pub rtmrs: Rtmrs,
+    /// REPORTDATA.
+    pub report_data: [u8; 64],
+    /// The signature data's declared length (the data is not read).
+    pub signature_data_len: u32,
+}
+
+impl Quote {
+    /// Reads a TDX quote v4: checks the version, the TEE type, and that the file is long
+    /// enough for the header, the TD report body and the signature data it declares (trailing
+    /// bytes are allowed: quote buffers are often padded). The signature is not verified.
+    pub fn parse(bytes: &[u8]) -> Result<Self, VerifyError> {
+        let too_short = || VerifyError::QuoteTooShort {
+            size: bytes.len(),
+            min: quote_v4::SIGNATURE_DATA,
+        };
+        // Version and TEE type first: a quote of another kind is named as such, whatever its
+        // length.
+        let (header, _) = QuoteHeader::ref_from_prefix(bytes).map_err(|_| too_short())?;
+        let version = header.version.get();
+        if version != 4 {
+            return Err(VerifyError::QuoteVersion(version));
+        }
+        let tee_type = header.tee_type.get();
+        if tee_type != quote_v4::TEE_TYPE_TDX {
+            return Err(VerifyError::QuoteNotTdx(tee_type));
+        }
+        let (q, rest) = QuoteV4::ref_from_prefix(bytes).map_err(|_| too_short())?;
+        let signature_data_len = q.signature_data_len.get();
+        if u64::from(signature_data_len) > rest.len() as u64 {
+            return Err(VerifyError::QuoteSignatureTruncated {
+                size: bytes.len(),
+                declared: signature_data_len,
+            });
+        }
+        Ok(Self {
+            size: bytes.len(),
+            version,
+            att_key_type: header.att_key_type.get(),
+            tee_type,
+            td_attributes: q.body.td_attributes,
+            mrtd: q.body.mrtd,
+            rtmrs: q.body.rtmrs,
+            report_data: q.body.report_data,
+            signature_data_len,
+        })
+    }
+
+    /// TD_ATTRIBUTES as a number.
+    pub fn td_attributes(&self) -> u64 {
+        u64::from_le_bytes(self.td_attributes)
+    }
+
+    /// Whether the TD is a debug TD (TD_ATTRIBUTES bit 0).
+    pub fn debug(&self) -> bool {
+        self.td_attributes() & TD_ATTRIBUTES_DEBUG != 0
+    }
+}
+
+/// Why `verify` could not check, or found a mismatch.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// An input file could not be read, or is too large.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// The quote is shorter than a TDX quote v4's header, body and signature-data length.
+    #[error(
+        "quote: {size} bytes, too short for a TDX quote v4 (header, TD report body and \
+         signature-data length: at least {min})"
+    )]
+    QuoteTooShort {
+        /// The file's length.
+        size: usize,
+        /// The shortest quote.
+        min: usize,
+    },
+    /// The quote is not version 4.
+    #[error("quote: version {0}, but only TDX quote version 4 is read")]
+    QuoteVersion(u16),
+    /// The quote is not a TDX quote.
+    #[error("quote: TEE type {0:#x}, not TDX (0x81)")]
+    QuoteNotTdx(u32),
+    /// The quote ends before the signature data it declares.
+    #[error(
+        "quote: {size} bytes, but it declares {declared} bytes of signature data after byte \
+         {start}: the quote is truncated",
+        start = quote_v4::SIGNATURE_DATA
+    )]
+    QuoteSignatureTruncated {
+        /// The file's length.
+        size: usize,
+        /// The declared signature-data length.
+        declared: u32,
+    },
+    /// The event log was refused (the message starts with "event log").
+    #[error(transparent)]
+    Log(#[from] EventLogCommandError),
+    /// The expected-values file is not JSON.
+    #[error("{path}: not JSON: {error}")]
+    ExpectedJson {
+        /// The file.
+        path: String,
+        /// Why.
+        error: serde_json::Error,
+    },
+    /// The expected-values file is JSON, but not what `measure --platform tdx --json` prints.
+    #[error(
+        "{path}: {reason}; give the JSON that `td-shim-tool measure --platform tdx --image IMG \
+         --json` prints (with --memory and --vcpus for the RTMRs)"
+    )]
+    ExpectedShape {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value differs: the first one, in the order the report lists them.
+    #[error("{first}{}", more_text(*.more))]
+    Mismatch {
+        /// The first mismatch, as a sentence naming the register.
+        first: String,
+        /// How many more there are.
+        more: usize,
+    },
+}
+
+fn more_text(more: usize) -> String {
+    match more {
+        0 => String::new(),
+        1 => " (and 1 more mismatch)".into(),
+        n => format!(" (and {n} more mismatches)"),
+    }
+}
+
+/// A register value in hex: 96 hex digits (48 bytes), either case.
+pub fn parse_digest(s: &str) -> Result<Digest, String> {
+    let bytes = hex::decode(s.trim()).map_err(|e| format!("not hex: {e}"))?;
+    let len = bytes.len();
+    Digest::try_from(bytes).map_err(|_| {
+        format!(
+            "{len} bytes, but a measurement register is {SHA384_DIGEST_SIZE} bytes \
+             ({} hex digits)",
+            2 * SHA384_DIGEST_SIZE
+        )
+    })
+}
+
+/// The register names, in the order they are compared: MRTD, then RTMR0 to RTMR3.
+const REGISTERS: [&str; 1 + RTMR_COUNT] = ["MRTD", "RTMR0", "RTMR1", "RTMR2", "RTMR3"];
+
+/// The values the quote is expected to hold. `None`: not given, not compared.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expected {
+    /// Where they come from (the file, or "command line"); `None` when nothing is given.
+    pub source: Option<String>,
+    /// MRTD.
+    pub mrtd: Option<Digest>,
+    /// RTMR0 to RTMR3.
+    pub rtmrs: [Option<Digest>; RTMR_COUNT],
+}
+
+impl Expected {
+    /// The most bytes an expected-values file can have: `measure --json` prints a few KiB.
+    pub const LIMIT: Limit = Limit {
+        what: "expected values",
+        max: 4 << 20,
+        regular_only: false,
+        rule: "the JSON `measure --json` prints is a few KiB; at most 4 MiB is read",
+    };
+
+    /// Reads the JSON object `td-shim-tool measure --platform tdx --image IMG --json` prints:
+    /// `mrtd` (required) and, when it was run with --memory and --vcpus, all four of `rtmr0` to
+    /// `rtmr3`; each a string of 96 hex digits. Its other keys (`vmm`, `tdvf_sections`,
+    /// `events`, `launch_params`, ...) are not read. `path` names the file in errors.
+    pub fn from_measure_json(path: &str, json: &[u8]) -> Result<Self, VerifyError> {
+        let shape = |reason: String| VerifyError::ExpectedShape {
+            path: path.to_owned(),
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(json).map_err(|error| VerifyError::ExpectedJson {
+                path: path.to_owned(),
+                error,
+            })?;
+        let object = value
+            .as_object()
+            .ok_or_else(|| shape("not a JSON object".into()))?;
+        let digest = |key: &str| -> Result<Option<Digest>, VerifyError> {
+            match object.get(key) {
+                None => Ok(None),
+                Some(serde_json::Value::String(s)) => parse_digest(s)
+                    .map(Some)
+                    .map_err(|e| shape(format!("\"{key}\": {e}"))),
+                Some(_) => Err(shape(format!("\"{key}\" is not a string"))),
+            }
+        };
+        let mrtd = digest("mrtd")?.ok_or_else(|| {
+            shape("no \"mrtd\" (the output of `measure --platform plain` has none)".into())
+        })?;
+        let mut rtmrs = [None; RTMR_COUNT];
+        for (i, slot) in rtmrs.iter_mut().enumerate() {
+            *slot = digest(&format!("rtmr{i}"))?;
+        }
+        let given = rtmrs.iter().filter(|r| r.is_some()).count();
+        if given != 0 && given != RTMR_COUNT {
+            return Err(shape(format!(
+                "{given} of \"rtmr0\" to \"rtmr3\": `measure` prints all four or none"
+            )));
+        }
+        Ok(Self {
+            source: Some(path.to_owned()),
+            mrtd: Some(mrtd),
+            rtmrs,
+        })
+    }
+
+    /// Whether any value is given.
+    pub fn is_empty(&self) -> bool {
+        self.mrtd.is_none() && self.rtmrs.iter().all(Option::is_none)
+    }
+
+    /// MRTD, RTMR0 to RTMR3, in [`REGISTERS`] order.
+    fn values(&self) -> [Option<Digest>; 1 + RTMR_COUNT] {
+        let [r0, r1, r2, r3] = self.rtmrs;
+        [self.mrtd, r0, r1, r2, r3]
+    }
+}
+
+/// `td-shim-tool verify`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The TDX quote (version 4), as the guest got it (configfs-tsm `outblob`).
+    #[arg(long)]
+    pub quote: PathBuf,
+    /// The CC event log taken in the same boot (the CCEL log area, e.g.
+    /// /sys/firmware/acpi/tables/data/CCEL).
+    #[arg(long)]
+    pub log: PathBuf,
+    /// The expected values: the JSON `td-shim-tool measure --platform tdx --image IMG --json`
+    /// prints (MRTD; the RTMRs too if it was given --memory and --vcpus).
+    #[arg(long, value_name = "EXPECTED.json",
+          conflicts_with_all = ["mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3"])]
+    pub expected: Option<PathBuf>,
+    /// The expected MRTD, 96 hex digits.
+    #[arg(long, value_name = "HEX", value_parser = parse_digest)]
+    pub mrtd: Option<Digest>,
+    /// The expected RTMR0, 96 hex digits.
+    #[arg(long, value_name = "HEX", value_parser = parse_digest)]
+    pub rtmr0: Option<Digest>,
+    /// The expected RTMR1, 96 hex digits.
+    #[arg(long, value_name = "HEX", value_parser = parse_digest)]
+    pub rtmr1: Option<Digest>,
+    /// The expected RTMR2, 96 hex digits.
+    #[arg(long, value_name = "HEX", value_parser = parse_digest)]
+    pub rtmr2: Option<Digest>,
+    /// The expected RTMR3, 96 hex digits.
+    #[arg(long, value_name = "HEX", value_parser = parse_digest)]
+    pub rtmr3: Option<Digest>,
+    /// Print the verdict as JSON: {"quote": {"version", "tee_type", "mrtd", "rtmrs",
+    /// "report_data", "td_attributes", "debug", ...}, "replay": {"rtmrs", "matches_quote",
+    /// "first_mismatch", ...}, "expected": {"source", "mrtd", "rtmrs", "mismatches"},
+    /// "warnings", "signature_verified": false, "verdict": "ok" or "mismatch"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl VerifyArgs {
+    /// The expected values: from --expected, or from the hex flags.
+    pub fn expected(&self) -> Result<Expected, VerifyError> {
+        if let Some(path) = &self.expected {
+            let bytes = files::read(path, &Expected::LIMIT)?;
+            return Expected::from_measure_json(&path.display().to_string(), &bytes);
+        }
+        let mut expected = Expected {
+            source: None,
+            mrtd: self.mrtd,
+            rtmrs: [self.rtmr0, self.rtmr1, self.rtmr2, self.rtmr3],
+        };
+        if !expected.is_empty() {
+            expected.source = Some("command line".into());
+        }
+        Ok(expected)
+    }
+
+    /// Reads the inputs (bounded) and checks them. A mismatch is in the report
+    /// ([`VerifyReport::result`]); an error here means an input was refused.
+    pub fn run(&self) -> Result<VerifyReport, VerifyError> {
+        let quote = read(&self.quote, &Limit::QUOTE)?;
+        let log = read(&self.log, &Limit::EVENT_LOG)?;
+        let expected = self.expected()?;
+        verify(&quote, &log, &expected)
+    }
+}
+
+fn read(path: &Path, limit: &Limit) -> Result<Vec<u8>, VerifyError> {
+    Ok(files::read(path, limit)?)
+}
+
+/// The quote's side of the report.
+#[derive(Debug, Serialize)]
+pub struct QuoteSummary {
+    /// Bytes in the file.
+    pub size: usize,
+    /// `version` (4).
+    pub version: u16,
+    /// `att_key_type` (2: ECDSA-256 with P-256).
+    pub att_key_type: u16,
+    /// `tee_type` (129 = 0x81, TDX).
+    pub tee_type: u32,
+    /// MRTD, lower-case hex.
+    pub mrtd: String,
+    /// RTMR0 to RTMR3.
+    pub rtmrs: Vec<String>,
+    /// REPORTDATA (64 bytes).
+    pub report_data: String,
+    /// TD_ATTRIBUTES: the 8 bytes as they sit in the quote (little-endian), as Trustee's
+    /// claims show them.
+    pub td_attributes: String,
+    /// TD_ATTRIBUTES bit 0: a debug TD.
+    pub debug: bool,
+}
+
+/// The first register whose replay differs from the quote.
+#[derive(Debug, Serialize)]
+pub struct ReplayMismatch {
+    /// "RTMR0" to "RTMR3".
+    pub register: String,
+    /// What the log's replay gives.
+    pub replayed: String,
+    /// What the quote holds.
+    pub quote: String,
+    /// The log's events that extend this register, as `eventlog dump` lists them.
+    pub events: Vec<EventReport>,
+}
+
+/// The replay side of the report.
+#[derive(Debug, Serialize)]
+pub struct ReplayCheck {
+    /// Events replayed.
+    pub events: usize,
+    /// RTMR0 to RTMR3 as the log's replay gives them.
+    pub rtmrs: Vec<String>,
+    /// Whether the log extends each register.
+    pub extended: Vec<bool>,
+    /// Whether each register was compared with the quote: RTMR0-2 always, RTMR3 only if the
+    /// log extends it (the OS may extend RTMR3 through another log).
+    pub compared: Vec<bool>,
+    /// Whether every compared register equals the quote's.
+    pub matches_quote: bool,
+    /// The first register that differs, if any.
+    pub first_mismatch: Option<ReplayMismatch>,
+    /// Every register that differs.
+    pub mismatched: Vec<String>,
+}
+
+/// One expected value the quote does not hold.
+#[derive(Debug, Serialize)]
+pub struct ExpectedMismatch {
+    /// "MRTD" or "RTMR0" to "RTMR3".
+    pub register: String,
+    /// The expected value.
+    pub expected: String,
+    /// The quote's.
+    pub quote: String,
+}
+
+/// The expected-values side of the report.
+#[derive(Debug, Serialize)]
+pub struct ExpectedCheck {
+    /// Where the values come from: the file, "command line", or null when none were given.
+    pub source: Option<String>,
+    /// The expected MRTD, null when not given.
+    pub mrtd: Option<String>,
+    /// The expected RTMR0 to RTMR3, null where not given.
+    pub rtmrs: Vec<Option<String>>,
+    /// The registers compared, in order.
+    pub compared: Vec<String>,
+    /// The registers that differ from the quote's, in order.
+    pub mismatches: Vec<ExpectedMismatch>,
+}
+
+/// `verify`'s report: what the quote holds, what the log's replay gives, what was expected.
+#[derive(Debug, Serialize)]
+pub struct VerifyReport {
+    /// The quote.
+    pub quote: QuoteSummary,
+    /// The log's replay against the quote.
+    pub replay: ReplayCheck,
+    /// The expected values against the quote.
+    pub expected: ExpectedCheck,
+    /// Things that do not fail the check but a verifier should know (a debug TD).
+    pub warnings: Vec<String>,
+    /// Always false: the quote's signature and certificate chain are not checked here.
+    pub signature_verified: bool,
+    /// "ok" when every compared value matches, else "mismatch".
+    pub verdict: &'static str,
+}
+
+/// Checks a quote against a log and expected values. Refused inputs are errors; mismatches are
+/// in the report ([`VerifyReport::result`]).
+pub fn verify(quote: &[u8], log: &[u8], expected: &Expected) -> Result<VerifyReport, VerifyError> {
+    let q = Quote::parse(quote)?;
+    let replayed = eventlog::replay(log, Some(quote))?;
+    let comparisons = replayed
+        .quote
+        .as_ref()
+        .map(|r| r.registers.as_slice())
+        .unwrap_or_default();
+    let mismatched: Vec<String> = replayed
+        .mismatches()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let first_mismatch = match mismatched.first() {
+        None => None,
+        Some(register) => {
+            let rtmr = REGISTERS[1..]
+                .iter()
+                .position(|r| r == register)
+                .unwrap_or_default();
+            let events = eventlog::dump(log)?
+                .events
+                .into_iter()
+                .filter(|e| e.register.as_deref() == Some(register.as_str()))
+                .collect();
+            Some(ReplayMismatch {
+                register: register.clone(),
+                replayed: replayed.rtmrs.get(rtmr).cloned().unwrap_or_default(),
+                quote: q.rtmrs.get(rtmr).map(hex::encode).unwrap_or_default(),
+                events,
+            })
+        }
+    };
+    let replay = ReplayCheck {
+        events: replayed.events,
+        compared: comparisons.iter().map(|c| c.compared).collect(),
+        matches_quote: mismatched.is_empty(),
+        first_mismatch,
+        mismatched,
+        rtmrs: replayed.rtmrs,
+        extended: replayed.extended,
+    };
+
+    let [r0, r1, r2, r3] = q.rtmrs;
+    let actual = [q.mrtd, r0, r1, r2, r3];
+    let mut compared = Vec::new();
+    let mut mismatches = Vec::new();
+    for ((name, want), got) in REGISTERS.iter().zip(expected.values()).zip(actual) {
+        let Some(want) = want else { continue };
+        compared.push((*name).to_owned());
+        if want != got {
+            mismatches.push(ExpectedMismatch {
+                register: (*name).to_owned(),
+                expected: hex::encode(want),
+                quote: hex::encode(got),
+            });
+        }
+    }
+    let expected = ExpectedCheck {
+        source: expected.source.clone(),
+        mrtd: expected.mrtd.map(hex::encode),
+        rtmrs: expected.rtmrs.iter().map(|r| r.map(hex::encode)).collect(),
+        compared,
+        mismatches,
+    };
+
+    let mut warnings = Vec::new();
+    if q.debug() {
+        warnings.push(
+            "the quote is from a debug TD (TD_ATTRIBUTES bit 0): the host can read and change \
+             its memory and registers, so its measurements prove nothing about what runs in it"
+                .to_owned(),
+        );
+    }
+    if !replay.extended.get(3).copied().unwrap_or(false) && r3 != [0; SHA384_DIGEST_SIZE] {
+        warnings.push(
+            "the quote's RTMR3 is not zero but the log does not extend it: something else \
+             (e.g. the attestation agent's own log) extended it; RTMR3 was not replayed"
+                .to_owned(),
+        );
+    }
+    let ok = replay.matches_quote && expected.mismatches.is_empty();
+    Ok(VerifyReport {
+        quote: QuoteSummary {
+            size: q.size,
+            version: q.version,
+            att_key_type: q.att_key_type,
+            tee_type: q.tee_type,
+            mrtd: hex::encode(q.mrtd),
+            rtmrs: q.rtmrs.iter().map(hex::encode).collect(),
+            report_data: hex::encode(q.report_data),
+            td_attributes: hex::encode(q.td_attributes),
+            debug: q.debug(),
+        },
+        replay,
+        expected,
+        warnings,
+        signature_verified: false,
+        verdict: if ok { "ok" } else { "mismatch" },
+    })
+}
+
+impl VerifyReport {
+    /// Every mismatch as a sentence naming the register: the replay's first, then the
+    /// expected values', in register order.
+    pub fn mismatch_messages(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .replay
+            .mismatched
+            .iter()
+            .map(|r| format!("{r}: the event log's replay differs from the quote's {r}"))
+            .collect();
+        out.extend(self.expected.mismatches.iter().map(|m| {
+            format!(
+                "{}: the quote's {} differs from the expected value (from {})",
+                m.register,
+                m.register,
+                self.expected.source.as_deref().unwrap_or("?")
+            )
+        }));
+        out
+    }
+
+    /// `Ok` when everything compared matches, else [`VerifyError::Mismatch`] naming the first.
+    pub fn result(&self) -> Result<(), VerifyError> {
+        let messages = self.mismatch_messages();
+        match messages.first() {
+            None => Ok(()),
+            Some(first) => Err(VerifyError::Mismatch {
+                first: first.clone(),
+                more: messages.len() - 1,
+            }),
+        }
+    }
+
+    /// The human-readable form.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let q = &self.quote;
+        let _ = writeln!(
+            s,
+            "quote: TDX quote v{}, TEE type {:#x}, {} bytes (signature and certificate chain \
+             NOT verified)",
+            q.version, q.tee_type, q.size
+        );
+        let _ = writeln!(s, "  MRTD          {}", q.mrtd);
+        for (i, r) in q.rtmrs.iter().enumerate() {
+            let _ = writeln!(s, "  RTMR{i}         {r}");
+        }
+        let _ = writeln!(s, "  REPORTDATA    {}", q.report_data);
+        let _ = writeln!(
+            s,
+            "  TD_ATTRIBUTES {}{}",
+            q.td_attributes,
+            if q.debug { "  DEBUG TD" } else { "" }
+        );
+
+        let r = &self.replay;
+        let _ = writeln!(s, "event log: {} events replayed", r.events);
+        for (i, value) in r.rtmrs.iter().enumerate() {
+            let name = REGISTERS.get(1 + i).copied().unwrap_or("?");
+            let verdict = if !r.compared.get(i).copied().unwrap_or(false) {
+                "not compared (the log does not extend it)"
+            } else if r.mismatched.iter().any(|m| m == name) {
+                "DIFFERS from the quote"
+            } else {
+                "matches the quote"
+            };
+            let _ = writeln!(s, "  {name} {value}  {verdict}");
+        }
+        if let Some(m) = &r.first_mismatch {
+            let _ = writeln!(
+                s,
+                "  first difference: {} (replayed {}, quote {}); the {} events extending it:",
+                m.register,
+                m.replayed,
+                m.quote,
+                m.events.len()
+            );
+            for e in &m.events {
+                let _ = writeln!(
+                    s,
+                    "  {:>5} {:<32} {}  {}",
+                    e.index,
+                    e.type_name,
+                    e.digest,
+                    e.description.as_deref().unwrap_or("")
+                );
+            }
+        }
+
+        let x = &self.expected;
+        match &x.source {
+            None => {
+                let _ = writeln!(
+                    s,
+                    "expected values: none given (only the log was checked against the quote)"
+                );
+            }
+            Some(source) => {
+                let _ = writeln!(s, "expected values (from {source}):");
+                let given = std::iter::once(&x.mrtd).chain(x.rtmrs.iter());
+                for (name, want) in REGISTERS.iter().zip(given) {
+                    let Some(want) = want else {
+                        let _ = writeln!(s, "  {name:<5} not given");
+                        continue;
+                    };
+                    match x.mismatches.iter().find(|m| m.register == *name) {
+                        None => {
+                            let _ = writeln!(s, "  {name:<5} {want}  matches the quote");
+                        }
+                        Some(m) => {
+                            let _ = writeln!(
+                                s,
+                                "  {name:<5} {want}  DIFFERS: the quote has {}",
+                                m.quote
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        for w in &self.warnings {
+            let _ = writeln!(s, "warning: {w}");
+        }
+        let _ = writeln!(s, "verdict: {}", self.verdict);
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eventlog::tests::testdata;
+    use proptest::prelude::*;
+
+    const QUOTE: &str = "gotdx-cos-113-tdx-quote.dat";
+    const LOG: &str = "gotdx-ccel_data.dat";
+
+    fn quote_expected(q: &Quote) -> Expected {
+        Expected {
+            source: Some("test".into()),
+            mrtd: Some(q.mrtd),
+            rtmrs: q.rtmrs.map(Some),
+        }
+    }
+
+    #[test]
+    fn reads_the_real_quote() {
+        let bytes = testdata(QUOTE);
+        let q = Quote::parse(&bytes).unwrap();
+        assert_eq!((q.version, q.att_key_type, q.tee_type), (4, 2, 0x81));
+        assert_eq!(q.signature_data_len, 4299);
+        assert_eq!(q.td_attributes(), 1 << 28, "SEPT_VE_DISABLE only");
+        assert!(!q.debug());
+        // The same registers `eventlog replay --quote` reads.
+        let regs = eventlog::quote_registers(&bytes).unwrap();
+        assert_eq!((q.mrtd, q.rtmrs), (regs.mrtd, regs.rtmrs));
+        // REPORTDATA is the nonce the quote was requested with.
+        assert_eq!(q.report_data.as_slice(), testdata("gotdx-nonce.dat"));
+    }
+
+    #[test]
+    fn the_real_quote_and_log_agree() {
+        let bytes = testdata(QUOTE);
+        let expected = quote_expected(&Quote::parse(&bytes).unwrap());
+        let report = verify(&bytes, &testdata(LOG), &expected).unwrap();
+        assert_eq!(report.verdict, "ok");
+        assert!(report.result().is_ok());
+        assert!(report.replay.matches_quote);
+        assert_eq!(report.replay.compared, [true, true, true, false]);
+        assert_eq!(report.expected.compared.len(), 5);
+        assert!(report.warnings.is_empty());
+        assert!(!report.signature_verified);
+        assert!(report.to_text().contains("NOT verified"));
+    }
+
+    #[test]
+    fn an_expected_mismatch_is_named() {
+        let bytes = testdata(QUOTE);
+        let mut expected = quote_expected(&Quote::parse(&bytes).unwrap());
+        expected.rtmrs[2] = Some([7; 48]);
+        let report = verify(&bytes, &testdata(LOG), &expected).unwrap();
+        assert_eq!(report.verdict, "mismatch");
+        let names: Vec<_> = report
+            .expected
+            .mismatches
+            .iter()
+            .map(|m| m.register.as_str())
+            .collect();
+        assert_eq!(names, ["RTMR2"]);
+        let err = report.result().unwrap_err().to_string();
+        assert!(err.starts_with("RTMR2: "), "{err}");
+    }
+
+    #[test]
+    fn a_replay_mismatch_names_the_register_and_its_events() {
+        let quote = testdata(QUOTE);
+        let mut log = testdata(LOG);
+        let events = eventlog::dump(&log).unwrap().events;
+        let target = events
+            .iter()
+            .find(|e| e.register.as_deref() == Some("RTMR1"))
+            .unwrap();
+        // The digest follows mr_index, event_type, digest count and algorithm ID.
+        log[target.offset + 14] ^= 1;
+        let report = verify(&quote, &log, &Expected::default()).unwrap();
+        assert_eq!(report.replay.mismatched, ["RTMR1"]);
+        let first = report.replay.first_mismatch.as_ref().unwrap();
+        assert_eq!(first.register, "RTMR1");
+        let rtmr1_events = events
+            .iter()
+            .filter(|e| e.register.as_deref() == Some("RTMR1"))
+            .count();
+        assert_eq!(first.events.len(), rtmr1_events);
+        assert!(first.events.iter().any(|e| e.index == target.index));
+        assert!(report
+            .result()
+            .unwrap_err()
+            .to_string()
+            .starts_with("RTMR1: the event log's replay differs"));
+    }
+
+    #[test]
+    fn a_debug_td_is_a_warning() {
+        let mut quote = testdata(QUOTE);
+        quote[quote_v4::TD_ATTRIBUTES] |= 1;
+        let report = verify(&quote, &testdata(LOG), &Expected::default()).unwrap();
+        assert!(report.quote.debug);
+        assert_eq!(report.verdict, "ok");
+        assert!(report.warnings[0].contains("debug TD"));
+    }
+
+    #[test]
+    fn quotes_are_checked() {
+        let quote = testdata(QUOTE);
+        assert!(matches!(
+            Quote::parse(&quote[..quote_v4::SIGNATURE_DATA - 1]),
+            Err(VerifyError::QuoteTooShort { size: 0x27B, .. })
+        ));
+        assert!(matches!(
+            Quote::parse(&quote[..1000]),
+            Err(VerifyError::QuoteSignatureTruncated {
+                size: 1000,
+                declared: 4299
+            })
+        ));
+        assert!(Quote::parse(&quote[..quote_v4::SIGNATURE_DATA + 4299]).is_ok());
+        assert!(matches!(
+            Quote::parse(&[]),
+            Err(VerifyError::QuoteTooShort { .. })
+        ));
+        let mut v5 = quote.clone();
+        v5[0] = 5;
+        assert!(matches!(
+            Quote::parse(&v5),
+            Err(VerifyError::QuoteVersion(5))
+        ));
+        let mut sgx = quote.clone();
+        sgx[4] = 0;
+        assert!(matches!(
+            Quote::parse(&sgx),
+            Err(VerifyError::QuoteNotTdx(0))
+        ));
+        assert!(matches!(
+            Quote::parse(&vec![0; 8000]),
+            Err(VerifyError::QuoteVersion(0))
+        ));
+    }
+
+    #[test]
+    fn expected_json_is_what_measure_prints() {
+        let mrtd = "ab".repeat(48);
+        let r = "CD".repeat(48);
+        let full = format!(
+            r#"{{"mrtd":"{mrtd}","vmm":"qemu","tdvf_source":"x","tdvf_offset":1,
+               "tdvf_sections":[],"rtmr0":"{r}","rtmr1":"{r}","rtmr2":"{r}","rtmr3":"{r}",
+               "events":[],"launch_params":""}}"#
+        );
+        let e = Expected::from_measure_json("m.json", full.as_bytes()).unwrap();
+        assert_eq!(e.mrtd, Some([0xab; 48]));
+        assert_eq!(e.rtmrs, [Some([0xcd; 48]); 4]);
+        let only = format!(r#"{{"mrtd":"{mrtd}","vmm":"qemu"}}"#);
+        let e = Expected::from_measure_json("m.json", only.as_bytes()).unwrap();
+        assert_eq!(e.rtmrs, [None; 4]);
+        for bad in [
+            "[]".to_owned(),
+            "{".to_owned(),
+            format!(r#"{{"rtmr0":"{r}"}}"#),
+            format!(r#"{{"mrtd":"{mrtd}","rtmr0":"{r}"}}"#),
+            format!(r#"{{"mrtd":"{}"}}"#, "ab".repeat(47)),
+            r#"{"mrtd":"xyz"}"#.to_owned(),
+            r#"{"mrtd":5}"#.to_owned(),
+        ] {
+            assert!(
+                Expected::from_measure_json("m.json", bad.as_bytes()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_quote_never_panics(q in proptest::collection::vec(any::<u8>(), 0..0x400)) {
+            let _ = Quote::parse(&q);
+        }
+
+        #[test]
+        fn any_quote_with_the_real_header_never_panics(
+            body in proptest::collection::vec(any::<u8>(), 0..0x400),
+        ) {
+            let mut q = testdata(QUOTE)[..quote_v4::HEADER_SIZE].to_vec();
+            q.extend_from_slice(&body);
+            let _ = verify(&q, &testdata(LOG), &Expected::default());
+        }
+
+        #[test]
+        fn any_expected_json_never_panics(j in proptest::collection::vec(any::<u8>(), 0..0x200)) {
+            let _ = Expected::from_measure_json("x", &j);
+        }
+    }
+}
