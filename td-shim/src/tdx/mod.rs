@@ -4,7 +4,10 @@
 //! VMM. Being built: see the TDX issue.
 
 pub mod accept;
+pub mod bounce;
 pub mod calls;
 pub mod hob;
+pub mod platform;
+pub mod ve;
 #[cfg(target_os = "none")]
 pub mod instr;
