@@ -60,24 +60,44 @@ pub fn artifacts() -> &'static Artifacts {
     })
 }
 
-/// The kernel for Linux boots (`cargo xtask kernel`: `$SHIM_KERNEL` or Debian's cloud kernel),
-/// fetched once per test process.
+/// The kernel for Linux boots (`cargo xtask kernel`: `$SHIM_KERNEL` or Debian's 6.1 cloud
+/// kernel), fetched once per test process.
 pub fn kernel() -> &'static Path {
     static KERNEL: OnceLock<PathBuf> = OnceLock::new();
-    KERNEL.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .current_dir(root())
-            .args(["xtask", "kernel"])
-            .output()
-            .expect("run cargo xtask kernel");
-        assert!(
-            out.status.success(),
-            "cargo xtask kernel failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-    })
+    KERNEL.get_or_init(|| xtask_kernel(&[]))
+}
+
+/// The second test kernel (`cargo xtask kernel --series 6.12`: `$SHIM_KERNEL_612` or Debian's
+/// 6.12 cloud kernel, which has the CCEL sysfs file; configfs-tsm only as modules, which the
+/// agent's initramfs does not carry), fetched once per test process.
+pub fn kernel_612() -> &'static Path {
+    static KERNEL: OnceLock<PathBuf> = OnceLock::new();
+    KERNEL.get_or_init(|| xtask_kernel(&["--series", "6.12"]))
+}
+
+/// The one error the agent reports under Linux 6.12 (not 6.1) with more than one vCPU.
+/// After reading the MADT's Multiprocessor Wakeup Structure, such a kernel zeroes its
+/// `MailboxAddress` in place when the mailbox is version 0 (td-shim's), so that a kexec'd kernel
+/// does not use the mailbox again (`acpi_mp_disable_offlining`, a Linux convention, not ACPI's).
+/// The table's checksum then no longer holds, and the agent cannot say where the mailbox is.
+pub const MADT_CLEARED_BY_LINUX: &str =
+    "agent: parse /sys/firmware/acpi/tables/APIC: the checksum does not make the bytes sum to zero";
+
+/// The path `cargo xtask kernel ARGS` prints.
+fn xtask_kernel(args: &[&str]) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(root())
+        .args(["xtask", "kernel"])
+        .args(args)
+        .output()
+        .expect("run cargo xtask kernel");
+    assert!(
+        out.status.success(),
+        "cargo xtask kernel {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 /// Builds an image carrying the test kernel, the agent's initramfs and `cmdline`

@@ -2,14 +2,17 @@
 //! `td-shim-tool measure` predicts from the inputs alone. The guest agent's replay of the CC
 //! event log, the emulated registers the firmware publishes, and the host's prediction are all
 //! equal, and so is the log itself, byte for byte. Changing one input changes exactly the
-//! documented register, and `eventlog diff` names the event.
+//! documented register, and `eventlog diff` names the event. The 6.1 kernel leaves the agent to
+//! read the log from `/dev/mem`; Debian's 6.12 kernel (or `$SHIM_KERNEL_612`) exports it as the
+//! CCEL sysfs file, and that file holds the predicted log too.
 
 use base64::Engine;
+use guest_agent::measurement::{CCEL_DATA, DEV_MEM};
 use guest_agent::report::{find_report, Measurement};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use tests::{artifacts, boot, build_linux_image, kernel};
+use tests::{artifacts, boot, build_linux_image, kernel, kernel_612, MADT_CLEARED_BY_LINUX};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -65,6 +68,18 @@ fn measured_boot(
     memory: &str,
     vcpus: &str,
 ) -> Measurement {
+    measured_boot_with_errors(kernel, initrd, cmdline, memory, vcpus, &[])
+}
+
+/// [`measured_boot`] where the agent reports exactly `errors`.
+fn measured_boot_with_errors(
+    kernel: &Path,
+    initrd: &Path,
+    cmdline: &str,
+    memory: &str,
+    vcpus: &str,
+    errors: &[&str],
+) -> Measurement {
     let b = boot(
         &artifacts().image,
         memory,
@@ -83,7 +98,7 @@ fn measured_boot(
     println!("{}", b.console);
     assert_eq!(b.status, Some(0), "the boot ends in ACPI power-off");
     let report = find_report(&b.console).expect("the agent's report");
-    assert_eq!(report.errors, Vec::<String>::new());
+    assert_eq!(report.errors, errors);
     report
         .measurement
         .expect("the agent found the measurements")
@@ -124,12 +139,30 @@ fn the_guest_sees_what_the_host_predicted_for_two_machine_shapes() {
         let predicted = predict(k, i, CMDLINE, memory, vcpus);
         let m = measured_boot(k, i, CMDLINE, memory, vcpus);
         assert_predicted(&m, &predicted);
+        // 6.1 has no CCEL sysfs file.
+        assert_eq!(m.log_source, DEV_MEM);
     }
     // The two shapes differ in RTMR0 only.
     let a = predict(k, i, CMDLINE, "512M", "2").0;
     let b = predict(k, i, CMDLINE, "1G", "1").0;
     assert_ne!(a[0], b[0]);
     assert_eq!(a[1..], b[1..]);
+}
+
+#[test]
+fn linux_6_12_reads_the_predicted_log_from_the_ccel_sysfs_file() {
+    let (k, i) = (kernel_612(), &artifacts().initrd);
+    let predicted = predict(k, i, CMDLINE, "512M", "2");
+    // 6.12 clears the MADT's mailbox address after reading it (see `MADT_CLEARED_BY_LINUX`).
+    let m = measured_boot_with_errors(k, i, CMDLINE, "512M", "2", &[MADT_CLEARED_BY_LINUX]);
+    assert_eq!(m.log_source, CCEL_DATA);
+    assert_predicted(&m, &predicted);
+    // A different kernel is a different RTMR1 only (the launch parameters and the command line
+    // are the same).
+    let six_one = predict(kernel(), i, CMDLINE, "512M", "2").0;
+    assert_eq!(m.replayed_rtmrs[0], six_one[0]);
+    assert_ne!(m.replayed_rtmrs[1], six_one[1]);
+    assert_eq!(m.replayed_rtmrs[2..], six_one[2..]);
 }
 
 fn diff(expected: &[u8], actual: &[u8], name: &str) -> (Option<i32>, String, String) {

@@ -5,7 +5,8 @@
 //! - `qemu [--image PATH] [--memory SIZE] [-- QEMU ARGS]`: boot an image under QEMU TCG with the
 //!   serial console on stdout;
 //! - `demo`: build and boot, then say what happened;
-//! - `kernel`: fetch Debian's cloud kernel (or name `$SHIM_KERNEL`);
+//! - `kernel [--series 6.1|6.12]`: fetch Debian's cloud kernel (or name `$SHIM_KERNEL`,
+//!   `$SHIM_KERNEL_612`);
 //! - `bench [--rounds N]`: time to kernel entry against other firmware;
 //! - `fuzz [--seconds N] [TARGET]`: run the fuzz targets;
 //! - `ci`: every check CI runs.
@@ -24,6 +25,7 @@ mod qemu;
 mod setup;
 mod util;
 
+use anyhow::Context as _;
 use clap::{CommandFactory, Parser, Subcommand};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -71,8 +73,15 @@ enum Cmd {
     Demo,
     /// Fetch Debian's cloud kernel into target/kernel (or print $SHIM_KERNEL)
     ///
-    /// Fetched once with apt-get download and cached. Prints the kernel's path.
-    Kernel,
+    /// Fetched once with apt-get download and cached. Prints the kernel's path. With
+    /// `--series 6.12`: Debian's 6.12 cloud kernel into target/kernel/6.12 (or $SHIM_KERNEL_612).
+    Kernel {
+        /// The kernel series
+        #[arg(long, value_name = "SERIES", default_value = kernel::DEFAULT.name,
+              value_parser = clap::builder::PossibleValuesParser::new(
+                  kernel::SERIES.iter().map(|s| s.name)))]
+        series: String,
+    },
     /// Time to kernel entry: td-shim vs SeaBIOS, qboot, OVMF
     ///
     /// Boots the same kernel, initrd and command line with each firmware in interleaved rounds
@@ -116,10 +125,13 @@ fn main() -> ExitCode {
             None => build::image().and_then(|i| qemu::boot(&i, &memory, &qemu_args)),
         },
         Some(Cmd::Demo) => demo::demo().map(|()| 0),
-        Some(Cmd::Kernel) => kernel::vmlinuz().map(|k| {
-            println!("{}", k.display());
-            0
-        }),
+        Some(Cmd::Kernel { series }) => kernel::series(&series)
+            .context("unknown kernel series")
+            .and_then(kernel::vmlinuz_of)
+            .map(|k| {
+                println!("{}", k.display());
+                0
+            }),
         Some(Cmd::Bench { rounds }) => bench::bench(rounds.get()).map(|()| 0),
         Some(Cmd::Fuzz { seconds, target }) => fuzz::run(seconds, target.as_deref()).map(|()| 0),
         Some(Cmd::Ci) => ci::ci().map(|()| 0),
@@ -160,6 +172,21 @@ mod tests {
         assert_eq!(qemu_args, ["-smp", "2"]);
         // QEMU's own options need the `--`.
         assert!(Cli::try_parse_from(["xtask", "qemu", "-smp", "2"]).is_err());
+    }
+
+    #[test]
+    fn kernel_takes_a_known_series_and_defaults_to_6_1() {
+        let series = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Some(Cmd::Kernel { series })) => Ok(series),
+            Ok(_) => panic!("not kernel"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(series(&["xtask", "kernel"]).unwrap(), "6.1");
+        assert_eq!(
+            series(&["xtask", "kernel", "--series", "6.12"]).unwrap(),
+            "6.12"
+        );
+        assert!(series(&["xtask", "kernel", "--series", "6.2"]).is_err());
     }
 
     #[test]
