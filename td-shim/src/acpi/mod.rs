@@ -34,6 +34,9 @@ pub use tables::{
 /// Why the table loader's script or the VMM's tables were refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AcpiError {
+    /// A root table lists two tables with the signature of a table the firmware replaces (the
+    /// MADT): which one to replace would be a guess, and the OS would see both.
+    DuplicateTable,
     /// The VMM's MADT is not a well-formed MADT (signature, Length, structure lengths), or
     /// already has a multiprocessor wakeup structure.
     BadMadt,
@@ -130,6 +133,10 @@ pub enum AcpiError {
 impl fmt::Display for AcpiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::DuplicateTable => write!(
+                f,
+                "acpi: a root table lists two tables with the signature of one the firmware replaces"
+            ),
             Self::BadMadt => write!(
                 f,
                 "acpi: the VMM's MADT is malformed or already has a wakeup structure"

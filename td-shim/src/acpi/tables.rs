@@ -177,6 +177,9 @@ struct Root {
     width: usize,
     /// The new table in the region.
     new: Range<usize>,
+    /// For each new table: whether it is appended to this root table (no entry of its
+    /// signature to replace).
+    append: Vec<bool>,
 }
 
 impl Root {
@@ -252,6 +255,7 @@ impl Roots {
                     old,
                     width,
                     new: 0..0,
+                    append: Vec::new(),
                 });
             }
         }
@@ -340,18 +344,28 @@ pub fn add_tables(
         tables: mut roots,
     } = Roots::find(region, base, rsdp, vmm_end)?;
     let rsdp_len = rsdp_range.len();
-    // Which new tables replace an entry of a root table (by signature).
+    // A new table replaces, in a root table, the entry of a table with its signature; otherwise
+    // that root table gets it appended. Decided per root table.
     let sig = |t: &Vec<u8>| -> Option<[u8; 4]> { t.get(..4)?.try_into().ok() };
-    let replaces: Vec<bool> = tables
+    // The VMM's root tables may not point into the firmware's room, where the new tables go.
+    let room = base.saturating_add(vmm_end as u64)..base.saturating_add(region.len() as u64);
+    if roots
         .iter()
-        .map(|t| {
-            roots.iter().flatten().any(|root| {
-                root.entries(region)
-                    .any(|a| sig(t).is_some() && signature_at(region, base, a, vmm_end) == sig(t))
-            })
-        })
-        .collect();
-    let appended = replaces.iter().filter(|&&r| !r).count();
+        .flatten()
+        .any(|root| root.entries(region).any(|a| room.contains(&a)))
+    {
+        return Err(AcpiError::BadRootTables);
+    }
+    // How many entries of `root` are tables with `t`'s signature.
+    let listed = |root: &Root, t: &Vec<u8>| -> usize {
+        match sig(t) {
+            Some(s) => root
+                .entries(region)
+                .filter(|&a| signature_at(region, base, a, vmm_end) == Some(s))
+                .count(),
+            None => 0,
+        }
+    };
 
     // Lay out the new tables and root tables from `at`, checking that all fit.
     let mut cursor = at;
@@ -380,6 +394,16 @@ pub fn add_tables(
         placed.push(r);
     }
     for root in roots.iter_mut().flatten() {
+        root.append = Vec::with_capacity(tables.len());
+        for t in tables {
+            match listed(root, t) {
+                0 => root.append.push(true),
+                1 => root.append.push(false),
+                // Which one would the new table replace? The OS would see two.
+                _ => return Err(AcpiError::DuplicateTable),
+            }
+        }
+        let appended = root.append.iter().filter(|&&a| a).count();
         let len = appended
             .checked_mul(root.width)
             .and_then(|n| n.checked_add(root.old.len()))
@@ -429,8 +453,8 @@ pub fn add_tables(
         let appended_at = root.new.start + old_len..root.new.end;
         let new_ones = added
             .iter()
-            .zip(&replaces)
-            .filter(|(_, &r)| !r)
+            .zip(&root.append)
+            .filter(|(_, &a)| a)
             .map(|(a, _)| a);
         for (slot, a) in region[appended_at]
             .chunks_exact_mut(root.width)

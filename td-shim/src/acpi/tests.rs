@@ -688,3 +688,71 @@ fn a_new_table_with_a_listed_signature_replaces_its_entry() {
     let at = (added[0] - base) as usize;
     assert_eq!(&region[at..at + new_madt.len()], &new_madt[..]);
 }
+
+/// Replacement is decided per root table: a signature the RSDT lists but the XSDT does not is
+/// replaced in the RSDT and appended to the XSDT (found by fuzzing the first version, which
+/// dropped the table from the XSDT).
+#[test]
+fn replacement_is_per_root_table() {
+    let base = 0x7F0_0000u64;
+    let mut region = vec![0u8; 0x1000];
+    let madt = table(*b"APIC", 3, &[0xAA; 16]);
+    region[0x300..0x300 + madt.len()].copy_from_slice(&madt);
+    let rsdt = table(*b"RSDT", 1, &((base + 0x300) as u32).to_le_bytes());
+    let xsdt = table(*b"XSDT", 1, &[]);
+    region[0x40..0x40 + rsdt.len()].copy_from_slice(&rsdt);
+    region[0x80..0x80 + xsdt.len()].copy_from_slice(&xsdt);
+    let rsdp = rsdp_bytes(2, (base + 0x40) as u32, base + 0x80, 36);
+    region[0x100..0x124].copy_from_slice(&rsdp);
+    let extent = Extent {
+        addr: base + 0x100,
+        size: 36,
+    };
+    let own = [table(*b"APIC", 3, &[0xCC; 32])];
+    let added = add_tables(&mut region, base, extent, 0x400, &own).unwrap();
+    let r = &region[0x100..0x124];
+    let t = (u64::from(u32_at(r, 16)) - base) as usize;
+    assert_eq!(u32_at(&region[t..], 4), 40, "RSDT: replaced, not grown");
+    assert_eq!(u64::from(u32_at(&region[t..], 36)), added[0]);
+    let x = (u64_at(r, 24) - base) as usize;
+    assert_eq!(u32_at(&region[x..], 4), 44, "XSDT: appended");
+    assert_eq!(u64_at(&region[x..], 36), added[0]);
+}
+
+/// Two listed tables with the signature of a table the firmware replaces are refused, and so is
+/// a root entry pointing into the firmware's room (found by fuzzing).
+#[test]
+fn ambiguous_replacements_and_entries_into_the_room_are_refused() {
+    let base = 0x7F0_0000u64;
+    let roots = |entries: &[u64]| {
+        let mut region = vec![0u8; 0x1000];
+        let madt = table(*b"APIC", 3, &[0xAA; 16]);
+        region[0x300..0x300 + madt.len()].copy_from_slice(&madt);
+        region[0x340..0x340 + madt.len()].copy_from_slice(&madt);
+        let body: Vec<u8> = entries.iter().flat_map(|a| a.to_le_bytes()).collect();
+        let xsdt = table(*b"XSDT", 1, &body);
+        region[0x80..0x80 + xsdt.len()].copy_from_slice(&xsdt);
+        let rsdp = rsdp_bytes(2, 0, base + 0x80, 36);
+        region[0x100..0x124].copy_from_slice(&rsdp);
+        region
+    };
+    let extent = Extent {
+        addr: base + 0x100,
+        size: 36,
+    };
+    let own = [table(*b"APIC", 3, &[0xCC; 32])];
+    let mut two = roots(&[base + 0x300, base + 0x340]);
+    let before = two.clone();
+    assert_eq!(
+        add_tables(&mut two, base, extent, 0x400, &own),
+        Err(AcpiError::DuplicateTable)
+    );
+    assert_eq!(two, before, "nothing written");
+    let mut into_room = roots(&[base + 0x300, base + 0x400]);
+    assert_eq!(
+        add_tables(&mut into_room, base, extent, 0x400, &own),
+        Err(AcpiError::BadRootTables)
+    );
+    let mut fine = roots(&[base + 0x300]);
+    assert!(add_tables(&mut fine, base, extent, 0x400, &own).is_ok());
+}
