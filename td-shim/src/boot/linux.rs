@@ -198,10 +198,8 @@ pub(super) fn boot(
 
     // Low memory is executable for the kernel's 5-level paging trampoline (LA57 CPUs).
     let tables_used = enable_paging(&map, (load, u64::from(image.init_size())), true)?;
-    // The firmware's working memory goes back to Linux as RAM, except what is still in use when
-    // the kernel is entered: the data (IDT) and stack, the code that enters it, the page tables
-    // CR3 points at, the zero page and command line, and the event log (kept for the OS and its
-    // attestation agent).
+    // The APs go to the wakeup loop now that the final page tables (which they keep using) are
+    // loaded.
     if park {
         let trampoline = arena
             .take(AP_TRAMPOLINE.base, AP_TRAMPOLINE.size)
@@ -223,6 +221,10 @@ pub(super) fn boot(
             MP_MAILBOX.base
         );
     }
+    // The firmware's working memory goes back to Linux as RAM, except what is still in use when
+    // the kernel is entered: the data (IDT) and stack, the code that enters it, the page tables
+    // CR3 points at, the zero page and command line, and the event log (kept for the OS and its
+    // attestation agent).
     release_for_linux(
         &mut map,
         &InUseAtHandoff {
