@@ -1,5 +1,6 @@
 //! End-to-end test support: building the image once and booting images under QEMU TCG.
 
+use guest_agent::report::Report;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -75,13 +76,80 @@ pub fn kernel_612() -> &'static Path {
     KERNEL.get_or_init(|| xtask_kernel(&["--series", "6.12"]))
 }
 
-/// The one error the agent reports under Linux 6.12 (not 6.1) with more than one vCPU.
-/// After reading the MADT's Multiprocessor Wakeup Structure, such a kernel zeroes its
-/// `MailboxAddress` in place when the mailbox is version 0 (td-shim's), so that a kexec'd kernel
-/// does not use the mailbox again (`acpi_mp_disable_offlining`, a Linux convention, not ACPI's).
-/// The table's checksum then no longer holds, and the agent cannot say where the mailbox is.
-pub const MADT_CLEARED_BY_LINUX: &str =
-    "agent: parse /sys/firmware/acpi/tables/APIC: the checksum does not make the bytes sum to zero";
+/// What the kernel leaves of the wakeup structure td-shim adds to the MADT (version 0, mailbox
+/// at [`MAILBOX`]), with more than one vCPU.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MadtAfterBoot {
+    /// As the firmware wrote it (Linux 6.1).
+    Intact,
+    /// `MailboxAddress` zeroed in place, the checksum left wrong (Linux 6.12, not 6.1: after
+    /// reading a version 0 structure, `acpi_mp_disable_offlining()` in
+    /// `arch/x86/kernel/acpi/madt_wakeup.c` clears it so that a kexec'd kernel does not use the
+    /// mailbox; a Linux convention, not ACPI's). The agent reports `cleared_by_os` and no error.
+    ClearedByLinux,
+}
+
+/// The physical address of td-shim's multiprocessor wakeup mailbox.
+pub const MAILBOX: u64 = 0x9_E000;
+
+/// Checks the agent's `mp_wakeup` and the firmware's parking line after a boot with `vcpus`
+/// vCPUs. With one vCPU there is no mailbox. With more, the firmware parked `vcpus - 1` APs in
+/// the mailbox (ACPI NVS in the kernel's map), every vCPU came up (`cpu_count`), and the MADT's
+/// version 0 wakeup structure is either intact, with what Linux left in the mailbox (the last
+/// AP's APIC ID, its trampoline below 1 MiB, the acknowledgement `Command` 0), or cleared by
+/// Linux, which leaves the agent no address to read the mailbox at.
+pub fn check_mp_wakeup(report: &Report, b: &Boot, vcpus: usize, madt: MadtAfterBoot) {
+    assert_eq!(report.cpu_count, Some(vcpus), "every vCPU came up");
+    if vcpus <= 1 {
+        assert_eq!(report.mp_wakeup, None, "one vCPU, no mailbox");
+        assert!(!b.said("application processors wait"));
+        return;
+    }
+    assert!(
+        b.said(&format!(
+            "mp: {} application processors wait in the wakeup mailbox at {MAILBOX:#x}",
+            vcpus - 1
+        )),
+        "the firmware's parking line"
+    );
+    assert!(
+        report.e820.iter().any(|e| e.start == MAILBOX
+            && e.end == MAILBOX + 0xFFF
+            && e.kind == "ACPI Non-volatile Storage"),
+        "the mailbox page is ACPI NVS"
+    );
+    let mp = report
+        .mp_wakeup
+        .as_ref()
+        .unwrap_or_else(|| panic!("{vcpus} vCPUs, no wakeup mailbox in the report"));
+    assert_eq!(mp.mailbox_version, 0);
+    match madt {
+        MadtAfterBoot::Intact => {
+            assert!(!mp.cleared_by_os, "{mp:?}");
+            assert_eq!(mp.mailbox, MAILBOX);
+            assert_eq!(mp.command, Some(0), "acknowledged");
+            assert_eq!(
+                mp.apic_id.map(|id| id as usize),
+                Some(vcpus - 1),
+                "the last AP woken"
+            );
+            assert!(
+                mp.wakeup_vector.is_some_and(|v| v > 0 && v < 1 << 20),
+                "{:?}",
+                mp.wakeup_vector
+            );
+        }
+        MadtAfterBoot::ClearedByLinux => {
+            assert!(mp.cleared_by_os, "{mp:?}");
+            assert_eq!(mp.mailbox, 0);
+            assert_eq!(
+                (mp.command, mp.apic_id, mp.wakeup_vector),
+                (None, None, None),
+                "the mailbox is not read"
+            );
+        }
+    }
+}
 
 /// The path `cargo xtask kernel ARGS` prints.
 fn xtask_kernel(args: &[&str]) -> PathBuf {

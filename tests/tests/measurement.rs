@@ -8,11 +8,13 @@
 
 use base64::Engine;
 use guest_agent::measurement::{CCEL_DATA, DEV_MEM};
-use guest_agent::report::{find_report, Measurement};
+use guest_agent::report::{find_report, Measurement, Report};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use tests::{artifacts, boot, build_linux_image, kernel, kernel_612, MADT_CLEARED_BY_LINUX};
+use tests::{
+    artifacts, boot, build_linux_image, check_mp_wakeup, kernel, kernel_612, Boot, MadtAfterBoot,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -68,18 +70,20 @@ fn measured_boot(
     memory: &str,
     vcpus: &str,
 ) -> Measurement {
-    measured_boot_with_errors(kernel, initrd, cmdline, memory, vcpus, &[])
+    measured_boot_report(kernel, initrd, cmdline, memory, vcpus)
+        .1
+        .measurement
+        .expect("the agent found the measurements")
 }
 
-/// [`measured_boot`] where the agent reports exactly `errors`.
-fn measured_boot_with_errors(
+/// [`measured_boot`]'s boot and the agent's whole report, which has no errors.
+fn measured_boot_report(
     kernel: &Path,
     initrd: &Path,
     cmdline: &str,
     memory: &str,
     vcpus: &str,
-    errors: &[&str],
-) -> Measurement {
+) -> (Boot, Report) {
     let b = boot(
         &artifacts().image,
         memory,
@@ -98,10 +102,8 @@ fn measured_boot_with_errors(
     println!("{}", b.console);
     assert_eq!(b.status, Some(0), "the boot ends in ACPI power-off");
     let report = find_report(&b.console).expect("the agent's report");
-    assert_eq!(report.errors, errors);
-    report
-        .measurement
-        .expect("the agent found the measurements")
+    assert_eq!(report.errors, Vec::<String>::new(), "no agent errors");
+    (b, report)
 }
 
 fn log_bytes(m: &Measurement) -> Vec<u8> {
@@ -153,8 +155,13 @@ fn the_guest_sees_what_the_host_predicted_for_two_machine_shapes() {
 fn linux_6_12_reads_the_predicted_log_from_the_ccel_sysfs_file() {
     let (k, i) = (kernel_612(), &artifacts().initrd);
     let predicted = predict(k, i, CMDLINE, "512M", "2");
-    // 6.12 clears the MADT's mailbox address after reading it (see `MADT_CLEARED_BY_LINUX`).
-    let m = measured_boot_with_errors(k, i, CMDLINE, "512M", "2", &[MADT_CLEARED_BY_LINUX]);
+    let (b, report) = measured_boot_report(k, i, CMDLINE, "512M", "2");
+    // 6.12 clears the MADT's mailbox address after reading it, which the agent reports as such
+    // (see `MadtAfterBoot::ClearedByLinux`), without an error.
+    check_mp_wakeup(&report, &b, 2, MadtAfterBoot::ClearedByLinux);
+    let m = report
+        .measurement
+        .expect("the agent found the measurements");
     assert_eq!(m.log_source, CCEL_DATA);
     assert_predicted(&m, &predicted);
     // A different kernel is a different RTMR1 only (the launch parameters and the command line

@@ -143,10 +143,15 @@ pub const MAILBOX_COMMAND_WAKEUP: u16 = 1;
 pub struct MadtMpWakeup {
     /// `MailboxVersion` @2: 0, or 1 with a reset vector.
     pub mailbox_version: u16,
-    /// `MailboxAddress` @8: the physical address of the 4 KiB mailbox.
+    /// `MailboxAddress` @8: the physical address of the 4 KiB mailbox; 0 when the OS cleared it
+    /// (`cleared_by_os`).
     pub mailbox_address: u64,
     /// `ResetVector` @16 of a 24-byte (version 1) structure; `None` in a 16-byte one.
     pub reset_vector: Option<u64>,
+    /// Whether the OS zeroed `MailboxAddress` in place after reading it, leaving the table's
+    /// checksum wrong (see [`parse_madt_mp_wakeup`]): `mailbox_address` is then 0 and the
+    /// mailbox's real address is unknown.
+    pub cleared_by_os: bool,
 }
 
 /// The part of the mailbox the OS writes, as read back.
@@ -185,7 +190,7 @@ where
         return Err(format!("the header's length is {length}, not {size}"));
     }
     if !sums_to_zero(bytes) {
-        return Err("the checksum does not make the bytes sum to zero".into());
+        return Err(checksum_error());
     }
     Ok(table)
 }
@@ -211,6 +216,22 @@ pub fn parse_rtmr_table(bytes: &[u8]) -> Result<Rtmrs, String> {
 /// header's length against the bytes, the checksum), then walks its interrupt controller
 /// structures, each of which must have a length of at least 2 and end within the table. `None`
 /// when the table has no such structure; an error for a second one, which ACPI does not allow.
+///
+/// # A checksum the OS broke
+///
+/// A wrong checksum is an error, with one exception: the state Linux leaves the table in. Linux
+/// 6.12 (not 6.1), after reading a version 0 wakeup structure, writes 0 to its `MailboxAddress`
+/// in the in-memory MADT and does not fix the checksum (`acpi_parse_mp_wake()` calls
+/// `acpi_mp_disable_offlining()`, in `arch/x86/kernel/acpi/madt_wakeup.c`): a Linux-specific
+/// protocol, not ACPI's, so that a kexec'd kernel does not use the mailbox again.
+/// `/sys/firmware/acpi/tables/APIC` exports that copy. So a table whose checksum fails is
+/// accepted only when it is otherwise well-formed (everything above holds) and has exactly one
+/// wakeup structure, of version 0 and 16 bytes, whose `MailboxAddress` is 0. It is returned with
+/// [`MadtMpWakeup::cleared_by_os`] set; the address the firmware wrote cannot be recovered. Any
+/// other checksum failure (no wakeup structure, version 1, a non-zero address, a malformed
+/// structure, …) is the error "the checksum does not make the bytes sum to zero", as before any
+/// other check of the structures. The checksum cannot say which bytes changed: a table whose
+/// address was zeroed and some other byte changed as well passes as the state Linux leaves.
 pub fn parse_madt_mp_wakeup(bytes: &[u8]) -> Result<Option<MadtMpWakeup>, String> {
     let (fixed, _) = MadtFixed::ref_from_prefix(bytes).map_err(|_| {
         format!(
@@ -232,9 +253,29 @@ pub fn parse_madt_mp_wakeup(bytes: &[u8]) -> Result<Option<MadtMpWakeup>, String
             bytes.len()
         ));
     }
-    if !sums_to_zero(bytes) {
-        return Err("the checksum does not make the bytes sum to zero".into());
+    let walked = find_mp_wakeup(bytes);
+    if sums_to_zero(bytes) {
+        return walked;
     }
+    match walked {
+        Ok(Some(wakeup))
+            if wakeup.mailbox_version == 0
+                && wakeup.reset_vector.is_none()
+                && wakeup.mailbox_address == 0 =>
+        {
+            Ok(Some(MadtMpWakeup {
+                cleared_by_os: true,
+                ..wakeup
+            }))
+        }
+        _ => Err(checksum_error()),
+    }
+}
+
+/// Walks the interrupt controller structures of a MADT whose header has been checked (`bytes`
+/// is at least [`MADT_FIXED_SIZE`] long and exactly the table) and parses the one
+/// Multiprocessor Wakeup Structure, if any.
+fn find_mp_wakeup(bytes: &[u8]) -> Result<Option<MadtMpWakeup>, String> {
     let mut found = None;
     let mut offset = MADT_FIXED_SIZE;
     // `offset` never passes the end: each step adds a length that ends within the table.
@@ -272,6 +313,11 @@ pub fn parse_madt_mp_wakeup(bytes: &[u8]) -> Result<Option<MadtMpWakeup>, String
     Ok(found)
 }
 
+/// The error of a table whose bytes do not sum to zero.
+fn checksum_error() -> String {
+    "the checksum does not make the bytes sum to zero".into()
+}
+
 /// A Multiprocessor Wakeup Structure of its own length: 16 bytes (version 0) or 24 (version 1,
 /// with the reset vector).
 fn parse_mp_wakeup(structure: &[u8]) -> Result<MadtMpWakeup, String> {
@@ -296,6 +342,7 @@ fn parse_mp_wakeup(structure: &[u8]) -> Result<MadtMpWakeup, String> {
         mailbox_version: v0.mailbox_version.get(),
         mailbox_address: v0.mailbox_address.get(),
         reset_vector,
+        cleared_by_os: false,
     })
 }
 
@@ -386,7 +433,8 @@ pub(crate) mod tests {
             Ok(Some(MadtMpWakeup {
                 mailbox_version: 0,
                 mailbox_address: 0x7e000,
-                reset_vector: None
+                reset_vector: None,
+                cleared_by_os: false,
             }))
         );
         let v1 = madt(&[&local_apic(0), &mp_wakeup(0x7f_f000, Some(0x7f_f800))]);
@@ -395,7 +443,8 @@ pub(crate) mod tests {
             Ok(Some(MadtMpWakeup {
                 mailbox_version: 1,
                 mailbox_address: 0x7f_f000,
-                reset_vector: Some(0x7f_f800)
+                reset_vector: Some(0x7f_f800),
+                cleared_by_os: false,
             }))
         );
     }
@@ -474,6 +523,100 @@ pub(crate) mod tests {
             let error = parse_madt_mp_wakeup(&table).unwrap_err();
             assert!(error.contains(why), "{error:?} does not say {why:?}");
         }
+    }
+
+    /// Zeroes the `MailboxAddress` of the wakeup structure at `offset` in place, without fixing
+    /// the checksum, as Linux 6.12 does.
+    pub(crate) fn clear_mailbox_address(table: &mut [u8], offset: usize) {
+        table[offset + 8..offset + 16].fill(0);
+    }
+
+    /// What Linux 6.12 leaves of a MADT with two local APICs and td-shim's wakeup structure
+    /// (at offset 60).
+    pub(crate) fn madt_cleared_by_linux() -> Vec<u8> {
+        let mut table = madt(&[&local_apic(0), &local_apic(1), &mp_wakeup(0x9_e000, None)]);
+        clear_mailbox_address(&mut table, 60);
+        table
+    }
+
+    #[test]
+    fn accepts_the_madt_linux_cleared_the_mailbox_address_of() {
+        let table = madt_cleared_by_linux();
+        assert!(!sums_to_zero(&table));
+        assert_eq!(
+            parse_madt_mp_wakeup(&table),
+            Ok(Some(MadtMpWakeup {
+                mailbox_version: 0,
+                mailbox_address: 0,
+                reset_vector: None,
+                cleared_by_os: true,
+            }))
+        );
+        // The structure may be anywhere among the others.
+        let mut first = madt(&[&mp_wakeup(0x7e000, None), &local_apic(0)]);
+        clear_mailbox_address(&mut first, 44);
+        assert_eq!(
+            parse_madt_mp_wakeup(&first).map(|w| w.map(|w| w.cleared_by_os)),
+            Ok(Some(true))
+        );
+        // An address of 0 under a right checksum is what the table says, not the OS's doing.
+        assert_eq!(
+            parse_madt_mp_wakeup(&madt(&[&mp_wakeup(0, None)])),
+            Ok(Some(MadtMpWakeup {
+                mailbox_version: 0,
+                mailbox_address: 0,
+                reset_vector: None,
+                cleared_by_os: false,
+            }))
+        );
+    }
+
+    #[test]
+    fn a_bad_checksum_that_is_not_linux_s_doing_stays_an_error() {
+        let checksum = Err("the checksum does not make the bytes sum to zero".to_owned());
+        let mut cases = Vec::new();
+        // A version 1 structure (24 bytes) with the address cleared.
+        let mut v1 = madt(&[&local_apic(0), &mp_wakeup(0x9_e000, Some(0x9_e800))]);
+        clear_mailbox_address(&mut v1, 52);
+        cases.push(("version 1, 24 bytes", v1));
+        // 16 bytes that say version 1.
+        let mut says_v1 = mp_wakeup(0x9_e000, None);
+        says_v1[2] = 1;
+        let mut says_v1 = madt(&[&says_v1]);
+        clear_mailbox_address(&mut says_v1, 44);
+        cases.push(("version 1, 16 bytes", says_v1));
+        // The address is not 0: another byte changed.
+        let mut nonzero = madt_cleared_by_linux();
+        nonzero[68] = 1;
+        cases.push(("a non-zero address", nonzero));
+        let mut flipped = madt(&[&local_apic(0), &mp_wakeup(0x9_e000, None)]);
+        flipped[63] ^= 0x80;
+        cases.push(("the address changed", flipped));
+        // No wakeup structure at all.
+        let mut no_wakeup = madt(&[&local_apic(0), &local_apic(1)]);
+        no_wakeup[46] ^= 1;
+        cases.push(("no wakeup structure", no_wakeup));
+        // A malformed structure after the cleared one.
+        let mut malformed = madt(&[&mp_wakeup(0x9_e000, None), &[0x7f, 0]]);
+        clear_mailbox_address(&mut malformed, 44);
+        cases.push(("a malformed structure", malformed));
+        // Two wakeup structures, both cleared.
+        let wakeup = mp_wakeup(0x9_e000, None);
+        let mut two = madt(&[&wakeup, &wakeup]);
+        clear_mailbox_address(&mut two, 44);
+        clear_mailbox_address(&mut two, 60);
+        cases.push(("two wakeup structures", two));
+        for (what, table) in cases {
+            assert!(!sums_to_zero(&table), "{what}");
+            assert_eq!(parse_madt_mp_wakeup(&table), checksum, "{what}");
+        }
+        // The header's checks still come first.
+        let mut longer = madt_cleared_by_linux();
+        longer.push(0);
+        assert_eq!(
+            parse_madt_mp_wakeup(&longer),
+            Err("the header's length is 76, but the table has 77 bytes".into())
+        );
     }
 
     #[test]

@@ -243,8 +243,29 @@ mod tests {
         assert!(measurement.rtmrs_match);
         let wakeup = report.mp_wakeup.unwrap();
         assert_eq!(wakeup.mailbox, mp_wakeup::tests::MAILBOX);
-        assert_eq!((wakeup.command, wakeup.apic_id), (0, 1));
-        assert!(wakeup.wakeup_vector < 0x10_0000);
+        assert!(!wakeup.cleared_by_os);
+        assert_eq!((wakeup.command, wakeup.apic_id), (Some(0), Some(1)));
+        assert!(wakeup.wakeup_vector.is_some_and(|v| v < 0x10_0000));
+    }
+
+    #[test]
+    fn a_madt_the_kernel_cleared_the_mailbox_address_of_is_no_error() {
+        let tree = fake_tree();
+        mp_wakeup::tests::write_cleared_vm(tree.path());
+        let report = collect(tree.path(), no_uname, Failures::quiet());
+        assert_eq!(report.errors, Vec::<String>::new());
+        let value = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            value["mp_wakeup"],
+            serde_json::json!({
+                "mailbox_version": 0,
+                "mailbox": 0,
+                "cleared_by_os": true,
+                "command": null,
+                "apic_id": null,
+                "wakeup_vector": null,
+            })
+        );
     }
 
     #[test]
@@ -301,6 +322,7 @@ mod tests {
         assert_eq!(value["measurement"]["rtmrs_match"], true);
         assert_eq!(value["mp_wakeup"]["mailbox_version"], 0);
         assert_eq!(value["mp_wakeup"]["mailbox"], 0x7_e000);
+        assert_eq!(value["mp_wakeup"]["cleared_by_os"], false);
         assert_eq!(value["mp_wakeup"]["command"], 0);
         assert_eq!(value["mp_wakeup"]["apic_id"], 1);
         assert_eq!(value["mp_wakeup"]["wakeup_vector"], 0x9_a000);

@@ -14,6 +14,14 @@
 //! mailbox as RAM in the E820 map. A MADT without the structure is no error: the report's
 //! `mp_wakeup` is then `null`. A missing or malformed MADT, or a mailbox that cannot be read, is
 //! a failure line, and `mp_wakeup` is `null` too.
+//!
+//! Linux 6.12 (not 6.1) zeroes a version 0 structure's `MailboxAddress` in the MADT once it has
+//! read it, so that a kexec'd kernel does not use the mailbox, and leaves the table's checksum
+//! wrong ([`acpi::parse_madt_mp_wakeup`] says exactly which tables count as that state). That is
+//! no error either: `mp_wakeup` has `cleared_by_os` `true`, `mailbox` 0, and `null` for what
+//! the mailbox holds, since its address is gone; `/dev/mem` is not read. The agent never reads
+//! a mailbox at address 0: a structure whose checksum holds and whose address is 0 is a failure
+//! line, and `mp_wakeup` is `null`.
 
 use crate::acpi::{self, MAILBOX_HEAD_SIZE};
 use crate::failure::Failures;
@@ -28,10 +36,22 @@ const MAILBOX_READ: u64 = MAILBOX_HEAD_SIZE as u64;
 
 /// The MADT's Multiprocessor Wakeup Structure and the mailbox it points at, under `tree`; `None`
 /// when the MADT has no such structure, or, with a failure line, when the MADT or the mailbox
-/// cannot be read or parsed.
+/// cannot be read or parsed, or the MADT, with a right checksum, puts the mailbox at 0. When the
+/// OS cleared the mailbox's address, the structure without the mailbox's contents.
 pub(crate) fn collect(tree: &Tree<'_>, failures: &mut Failures) -> Option<MpWakeup> {
     let table = tree.read_bytes(MADT_TABLE, failures)?;
     let wakeup = parse_or_record(MADT_TABLE, acpi::parse_madt_mp_wakeup(&table), failures)??;
+    let mut report = MpWakeup {
+        mailbox_version: wakeup.mailbox_version,
+        mailbox: wakeup.mailbox_address,
+        cleared_by_os: wakeup.cleared_by_os,
+        command: None,
+        apic_id: None,
+        wakeup_vector: None,
+    };
+    if wakeup.cleared_by_os {
+        return Some(report);
+    }
     let what = || {
         format!(
             "read the multiprocessor wakeup mailbox ({MAILBOX_HEAD_SIZE} bytes at {:#x}) from \
@@ -39,24 +59,28 @@ pub(crate) fn collect(tree: &Tree<'_>, failures: &mut Failures) -> Option<MpWake
             wakeup.mailbox_address
         )
     };
+    if wakeup.mailbox_address == 0 {
+        failures.record(
+            what(),
+            "the MADT says the mailbox is at 0, with a checksum that holds: not read",
+        );
+        return None;
+    }
     let mailbox = tree
         .read_physical(wakeup.mailbox_address, MAILBOX_READ)
         .and_then(|bytes| acpi::parse_mailbox(&bytes))
         .map_err(|e| failures.record(what(), e))
         .ok()?;
-    Some(MpWakeup {
-        mailbox_version: wakeup.mailbox_version,
-        mailbox: wakeup.mailbox_address,
-        command: mailbox.command,
-        apic_id: mailbox.apic_id,
-        wakeup_vector: mailbox.wakeup_vector,
-    })
+    report.command = Some(mailbox.command);
+    report.apic_id = Some(mailbox.apic_id);
+    report.wakeup_vector = Some(mailbox.wakeup_vector);
+    Some(report)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::acpi::tests::{local_apic, madt, mp_wakeup};
+    use crate::acpi::tests::{clear_mailbox_address, local_apic, madt, mp_wakeup};
     use crate::acpi::{MAILBOX_COMMAND_NOOP, MAILBOX_COMMAND_WAKEUP};
     use crate::measurement::tests::{write, write_mem};
     use std::fs;
@@ -106,9 +130,10 @@ pub(crate) mod tests {
             Some(MpWakeup {
                 mailbox_version: 0,
                 mailbox: MAILBOX,
-                command: MAILBOX_COMMAND_NOOP,
-                apic_id: 1,
-                wakeup_vector: WAKEUP_VECTOR,
+                cleared_by_os: false,
+                command: Some(MAILBOX_COMMAND_NOOP),
+                apic_id: Some(1),
+                wakeup_vector: Some(WAKEUP_VECTOR),
             })
         );
     }
@@ -135,10 +160,81 @@ pub(crate) mod tests {
             Some(MpWakeup {
                 mailbox_version: 1,
                 mailbox: mailbox_address,
-                command: MAILBOX_COMMAND_WAKEUP,
-                apic_id: 7,
-                wakeup_vector: 0x1_0000,
+                cleared_by_os: false,
+                command: Some(MAILBOX_COMMAND_WAKEUP),
+                apic_id: Some(7),
+                wakeup_vector: Some(0x1_0000),
             })
+        );
+    }
+
+    /// What Linux 6.12 leaves under `root` after waking APIC ID 1: [`write_woken_vm`]'s MADT
+    /// with the wakeup structure's `MailboxAddress` zeroed and the checksum left as it was.
+    pub(crate) fn write_cleared_vm(root: &Path) {
+        write_woken_vm(root);
+        let mut table = madt(&[&local_apic(0), &local_apic(1), &mp_wakeup(MAILBOX, None)]);
+        clear_mailbox_address(&mut table, 60);
+        write(root, MADT_TABLE, &table);
+    }
+
+    #[test]
+    fn a_mailbox_address_the_os_cleared_is_reported_without_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write_cleared_vm(root);
+        let cleared = Some(MpWakeup {
+            mailbox_version: 0,
+            mailbox: 0,
+            cleared_by_os: true,
+            command: None,
+            apic_id: None,
+            wakeup_vector: None,
+        });
+        assert_eq!(wakeup(root), (cleared.clone(), Vec::new()));
+        // Nothing is read from /dev/mem, not even at 0.
+        fs::remove_file(root.join("dev/mem")).unwrap();
+        assert_eq!(wakeup(root), (cleared, Vec::new()));
+    }
+
+    #[test]
+    fn a_bad_checksum_that_is_not_the_os_s_doing_is_an_error_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write_woken_vm(root);
+        let checksum = vec![
+            "agent: parse /sys/firmware/acpi/tables/APIC: the checksum does not make the bytes \
+             sum to zero"
+                .to_owned(),
+        ];
+        // A version 1 structure with its address cleared.
+        let mut v1 = madt(&[&local_apic(0), &mp_wakeup(MAILBOX, Some(MAILBOX + 0x800))]);
+        clear_mailbox_address(&mut v1, 52);
+        write(root, MADT_TABLE, &v1);
+        assert_eq!(wakeup(root), (None, checksum.clone()));
+        // A version 0 structure whose address is not 0, under a wrong checksum.
+        let mut changed = madt(&[&local_apic(0), &local_apic(1), &mp_wakeup(MAILBOX, None)]);
+        changed[69] ^= 0x10;
+        write(root, MADT_TABLE, &changed);
+        assert_eq!(wakeup(root), (None, checksum));
+    }
+
+    #[test]
+    fn a_mailbox_at_0_under_a_right_checksum_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write_woken_vm(root);
+        write(root, MADT_TABLE, &madt(&[&mp_wakeup(0, None)]));
+        assert_eq!(
+            wakeup(root),
+            (
+                None,
+                vec![
+                    "agent: read the multiprocessor wakeup mailbox (16 bytes at 0x0) from \
+                     /dev/mem: the MADT says the mailbox is at 0, with a checksum that holds: \
+                     not read"
+                        .to_owned()
+                ]
+            )
         );
     }
 

@@ -36,7 +36,8 @@ pub struct Report {
     /// How the kernel woke the application processors: the MADT's Multiprocessor Wakeup
     /// Structure (ACPI 6.4 §5.2.12.19) and what the kernel left in the mailbox it points at (see
     /// [`crate::mp_wakeup`]). `null` when the MADT has no such structure (without an error line),
-    /// and when the MADT or the mailbox cannot be read or parsed (with one).
+    /// and when the MADT or the mailbox cannot be read or parsed (with one). A MADT whose
+    /// mailbox address the OS cleared is no error: see [`MpWakeup::cleared_by_os`].
     pub mp_wakeup: Option<MpWakeup>,
     /// Every failure line, in the order they happened.
     pub errors: Vec<String>,
@@ -90,20 +91,33 @@ pub struct Measurement {
 /// writes its `ApicId` and `WakeupVector`, then `Command` 1; the AP acknowledges with `Command` 0.
 /// So once the kernel has woken its APs, `apic_id` is the last one woken, `wakeup_vector` the
 /// kernel's trampoline (Linux's is below 1 MiB) and `command` 0.
+///
+/// Linux 6.12 (not 6.1) zeroes the version 0 structure's `MailboxAddress` in the MADT after
+/// reading it, without fixing the checksum (see [`crate::acpi::parse_madt_mp_wakeup`]). The agent
+/// reports that state as such: `cleared_by_os` is `true`, `mailbox` 0, and `command`, `apic_id`
+/// and `wakeup_vector` are `null`, because the mailbox's address is no longer known (the agent
+/// does not read `/dev/mem` at 0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MpWakeup {
     /// The MADT Multiprocessor Wakeup Structure's `MailboxVersion`: 0 (a 16-byte structure) or 1
     /// (24 bytes, with a reset vector).
     pub mailbox_version: u16,
-    /// The structure's `MailboxAddress`: the physical address of the 4 KiB mailbox.
+    /// The structure's `MailboxAddress`: the physical address of the 4 KiB mailbox; 0 when
+    /// `cleared_by_os`.
     pub mailbox: u64,
+    /// Whether the OS cleared `MailboxAddress` in the MADT after reading it, leaving the table's
+    /// checksum wrong: Linux's protocol to keep a kexec'd kernel off a version 0 mailbox.
+    pub cleared_by_os: bool,
     /// The mailbox's `Command` (offset 0): 0 (noop) before the first wakeup and once the AP woken
-    /// last has acknowledged; 1 (wakeup) while a wakeup waits for its AP.
-    pub command: u16,
-    /// The mailbox's `ApicId` (offset 4): the APIC ID of the AP woken last.
-    pub apic_id: u32,
-    /// The mailbox's `WakeupVector` (offset 8): the physical address that AP was sent to.
-    pub wakeup_vector: u64,
+    /// last has acknowledged; 1 (wakeup) while a wakeup waits for its AP. `null` when
+    /// `cleared_by_os`.
+    pub command: Option<u16>,
+    /// The mailbox's `ApicId` (offset 4): the APIC ID of the AP woken last. `null` when
+    /// `cleared_by_os`.
+    pub apic_id: Option<u32>,
+    /// The mailbox's `WakeupVector` (offset 8): the physical address that AP was sent to. `null`
+    /// when `cleared_by_os`.
+    pub wakeup_vector: Option<u64>,
 }
 
 /// Why a console transcript did not yield a report.
@@ -186,9 +200,10 @@ mod tests {
             mp_wakeup: Some(MpWakeup {
                 mailbox_version: 0,
                 mailbox: 0x7_e000,
-                command: 0,
-                apic_id: 1,
-                wakeup_vector: 0x9_a000,
+                cleared_by_os: false,
+                command: Some(0),
+                apic_id: Some(1),
+                wakeup_vector: Some(0x9_a000),
             }),
             errors: vec!["agent: read /proc/cmdline: gone".into()],
         }
@@ -267,6 +282,7 @@ mod tests {
             keys,
             [
                 "apic_id",
+                "cleared_by_os",
                 "command",
                 "mailbox",
                 "mailbox_version",
@@ -274,7 +290,24 @@ mod tests {
             ]
         );
         assert_eq!(object["mp_wakeup"]["mailbox"], 0x7_e000);
+        assert_eq!(object["mp_wakeup"]["cleared_by_os"], false);
         assert_eq!(object["mp_wakeup"]["wakeup_vector"], 0x9_a000);
+        let mut cleared = sample();
+        cleared.mp_wakeup = Some(MpWakeup {
+            mailbox_version: 0,
+            mailbox: 0,
+            cleared_by_os: true,
+            command: None,
+            apic_id: None,
+            wakeup_vector: None,
+        });
+        let value = serde_json::to_value(&cleared).unwrap();
+        assert_eq!(value["mp_wakeup"]["cleared_by_os"], true);
+        assert_eq!(value["mp_wakeup"]["mailbox"], 0);
+        for field in ["command", "apic_id", "wakeup_vector"] {
+            assert!(value["mp_wakeup"][field].is_null(), "{field}");
+        }
+        assert_eq!(serde_json::from_value::<Report>(value).unwrap(), cleared);
         let mut none = sample();
         none.mp_wakeup = None;
         let value = serde_json::to_value(&none).unwrap();
