@@ -147,9 +147,18 @@ enum Command {
     /// td-shim.launch_params, td-shim.kernel, td-shim.cmdline, td-shim.initrd (the SHA-384
     /// digests of those events; td-shim.initrd only with an initrd; for an ELF payload,
     /// td-shim.payload instead of kernel, cmdline and initrd).
+    ///
+    /// With --platform tdx (needs --image): mr_td (MRTD of the --image, in the --vmm page
+    /// order) and rtmr_0, rtmr_1, rtmr_2 (RTMR0-2) instead of td-shim.rtmr0-3 (RTMR3 is the
+    /// guest OS's); mr_td, rtmr_1 and rtmr_2 are the IDs Trustee's default policy reads. The
+    /// event digests as above. The --policy then also checks MRTD, the TCB status and the
+    /// DEBUG attribute (docs/tdx-measurement.md §8).
     Refvals {
         #[command(flatten)]
         boot: BootInputs,
+        /// With --platform tdx: the VMM's page order for MRTD, as for `measure`. Default qemu.
+        #[arg(long, value_enum)]
+        vmm: Option<VmmArg>,
         /// The output is always JSON; accepted for symmetry with the other commands.
         #[arg(long)]
         json: bool,
@@ -233,7 +242,8 @@ struct BootInputs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=0xFFFF))]
     vcpus: Option<u32>,
     /// The platform the VM runs on: plain (td-shim's only platform so far), or tdx (the
-    /// same RTMR plan, with platform=tdx in the launch parameters, plus MRTD for `measure`).
+    /// same RTMR plan, with platform=tdx in the launch parameters, plus MRTD for `measure` and
+    /// `refvals`).
     #[arg(long, value_enum, default_value = "plain")]
     platform: PlatformArg,
 }
@@ -256,7 +266,7 @@ impl Cli {
                 vmm.is_some(),
                 log_out.is_some(),
             ),
-            Command::Refvals { boot, .. } => (boot, false, false, false),
+            Command::Refvals { boot, vmm, .. } => (boot, false, vmm.is_some(), false),
             _ => return Ok(()),
         };
         if vmm && !matches!(boot.platform, PlatformArg::Tdx) {
@@ -474,15 +484,37 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Refvals {
             boot,
+            vmm,
             json: _,
             output,
             policy,
         } => {
             let measurement = boot.measure()?;
-            let values = refvals::reference_values(&measurement)?;
+            let (values, policy_text) = match (boot.platform, &boot.source.image) {
+                (PlatformArg::Tdx, Some(image)) => {
+                    let order = match vmm {
+                        Some(VmmArg::TwoPass) => PageOrder::TwoPass,
+                        Some(VmmArg::Qemu) | None => PageOrder::Qemu,
+                    };
+                    let bytes = read(image, &Limit::FIRMWARE_IMAGE)?;
+                    let mrtd = mrtd::compute(&bytes, order).with_context(|| {
+                        format!("cannot compute the MRTD of {}", image.display())
+                    })?;
+                    (
+                        refvals::tdx_reference_values(&measurement, &mrtd)?,
+                        policy.is_some().then(|| refvals::tdx_policy(&measurement)),
+                    )
+                }
+                // clap requires --image with --platform tdx.
+                (PlatformArg::Tdx, None) => anyhow::bail!("--platform tdx needs --image"),
+                (PlatformArg::Plain, _) => (
+                    refvals::reference_values(&measurement)?,
+                    policy.is_some().then(|| refvals::policy(&measurement)),
+                ),
+            };
             let message = serde_json::to_string_pretty(&refvals::rvps_message(&values))?;
-            if let Some(path) = &policy {
-                write(path, refvals::policy(&measurement)?.as_bytes())?;
+            if let (Some(path), Some(text)) = (&policy, policy_text) {
+                write(path, text?.as_bytes())?;
             }
             match &output {
                 Some(path) => write(path, format!("{message}\n").as_bytes()),

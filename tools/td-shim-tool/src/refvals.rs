@@ -31,12 +31,29 @@
 //! | `td-shim.initrd` | digest of the initrd event (RTMR2; only when there is an initrd) |
 //! | `td-shim.payload` | digest of the ELF payload event (RTMR1; ELF payloads) |
 //!
+//! On TDX ([`tdx_reference_values`]) the registers are named as Trustee's default EAR policy
+//! (`ear_default_policy_cpu.rego`, research §4.4) reads them, so that policy and ours can share
+//! one registration; the event digests keep their `td-shim.*` IDs (Trustee has no names for
+//! them):
+//!
+//! | ID | value |
+//! |---|---|
+//! | `mr_td` ([`TDX_MRTD_ID`]) | MRTD, from the image's TDVF metadata ([`crate::mrtd`]) |
+//! | `rtmr_0` .. `rtmr_2` ([`TDX_RTMR_IDS`]) | RTMR0 to RTMR2 after the firmware |
+//!
+//! `mr_td`, `rtmr_1` and `rtmr_2` are the IDs Trustee's default policy queries; `rtmr_0` follows
+//! the same pattern and only our policy reads it. RTMR3 belongs to the guest OS (the attestation
+//! agent extends it at run time), so there is no TDX reference value for it. These names come
+//! from the research notes and were not checked against a running Trustee.
+//!
 //! # The policy
 //!
 //! [`policy`] writes a Rego policy for Trustee's attestation service (`package policy`, the EAR
 //! trust claims `executables` and `configuration`, plus `allow`). Its header comment states the
 //! input it assumes: the claims of Trustee's TDX verifier (research §4.3), which on td-shim's
-//! Plain platform no Trustee verifier produces yet.
+//! Plain platform no Trustee verifier produces yet. [`tdx_policy`] writes the TDX one: it also
+//! sets the `hardware` claim from MRTD and the TCB status, and reads `input.tdx.quote.body.mr_td`
+//! and `rtmr_0` .. `rtmr_2` as Trustee's TDX verifier exposes them.
 
 use crate::measure::Measurement;
 use base64::Engine as _;
@@ -63,6 +80,13 @@ pub const CMDLINE_ID: &str = "td-shim.cmdline";
 pub const INITRD_ID: &str = "td-shim.initrd";
 /// The ID of the ELF payload event's digest.
 pub const PAYLOAD_ID: &str = "td-shim.payload";
+
+/// On TDX, the ID of MRTD: the one Trustee's default EAR policy queries
+/// (`query_reference_value("mr_td")`, research §4.4).
+pub const TDX_MRTD_ID: &str = "mr_td";
+/// On TDX, the IDs of RTMR0 to RTMR2: Trustee's default EAR policy queries `rtmr_1` and
+/// `rtmr_2` (research §4.4); `rtmr_0` follows their pattern.
+pub const TDX_RTMR_IDS: [&str; 3] = ["rtmr_0", "rtmr_1", "rtmr_2"];
 
 /// RVPS message version the sample extractor accepts.
 pub const RVPS_MESSAGE_VERSION: &str = "0.1.0";
@@ -113,17 +137,43 @@ fn checked_events(m: &Measurement) -> Result<Vec<CheckedEvent>, RefvalsError> {
     Ok(checked)
 }
 
+/// Adds the digest of each planned event under its ID.
+fn insert_events(
+    m: &Measurement,
+    values: &mut BTreeMap<String, Vec<String>>,
+) -> Result<(), RefvalsError> {
+    for e in &m.planned {
+        if let Some(id) = event_id(e.name, e.event_type)? {
+            values.insert(id.to_owned(), vec![hex::encode(e.digest)]);
+        }
+    }
+    Ok(())
+}
+
 /// The reference values: ID → the accepted values (one each).
 pub fn reference_values(m: &Measurement) -> Result<BTreeMap<String, Vec<String>>, RefvalsError> {
     let mut values = BTreeMap::new();
     for (id, rtmr) in RTMR_IDS.iter().zip(&m.rtmrs) {
         values.insert((*id).to_owned(), vec![hex::encode(rtmr)]);
     }
-    for e in &m.planned {
-        if let Some(id) = event_id(e.name, e.event_type)? {
-            values.insert(id.to_owned(), vec![hex::encode(e.digest)]);
-        }
+    insert_events(m, &mut values)?;
+    Ok(values)
+}
+
+/// The reference values of a TD booted from an image whose MRTD is `mrtd`, with the boot `m`
+/// (its launch parameters say platform=tdx): MRTD under [`TDX_MRTD_ID`], RTMR0 to RTMR2 under
+/// [`TDX_RTMR_IDS`], and the event digests as [`reference_values`] has them. No RTMR3: the
+/// guest OS extends it.
+pub fn tdx_reference_values(
+    m: &Measurement,
+    mrtd: &[u8; 48],
+) -> Result<BTreeMap<String, Vec<String>>, RefvalsError> {
+    let mut values = BTreeMap::new();
+    values.insert(TDX_MRTD_ID.to_owned(), vec![hex::encode(mrtd)]);
+    for (id, rtmr) in TDX_RTMR_IDS.iter().zip(&m.rtmrs) {
+        values.insert((*id).to_owned(), vec![hex::encode(rtmr)]);
     }
+    insert_events(m, &mut values)?;
     Ok(values)
 }
 
@@ -188,12 +238,70 @@ default configuration := 36
 default allow := false
 "#;
 
-const POLICY_FOOTER: &str = r#"
+const TDX_POLICY_HEADER: &str = r#"# Attestation policy for a td-shim boot on Intel TDX, written by
+# `td-shim-tool refvals --platform tdx --policy`.
+#
+# It accepts exactly the reference values `td-shim-tool refvals --platform tdx` wrote with it,
+# once they are registered in Trustee's RVPS (read with Trustee's query_reference_value): MRTD
+# under "mr_td", RTMR0..RTMR2 under "rtmr_0".."rtmr_2" ("mr_td", "rtmr_1" and "rtmr_2" are the
+# IDs Trustee's default EAR policy reads), and the digest of each event td-shim records under
+# its td-shim.* ID. RTMR3 is not checked: the guest OS extends it (e.g. the attestation agent).
+#
+# ASSUMED INPUT: the claims of Trustee's TDX verifier (quote, DCAP collateral, CC event log).
+# The names follow research notes on Trustee's source; they were NOT checked against a running
+# Trustee:
+#   input.tdx.quote.header.tee_type          "81000000" (a TDX quote)
+#   input.tdx.quote.body.mr_td               MRTD, lower-case hex
+#   input.tdx.quote.body.rtmr_0 .. rtmr_2    RTMR0..RTMR2, lower-case hex
+#   input.tdx.td_attributes.debug            the TD's DEBUG attribute (a boolean)
+#   input.tdx.tcb_status                     "UpToDate" when the platform's TCB is current
+#   input.tdx.collateral_expiration_status   "0" while Intel's collateral is valid
+#   input.tdx.uefi_event_logs[]              the CC event log (CCEL), replayed by the verifier
+#                                            against RTMR0..RTMR3; each event has index (the CC
+#                                            MR index: 1 = RTMR0, 2 = RTMR1, 3 = RTMR2),
+#                                            type_name (TCG/UEFI name) and
+#                                            digests[] = {"alg": "SHA-384", "digest": hex}
+# The verifier exposes uefi_event_logs only when the attester sends the CCEL: without it the
+# event checks, and so executables and configuration, fail. If your verifier puts the claims
+# elsewhere, change `evidence` below.
+#
+# Output: Trustee's EAR trust claims. hardware = 2 when the quote is a TDX quote, MRTD matches,
+# the TCB is up to date and the collateral valid, else 97; executables = 3 (approved boot chain)
+# when RTMR1, RTMR2 and the payload events match, else 33; configuration = 2 (approved
+# configuration) when RTMR0 and the launch-parameters event match and the TD is not a debug
+# TD, else 36. allow = all three.
+
+package policy
+
+import rego.v1
+
+evidence := input.tdx
+
+default hardware := 97
+
+default executables := 33
+
+default configuration := 36
+
+default allow := false
+"#;
+
+const PLAIN_ALLOW: &str = r#"
 allow if {
 	executables == 3
 	configuration == 2
 }
+"#;
 
+const TDX_ALLOW: &str = r#"
+allow if {
+	hardware == 2
+	executables == 3
+	configuration == 2
+}
+"#;
+
+const POLICY_HELPERS: &str = r#"
 # The SHA-384 digests of the events of type `type_name` in CC MR `index`.
 digests(index, type_name) := [d.digest |
 	some event in evidence.uefi_event_logs
@@ -211,35 +319,80 @@ event_matches(index, type_name, id) if {
 }
 "#;
 
-fn rule(s: &mut String, claim: &str, value: u8, rtmrs: &[usize], events: &[&CheckedEvent]) {
+/// The condition that the quote-body claim `claim` is the reference value `id`.
+fn register(claim: &str, id: &str) -> String {
+    format!("evidence.quote.body.{claim} in query_reference_value(\"{id}\")")
+}
+
+/// The condition that `e`'s single event has its reference digest.
+fn event(e: &CheckedEvent) -> String {
+    format!(
+        "event_matches({}, \"{}\", \"{}\")",
+        e.mr_index, e.type_name, e.id
+    )
+}
+
+/// Appends the rule `claim := value if { conditions }`.
+fn rule(s: &mut String, claim: &str, value: u8, conditions: &[String]) {
     let _ = writeln!(s, "\n{claim} := {value} if {{");
-    for &r in rtmrs {
-        let _ = writeln!(
-            s,
-            "\tevidence.quote.body.rtmr_{r} in query_reference_value(\"{}\")",
-            RTMR_IDS[r]
-        );
-    }
-    for e in events {
-        let _ = writeln!(
-            s,
-            "\tevent_matches({}, \"{}\", \"{}\")",
-            e.mr_index, e.type_name, e.id
-        );
+    for c in conditions {
+        let _ = writeln!(s, "\t{c}");
     }
     s.push_str("}\n");
+}
+
+/// The checked events of `m`, split into RTMR0's (configuration) and the others (boot chain).
+fn split_events(m: &Measurement) -> Result<(Vec<String>, Vec<String>), RefvalsError> {
+    let events = checked_events(m)?;
+    let (config, boot): (Vec<&CheckedEvent>, Vec<&CheckedEvent>) =
+        events.iter().partition(|e| e.mr_index == 1);
+    Ok((
+        config.into_iter().map(event).collect(),
+        boot.into_iter().map(event).collect(),
+    ))
 }
 
 /// The Rego policy that accepts exactly the reference values of `m` (see the module
 /// documentation).
 pub fn policy(m: &Measurement) -> Result<String, RefvalsError> {
-    let events = checked_events(m)?;
-    let (config, boot): (Vec<&CheckedEvent>, Vec<&CheckedEvent>) =
-        events.iter().partition(|e| e.mr_index == 1);
+    let (config, boot) = split_events(m)?;
+    let rtmr = |r: usize| register(&format!("rtmr_{r}"), RTMR_IDS[r]);
     let mut s = String::from(POLICY_HEADER);
-    rule(&mut s, "executables", 3, &[1, 2, 3], &boot);
-    rule(&mut s, "configuration", 2, &[0], &config);
-    s.push_str(POLICY_FOOTER);
+    let executables: Vec<String> = [1, 2, 3].map(rtmr).into_iter().chain(boot).collect();
+    rule(&mut s, "executables", 3, &executables);
+    let configuration: Vec<String> = std::iter::once(rtmr(0)).chain(config).collect();
+    rule(&mut s, "configuration", 2, &configuration);
+    s.push_str(PLAIN_ALLOW);
+    s.push_str(POLICY_HELPERS);
+    Ok(s)
+}
+
+/// The Rego policy for a TD that accepts exactly the reference values of
+/// [`tdx_reference_values`] for `m`: `hardware` from MRTD, the TEE type and the TCB status;
+/// `executables` from RTMR1, RTMR2 and the payload events; `configuration` from RTMR0, the
+/// launch-parameters event and the DEBUG attribute. Its header states the claims it assumes.
+pub fn tdx_policy(m: &Measurement) -> Result<String, RefvalsError> {
+    let (config, boot) = split_events(m)?;
+    let rtmr = |r: usize| register(&format!("rtmr_{r}"), TDX_RTMR_IDS[r]);
+    let mut s = String::from(TDX_POLICY_HEADER);
+    let hardware = [
+        "evidence.quote.header.tee_type == \"81000000\"".to_owned(),
+        register("mr_td", TDX_MRTD_ID),
+        "evidence.tcb_status == \"UpToDate\"".to_owned(),
+        "evidence.collateral_expiration_status == \"0\"".to_owned(),
+    ];
+    rule(&mut s, "hardware", 2, &hardware);
+    let executables: Vec<String> = [1, 2].map(rtmr).into_iter().chain(boot).collect();
+    rule(&mut s, "executables", 3, &executables);
+    let configuration: Vec<String> = std::iter::once(rtmr(0))
+        .chain(config)
+        .chain(std::iter::once(
+            "evidence.td_attributes.debug == false".to_owned(),
+        ))
+        .collect();
+    rule(&mut s, "configuration", 2, &configuration);
+    s.push_str(TDX_ALLOW);
+    s.push_str(POLICY_HELPERS);
     Ok(s)
 }
 
@@ -365,14 +518,13 @@ mod tests {
         }})
     }
 
-    /// Evaluates `policy` with Trustee's engine (regorus), `values` behind
-    /// `query_reference_value` (null for an unknown ID, as the RVPS answers), and `input`:
-    /// (executables, configuration, allow).
-    pub(crate) fn evaluate(
+    /// Trustee's engine (regorus) loaded with `policy`, `values` behind
+    /// `query_reference_value` (null for an unknown ID, as the RVPS answers), and `input`.
+    fn engine(
         policy: &str,
         values: &BTreeMap<String, Vec<String>>,
         input: &serde_json::Value,
-    ) -> (i64, i64, bool) {
+    ) -> regorus::Engine {
         let mut engine = regorus::Engine::new();
         let values = values.clone();
         engine
@@ -392,12 +544,148 @@ mod tests {
             .add_policy("td-shim.rego".into(), policy.into())
             .unwrap();
         engine.set_input(regorus::Value::from_json_str(&input.to_string()).unwrap());
+        engine
+    }
+
+    /// Evaluates `policy` (see [`engine`]): (executables, configuration, allow).
+    pub(crate) fn evaluate(
+        policy: &str,
+        values: &BTreeMap<String, Vec<String>>,
+        input: &serde_json::Value,
+    ) -> (i64, i64, bool) {
+        let mut engine = engine(policy, values, input);
         let mut rule = |name: &str| engine.eval_rule(format!("data.policy.{name}")).unwrap();
         (
             rule("executables").as_i64().unwrap(),
             rule("configuration").as_i64().unwrap(),
             *rule("allow").as_bool().unwrap(),
         )
+    }
+
+    /// Evaluates a TDX `policy` (see [`engine`]): (hardware, executables, configuration, allow).
+    fn evaluate_tdx(
+        policy: &str,
+        values: &BTreeMap<String, Vec<String>>,
+        input: &serde_json::Value,
+    ) -> (i64, i64, i64, bool) {
+        let mut engine = engine(policy, values, input);
+        let mut rule = |name: &str| engine.eval_rule(format!("data.policy.{name}")).unwrap();
+        (
+            rule("hardware").as_i64().unwrap(),
+            rule("executables").as_i64().unwrap(),
+            rule("configuration").as_i64().unwrap(),
+            *rule("allow").as_bool().unwrap(),
+        )
+    }
+
+    /// [`tdx_claims`] with what a TDX quote of an up-to-date, non-debug TD adds: the TEE type,
+    /// MRTD, the DEBUG attribute and the collateral's verdict.
+    fn full_tdx_claims(m: &Measurement, mrtd: &[u8; 48]) -> serde_json::Value {
+        let mut claims = tdx_claims(m);
+        let tdx = &mut claims["tdx"];
+        tdx["quote"]["header"] = serde_json::json!({"tee_type": "81000000"});
+        tdx["quote"]["body"]["mr_td"] = hex::encode(mrtd).into();
+        tdx["td_attributes"] = serde_json::json!({"debug": false});
+        tdx["tcb_status"] = "UpToDate".into();
+        tdx["collateral_expiration_status"] = "0".into();
+        claims
+    }
+
+    const MRTD: [u8; 48] = [0xab; 48];
+
+    #[test]
+    fn tdx_ids_and_values() {
+        let m = linux(Some(b"initrd"));
+        let values = tdx_reference_values(&m, &MRTD).unwrap();
+        let ids: Vec<_> = values.keys().map(String::as_str).collect();
+        assert_eq!(
+            ids,
+            [
+                "mr_td",
+                "rtmr_0",
+                "rtmr_1",
+                "rtmr_2",
+                "td-shim.cmdline",
+                "td-shim.initrd",
+                "td-shim.kernel",
+                "td-shim.launch_params",
+            ]
+        );
+        assert_eq!(values["mr_td"], ["ab".repeat(48)]);
+        let plain = reference_values(&m).unwrap();
+        for i in 0..3 {
+            assert_eq!(values[&format!("rtmr_{i}")], plain[RTMR_IDS[i]]);
+        }
+        for id in [LAUNCH_PARAMS_ID, KERNEL_ID, CMDLINE_ID, INITRD_ID] {
+            assert_eq!(values[id], plain[id]);
+        }
+        let text = tdx_policy(&m).unwrap();
+        for line in [
+            "	evidence.quote.body.mr_td in query_reference_value(\"mr_td\")",
+            "	evidence.quote.body.rtmr_0 in query_reference_value(\"rtmr_0\")",
+            "	evidence.quote.body.rtmr_1 in query_reference_value(\"rtmr_1\")",
+            "	evidence.quote.body.rtmr_2 in query_reference_value(\"rtmr_2\")",
+            "	evidence.td_attributes.debug == false",
+            "	evidence.tcb_status == \"UpToDate\"",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+        }
+        assert!(!text.contains("rtmr_3"), "{text}");
+    }
+
+    #[test]
+    fn the_tdx_policy_accepts_exactly_the_reference_values() {
+        let expected = linux(Some(b"initrd"));
+        let values = tdx_reference_values(&expected, &MRTD).unwrap();
+        let text = tdx_policy(&expected).unwrap();
+        let run = |input: &serde_json::Value| evaluate_tdx(&text, &values, input);
+        let good = full_tdx_claims(&expected, &MRTD);
+        assert_eq!(run(&good), (2, 3, 2, true));
+        // RTMR3 is the OS's: not checked.
+        let mut claims = good.clone();
+        claims["tdx"]["quote"]["body"]["rtmr_3"] = "11".repeat(48).into();
+        assert_eq!(run(&claims), (2, 3, 2, true));
+        // Another MRTD, RTMR0, RTMR1 or RTMR2.
+        let changed = |field: &str, value: &str| {
+            let mut claims = good.clone();
+            claims["tdx"]["quote"]["body"][field] = value.repeat(48).into();
+            run(&claims)
+        };
+        assert_eq!(changed("mr_td", "ac"), (97, 3, 2, false));
+        assert_eq!(changed("rtmr_0", "22"), (2, 3, 36, false));
+        assert_eq!(changed("rtmr_1", "33"), (2, 33, 2, false));
+        assert_eq!(changed("rtmr_2", "44"), (2, 33, 2, false));
+        // Another boot with the same firmware: the boot chain is not the approved one.
+        let other = linux(None);
+        assert_eq!(run(&full_tdx_claims(&other, &MRTD)), (2, 33, 2, false));
+        // A debug TD, an out-of-date TCB, expired collateral, a non-TDX quote.
+        let mut claims = good.clone();
+        claims["tdx"]["td_attributes"]["debug"] = true.into();
+        assert_eq!(run(&claims), (2, 3, 36, false));
+        let mut claims = good.clone();
+        claims["tdx"]["tcb_status"] = "OutOfDate".into();
+        assert_eq!(run(&claims), (97, 3, 2, false));
+        let mut claims = good.clone();
+        claims["tdx"]["collateral_expiration_status"] = "1".into();
+        assert_eq!(run(&claims), (97, 3, 2, false));
+        let mut claims = good.clone();
+        claims["tdx"]["quote"]["header"]["tee_type"] = "00000000".into();
+        assert_eq!(run(&claims), (97, 3, 2, false));
+        // No event log, no MRTD reference value, or the plain claims: nothing passes.
+        let mut claims = good.clone();
+        claims["tdx"]
+            .as_object_mut()
+            .unwrap()
+            .remove("uefi_event_logs");
+        assert_eq!(run(&claims), (2, 33, 36, false));
+        let mut partial = values.clone();
+        partial.remove("mr_td");
+        assert_eq!(evaluate_tdx(&text, &partial, &good), (97, 3, 2, false));
+        assert_eq!(run(&tdx_claims(&expected)), (97, 3, 36, false));
+        assert_eq!(
+            run(&serde_json::json!({"sample": {"svn": "1"}})),
+            (97, 33, 36, false)
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `td-shim-tool refvals` on the real kernel and initrd: the RVPS message's shape, its values
-//! against `measure`'s, and the policy evaluated by Trustee's Rego engine.
+//! against `measure`'s, and the policy evaluated by Trustee's Rego engine; with `--platform tdx`
+//! also MRTD (against `measure --platform tdx`'s) and the TDX policy.
 
 mod common;
 
@@ -102,12 +103,8 @@ fn claims(measured: &Value, log: &[u8]) -> Value {
     }})
 }
 
-/// (executables, configuration, allow) of `policy` for `input`, with `values` in the RVPS.
-fn evaluate(
-    policy: &str,
-    values: BTreeMap<String, Vec<String>>,
-    input: &Value,
-) -> (i64, i64, bool) {
+/// Trustee's Rego engine with `policy`, `input`, and `values` in the RVPS.
+fn engine(policy: &str, values: BTreeMap<String, Vec<String>>, input: &Value) -> regorus::Engine {
     let mut engine = regorus::Engine::new();
     engine
         .add_extension(
@@ -126,8 +123,34 @@ fn evaluate(
         .add_policy("td-shim.rego".into(), policy.into())
         .unwrap();
     engine.set_input(regorus::Value::from_json_str(&input.to_string()).unwrap());
+    engine
+}
+
+/// (executables, configuration, allow) of `policy` for `input`, with `values` in the RVPS.
+fn evaluate(
+    policy: &str,
+    values: BTreeMap<String, Vec<String>>,
+    input: &Value,
+) -> (i64, i64, bool) {
+    let mut engine = engine(policy, values, input);
     let mut rule = |name: &str| engine.eval_rule(format!("data.policy.{name}")).unwrap();
     (
+        rule("executables").as_i64().unwrap(),
+        rule("configuration").as_i64().unwrap(),
+        *rule("allow").as_bool().unwrap(),
+    )
+}
+
+/// (hardware, executables, configuration, allow) of a TDX `policy` for `input`.
+fn evaluate_tdx(
+    policy: &str,
+    values: BTreeMap<String, Vec<String>>,
+    input: &Value,
+) -> (i64, i64, i64, bool) {
+    let mut engine = engine(policy, values, input);
+    let mut rule = |name: &str| engine.eval_rule(format!("data.policy.{name}")).unwrap();
+    (
+        rule("hardware").as_i64().unwrap(),
         rule("executables").as_i64().unwrap(),
         rule("configuration").as_i64().unwrap(),
         *rule("allow").as_bool().unwrap(),
@@ -201,4 +224,182 @@ fn refusals_and_exit_status() {
     let out = tool(&missing);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
+}
+
+/// `--platform tdx --image IMAGE --vmm VMM` and the direct boot of the real kernel, initrd and
+/// `console=ttyS0` with 512M and 2 vCPUs.
+fn tdx_args(image: &str, vmm: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["--platform", "tdx", "--image", image, "--vmm", vmm]
+        .map(str::to_owned)
+        .to_vec();
+    args.extend(direct_boot("console=ttyS0", "512M"));
+    args
+}
+
+/// The claims of Trustee's TDX verifier (the names of research/tdx-attestation.md §4.3) for a
+/// TD whose registers and log `measure --platform tdx --json --log-out` predicted: an
+/// up-to-date, non-debug TD.
+fn tdx_claims(measured: &Value, log: &[u8]) -> Value {
+    let mut input = claims(measured, log);
+    let tdx = &mut input["tdx"];
+    tdx["quote"]["header"] = json!({"tee_type": "81000000"});
+    tdx["quote"]["body"]["mr_td"] = measured["mrtd"].clone();
+    tdx["td_attributes"] = json!({"debug": false});
+    tdx["tcb_status"] = "UpToDate".into();
+    tdx["collateral_expiration_status"] = "0".into();
+    input
+}
+
+#[test]
+fn tdx_reference_values_carry_measures_mrtd_and_rtmrs() {
+    let image = arg(&common::artefacts().image);
+    let mut mrtds = Vec::new();
+    for vmm in ["qemu", "two-pass"] {
+        let args = tdx_args(&image, vmm);
+        let message: Value = serde_json::from_str(&run("refvals", &args, &[])).expect("JSON");
+        let keys: Vec<_> = message.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["payload", "type", "version"]);
+        assert_eq!(message["version"], "0.1.0");
+        assert_eq!(message["type"], "sample");
+        let values = provenance(&message);
+        let ids: Vec<_> = values.keys().map(String::as_str).collect();
+        assert_eq!(
+            ids,
+            [
+                "mr_td",
+                "rtmr_0",
+                "rtmr_1",
+                "rtmr_2",
+                "td-shim.cmdline",
+                "td-shim.initrd",
+                "td-shim.kernel",
+                "td-shim.launch_params",
+            ]
+        );
+        for (id, value) in &values {
+            assert_eq!(value.len(), 1, "{id}");
+            assert_eq!(value[0].len(), 96, "{id}");
+            assert!(
+                value[0]
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                "{id}: {}",
+                value[0]
+            );
+        }
+        // The same MRTD, RTMRs and event digests as `measure --platform tdx` with the same
+        // image, --vmm and boot.
+        let measured: Value = serde_json::from_str(&run("measure", &args, &["--json"])).unwrap();
+        assert_eq!(measured["vmm"], vmm);
+        assert_eq!(values["mr_td"], [measured["mrtd"].as_str().unwrap()]);
+        for i in 0..3 {
+            assert_eq!(
+                values[&format!("rtmr_{i}")],
+                [measured[format!("rtmr{i}")].as_str().unwrap()]
+            );
+        }
+        for event in measured["events"].as_array().unwrap() {
+            let name = event["name"].as_str().unwrap();
+            if name != "separator" {
+                assert_eq!(
+                    values[&format!("td-shim.{name}")],
+                    [event["digest"].as_str().unwrap()]
+                );
+            }
+        }
+        // The event digests are the plain platform's; RTMR0 is not (platform=tdx is measured).
+        let plain = provenance(
+            &serde_json::from_str(&run("refvals", &direct_boot("console=ttyS0", "512M"), &[]))
+                .unwrap(),
+        );
+        assert_eq!(values["td-shim.kernel"], plain["td-shim.kernel"]);
+        assert_eq!(values["rtmr_1"], plain["td-shim.rtmr1"]);
+        assert_ne!(values["rtmr_0"], plain["td-shim.rtmr0"]);
+        mrtds.push(values["mr_td"][0].clone());
+    }
+    assert_ne!(mrtds[0], mrtds[1], "the page orders give different MRTDs");
+    // --vmm defaults to qemu.
+    let mut default_args = tdx_args(&image, "qemu");
+    default_args.drain(4..6);
+    assert_eq!(
+        run("refvals", &default_args, &[]),
+        run("refvals", &tdx_args(&image, "qemu"), &[])
+    );
+}
+
+#[test]
+fn the_tdx_policy_accepts_this_td_and_no_other() {
+    let image = arg(&common::artefacts().image);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("td-shim-tdx.rego");
+    let args = tdx_args(&image, "qemu");
+    let message: Value =
+        serde_json::from_str(&run("refvals", &args, &["--policy", &arg(&policy)])).unwrap();
+    let policy = std::fs::read_to_string(&policy).unwrap();
+    assert!(policy.contains("ASSUMED INPUT"), "{policy}");
+    assert!(policy.contains("NOT checked against a running"), "{policy}");
+    let values = provenance(&message);
+
+    let td = |vmm: &str, cmdline: &str| {
+        let log = dir.path().join(format!("{vmm}-{cmdline}.log"));
+        let mut args = tdx_args(&image, vmm);
+        let at = args.iter().position(|a| a == "console=ttyS0").unwrap();
+        args[at] = cmdline.to_owned();
+        let measured: Value =
+            serde_json::from_str(&run("measure", &args, &["--json", "--log-out", &arg(&log)]))
+                .unwrap();
+        tdx_claims(&measured, &std::fs::read(&log).unwrap())
+    };
+    let run = |input: &Value| evaluate_tdx(&policy, values.clone(), input);
+    let good = td("qemu", "console=ttyS0");
+    assert_eq!(run(&good), (2, 3, 2, true));
+    // A changed MRTD or RTMR1 is refused.
+    let mut changed = good.clone();
+    changed["tdx"]["quote"]["body"]["mr_td"] = "00".repeat(48).into();
+    assert_eq!(run(&changed), (97, 3, 2, false));
+    let mut changed = good.clone();
+    changed["tdx"]["quote"]["body"]["rtmr_1"] = "00".repeat(48).into();
+    assert_eq!(run(&changed), (2, 33, 2, false));
+    // The same image loaded by a two-pass VMM: another MRTD.
+    assert_eq!(run(&td("two-pass", "console=ttyS0")), (97, 3, 2, false));
+    // Another command line: another RTMR2 and cmdline event.
+    assert_eq!(run(&td("qemu", "console=ttyS1")), (2, 33, 2, false));
+    // RTMR3 is the guest OS's: the policy does not read it.
+    let mut os = good.clone();
+    os["tdx"]["quote"]["body"]["rtmr_3"] = "33".repeat(48).into();
+    assert_eq!(run(&os), (2, 3, 2, true));
+}
+
+#[test]
+fn tdx_refusals_and_exit_status() {
+    let image = arg(&common::artefacts().image);
+    let status = |args: &[String]| {
+        let mut all = vec!["refvals".to_owned()];
+        all.extend_from_slice(args);
+        tool(&all).status.code()
+    };
+    // --platform tdx without --image: usage (MRTD needs the firmware image).
+    let mut no_image = vec!["--platform".to_owned(), "tdx".to_owned()];
+    no_image.extend(direct_boot("console=ttyS0", "512M"));
+    assert_eq!(status(&no_image), Some(2));
+    // --vmm without tdx, an unknown --vmm: usage.
+    let mut plain_vmm = direct_boot("console=ttyS0", "512M");
+    plain_vmm.extend(["--vmm".to_owned(), "qemu".to_owned()]);
+    assert_eq!(status(&plain_vmm), Some(2));
+    assert_eq!(status(&tdx_args(&image, "kvm")), Some(2));
+    // An image without TDVF metadata: refused, exit 1, nothing written.
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.bin");
+    std::fs::write(&junk, vec![0u8; 0x10000]).unwrap();
+    let policy = dir.path().join("p.rego");
+    let mut args = tdx_args(&arg(&junk), "qemu");
+    args.extend(["--policy".to_owned(), arg(&policy)]);
+    let mut all = vec!["refvals".to_owned()];
+    all.extend(args);
+    let out = tool(&all);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot compute the MRTD"), "{err}");
+    assert!(!policy.exists());
 }
