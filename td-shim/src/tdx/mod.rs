@@ -7,7 +7,7 @@ pub mod accept;
 pub mod bounce;
 pub mod calls;
 pub mod hob;
-pub mod platform;
-pub mod ve;
 #[cfg(target_os = "none")]
 pub mod instr;
+pub mod platform;
+pub mod ve;
