@@ -4,7 +4,7 @@
 use crate::failure::Failures;
 use crate::report::{MemmapEntry, Report};
 use crate::tree::{parse_or_record, Tree};
-use crate::{measurement, mp_wakeup};
+use crate::{evidence, measurement, mp_wakeup};
 use std::fs;
 use std::io;
 use std::path::Path;
@@ -25,9 +25,17 @@ const INITRD_ID: &str = "/etc/initrd-id";
 pub fn collect(
     root: &Path,
     uname_release: impl FnOnce() -> io::Result<String>,
+    failures: Failures,
+) -> Report {
+    collect_from(&Tree::new(root), uname_release, failures)
+}
+
+/// [`collect`] from `tree`, which in tests may have a fake kernel.
+pub(crate) fn collect_from(
+    tree: &Tree<'_>,
+    uname_release: impl FnOnce() -> io::Result<String>,
     mut failures: Failures,
 ) -> Report {
-    let tree = Tree::new(root);
     let f = &mut failures;
     let kernel = tree
         .read_text(OSRELEASE, f)
@@ -51,13 +59,15 @@ pub fn collect(
     let mem_total_kib = tree
         .read_text(MEMINFO, f)
         .and_then(|text| parse_or_record(MEMINFO, parse_mem_total_kib(&text), f));
-    let acpi_tables = acpi_tables(&tree, f);
-    let e820 = memmap(&tree, f);
+    let acpi_tables = acpi_tables(tree, f);
+    let e820 = memmap(tree, f);
     let initrd_id = tree
         .read_text(INITRD_ID, f)
         .map(|text| strip_newline(&text).to_owned());
-    let measurement = measurement::collect(&tree, f);
-    let mp_wakeup = mp_wakeup::collect(&tree, f);
+    let measurement = measurement::collect(tree, f);
+    let mp_wakeup = mp_wakeup::collect(tree, f);
+    let replayed = measurement.as_ref().map(|m| &m.replayed_rtmrs);
+    let evidence = evidence::collect(tree, cmdline.as_deref(), replayed, f);
     Report {
         kernel,
         cmdline,
@@ -69,6 +79,7 @@ pub fn collect(
         initrd_id,
         measurement,
         mp_wakeup,
+        evidence,
         errors: failures.into_lines(),
     }
 }
@@ -238,6 +249,8 @@ mod tests {
             ["APIC", "CCEL", "DSDT", "FACP", "RTMR", "SSDT1"]
         );
         assert_eq!(report.initrd_id.as_deref(), Some("td-shim-agent"));
+        // A plain VM: no configfs-tsm, no /dev/tdx_guest.
+        assert_eq!(report.evidence, None);
         let measurement = report.measurement.unwrap();
         assert_eq!(measurement.events, 5);
         assert!(measurement.rtmrs_match);
@@ -246,6 +259,54 @@ mod tests {
         assert!(!wakeup.cleared_by_os);
         assert_eq!((wakeup.command, wakeup.apic_id), (Some(0), Some(1)));
         assert!(wakeup.wakeup_vector.is_some_and(|v| v < 0x10_0000));
+    }
+
+    #[test]
+    fn a_td_with_configfs_tsm_reports_the_quote_next_to_the_log() {
+        use evidence::tests::{write_td, FakeTsm, Outblob, NONCE_HEX, REAL_QUOTE};
+        let dir = fake_tree();
+        let root = dir.path();
+        // The real CCEL table (TDX) and log replace the plain VM's; the TSM returns the real quote.
+        write_td(root, &format!("console=hvc0 td_shim.nonce={NONCE_HEX}"));
+        let tsm = FakeTsm::new(Outblob::Fixed(REAL_QUOTE.to_vec()));
+        let report = collect_from(&Tree::with_kernel(root, &tsm), no_uname, Failures::quiet());
+        assert_eq!(report.errors, Vec::<String>::new());
+        let value = serde_json::to_value(&report).unwrap();
+        assert_eq!(value["measurement"]["cc_type"], 2);
+        assert!(value["measurement"]["platform_rtmrs"].is_null());
+        let evidence = &value["evidence"];
+        let mut keys: Vec<&str> = evidence
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "generation",
+                "mrtd",
+                "nonce",
+                "nonce_source",
+                "provider",
+                "quote_base64",
+                "quote_size",
+                "report_data",
+                "report_data_matches",
+                "rtmrs",
+                "rtmrs_match_quote",
+                "source",
+                "tdx_guest_device"
+            ]
+        );
+        assert_eq!(evidence["rtmrs"], value["measurement"]["replayed_rtmrs"]);
+        assert_eq!(evidence["rtmrs_match_quote"], true);
+        assert_eq!(evidence["report_data_matches"], false);
+        assert_eq!(evidence["nonce"], format!("{NONCE_HEX:0<128}"));
+        assert_eq!(evidence["quote_size"], 8000);
+        assert_eq!(evidence["provider"], "tdx_guest");
+        assert_eq!(serde_json::from_value::<Report>(value).unwrap(), report);
     }
 
     #[test]
@@ -326,6 +387,7 @@ mod tests {
         assert_eq!(value["mp_wakeup"]["command"], 0);
         assert_eq!(value["mp_wakeup"]["apic_id"], 1);
         assert_eq!(value["mp_wakeup"]["wakeup_vector"], 0x9_a000);
+        assert!(value["evidence"].is_null());
         assert_eq!(value["errors"], serde_json::json!([]));
     }
 

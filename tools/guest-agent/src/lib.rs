@@ -3,8 +3,9 @@
 //! kernel saw (version, command line, CPUs, memory, ACPI tables, the firmware memory map, the
 //! initrd's identifier), the firmware's measurements (the CC event log, replayed and compared
 //! with the platform's registers: [`measurement`]) and how the kernel woke the application
-//! processors (the ACPI multiprocessor wakeup mailbox: [`mp_wakeup`]), prints it as one JSON document between [`BEGIN_MARKER`] and
-//! [`END_MARKER`] on the console, and powers off. Run anywhere else (not PID 1) it only collects and
+//! processors (the ACPI multiprocessor wakeup mailbox: [`mp_wakeup`]), and on TDX a quote with the
+//! nonce of the kernel command line's `td_shim.nonce` ([`evidence`]), prints it as one JSON
+//! document between [`BEGIN_MARKER`] and [`END_MARKER`] on the console, and powers off. Run anywhere else (not PID 1) it only collects and
 //! prints, so it can be tried on the host, against the host or, with `--root DIR`, a fake tree.
 //!
 //! It never panics: every failure is one line `agent: <what failed>: <error>` on stderr, also kept
@@ -28,6 +29,7 @@
 
 pub mod acpi;
 pub mod collect;
+pub mod evidence;
 pub mod failure;
 pub mod measurement;
 pub mod mp_wakeup;
@@ -37,7 +39,7 @@ mod tree;
 pub use collect::collect;
 pub use failure::Failures;
 pub use report::{
-    find_report, Measurement, MemmapEntry, MpWakeup, Report, BEGIN_MARKER, END_MARKER,
+    find_report, Evidence, Measurement, MemmapEntry, MpWakeup, Report, BEGIN_MARKER, END_MARKER,
 };
 
 /// The `RUSTFLAGS` of the static build (glibc, statically linked).

@@ -14,8 +14,8 @@
 //! # The platform's registers
 //!
 //! On a plain VM (CC type 0) the firmware publishes its emulated RTMRs in an ACPI table with the
-//! signature `RTMR`. On TDX the registers would come from a TDREPORT or a quote through
-//! configfs-tsm, which the agent does not read yet; SEV-SNP has no RTMRs. There the report's
+//! signature `RTMR`. On TDX the registers are in the quote that [`crate::evidence`] gets through
+//! configfs-tsm and compares with this replay; SEV-SNP has no RTMRs. There the report's
 //! `platform_rtmrs` is `null`, without an error line.
 
 use crate::acpi::{self, Ccel, CC_TYPE_PLAIN};

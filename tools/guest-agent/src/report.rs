@@ -39,6 +39,13 @@ pub struct Report {
     /// and when the MADT or the mailbox cannot be read or parsed (with one). A MADT whose
     /// mailbox address the OS cleared is no error: see [`MpWakeup::cleared_by_os`].
     pub mp_wakeup: Option<MpWakeup>,
+    /// The platform's evidence for an attester: on TDX a quote from Linux's configfs-tsm with the
+    /// nonce of the kernel command line in its REPORTDATA, compared with the nonce and with
+    /// `measurement.replayed_rtmrs` (see [`crate::evidence`]). `null`, without an error line,
+    /// when the guest has neither `/sys/kernel/config/tsm/report` nor `/dev/tdx_guest` (a plain
+    /// VM, or a kernel without the drivers). A missing field in an older report reads as `null`.
+    #[serde(default)]
+    pub evidence: Option<Evidence>,
     /// Every failure line, in the order they happened.
     pub errors: Vec<String>,
 }
@@ -77,9 +84,9 @@ pub struct Measurement {
     pub replayed_rtmrs: [String; 4],
     /// RTMR0 to RTMR3 as the platform holds them, in lower-case hex. On a plain VM (CC type 0)
     /// they are the emulated registers of the firmware's RTMR ACPI table. `null` on every other
-    /// platform: on TDX they would come from a TDREPORT or a quote through configfs-tsm, which
-    /// the agent does not read yet, and SEV-SNP has no RTMRs. Also `null` when the RTMR table of
-    /// a plain VM cannot be read, with the reason in `errors`.
+    /// platform: on TDX the registers are in the quote, compared with the replay in the report's
+    /// `evidence` (`rtmrs`, `rtmrs_match_quote`), and SEV-SNP has no RTMRs. Also `null` when the
+    /// RTMR table of a plain VM cannot be read, with the reason in `errors`.
     pub platform_rtmrs: Option<[String; 4]>,
     /// Whether `replayed_rtmrs` equal `platform_rtmrs`; `false` when there are no platform
     /// registers to compare with.
@@ -118,6 +125,48 @@ pub struct MpWakeup {
     /// The mailbox's `WakeupVector` (offset 8): the physical address that AP was sent to. `null`
     /// when `cleared_by_os`.
     pub wakeup_vector: Option<u64>,
+}
+
+/// The platform's evidence (see [`crate::evidence`]). What could not be obtained is `null` (and
+/// the comparisons `false`), with the reason in the report's `errors`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Where the evidence came from: `configfs-tsm` (the directory
+    /// `/sys/kernel/config/tsm/report` exists), else `/dev/tdx_guest`, which the agent only
+    /// detects: it asks that device for nothing, so every quote field is then `null`.
+    pub source: String,
+    /// `present, not used` when the guest has `/dev/tdx_guest` (the TDX guest driver's ioctl
+    /// device, which gives a TDREPORT on kernels before configfs-tsm), else `absent`.
+    pub tdx_guest_device: String,
+    /// The 64 bytes of report data the agent asked for, in lower-case hex: the kernel command
+    /// line's `td_shim.nonce`, zero-padded on the right, or 64 zero bytes.
+    pub nonce: String,
+    /// Where `nonce` came from: `td_shim.nonce`, or why it is 64 zero bytes (`no td_shim.nonce
+    /// on the kernel command line`, `td_shim.nonce is invalid`, `the kernel command line could
+    /// not be read`).
+    pub nonce_source: String,
+    /// The configfs-tsm entry's `provider`: `tdx_guest` on TDX (`sev_guest` on SEV-SNP, whose
+    /// report the agent does not parse).
+    pub provider: Option<String>,
+    /// The entry's `generation` once `inblob` was written (1 for the agent's own entry), read
+    /// again after `outblob`: a change means another writer, and the quote is refused.
+    pub generation: Option<u64>,
+    /// The entry's `outblob` (the quote) as read, in base64 with the standard alphabet and
+    /// padding; also when it does not parse, `null` when it could not be read or was refused.
+    pub quote_base64: Option<String>,
+    /// The size of `outblob`, in bytes.
+    pub quote_size: Option<usize>,
+    /// The quote's MRTD, in lower-case hex; `null` when the quote does not parse.
+    pub mrtd: Option<String>,
+    /// The quote's RTMR0 to RTMR3, in lower-case hex.
+    pub rtmrs: Option<[String; 4]>,
+    /// The quote's REPORTDATA (64 bytes), in lower-case hex.
+    pub report_data: Option<String>,
+    /// Whether `report_data` equals `nonce`: the quote was made for this request.
+    pub report_data_matches: bool,
+    /// Whether `rtmrs` equal `measurement.replayed_rtmrs`: the CC event log explains the quote's
+    /// registers. `false` without a quote or without a replayed log.
+    pub rtmrs_match_quote: bool,
 }
 
 /// Why a console transcript did not yield a report.
@@ -205,6 +254,7 @@ mod tests {
                 apic_id: Some(1),
                 wakeup_vector: Some(0x9_a000),
             }),
+            evidence: None,
             errors: vec!["agent: read /proc/cmdline: gone".into()],
         }
     }
@@ -240,6 +290,7 @@ mod tests {
                 "cpus_online",
                 "e820",
                 "errors",
+                "evidence",
                 "initrd_id",
                 "kernel",
                 "measurement",

@@ -6,13 +6,27 @@ use std::ffi::CStr;
 use std::io;
 use std::path::Path;
 
-/// Mounts proc on /proc, sysfs on /sys and devtmpfs on /dev, creating the directories if missing.
-/// A filesystem already mounted there (EBUSY) is fine.
+/// Mounts proc on /proc, sysfs on /sys and devtmpfs on /dev, creating the directories if missing,
+/// then configfs on /sys/kernel/config if that directory exists (sysfs has it when the kernel has
+/// configfs; configfs-tsm lives there). A filesystem already mounted there (EBUSY) is fine.
 pub fn mount_early_filesystems(failures: &mut Failures) {
-    let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    mount_sys_and_dev(failures);
+    let configfs = c"/sys/kernel/config";
+    if Path::new(&*configfs.to_string_lossy()).is_dir() {
+        match mount(c"configfs", configfs, c"configfs", NOSUID_NODEV_NOEXEC) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e) => failures.record("mount configfs on /sys/kernel/config", e),
+        }
+    }
+}
+
+const NOSUID_NODEV_NOEXEC: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+
+fn mount_sys_and_dev(failures: &mut Failures) {
     let mounts: [(&CStr, &CStr, libc::c_ulong); 3] = [
-        (c"proc", c"/proc", nosuid_nodev_noexec),
-        (c"sysfs", c"/sys", nosuid_nodev_noexec),
+        (c"proc", c"/proc", NOSUID_NODEV_NOEXEC),
+        (c"sysfs", c"/sys", NOSUID_NODEV_NOEXEC),
         (c"devtmpfs", c"/dev", libc::MS_NOSUID),
     ];
     for (fstype, target, flags) in mounts {
