@@ -10,4 +10,5 @@ pub mod hob;
 #[cfg(target_os = "none")]
 pub mod instr;
 pub mod platform;
+pub mod quote;
 pub mod ve;

@@ -29,7 +29,8 @@
 //! one page).
 //!
 //! The quote is parsed when the provider is `tdx_guest` (or unreadable): TD quote version 4, TEE
-//! type 0x81, MRTD, RTMR0 to RTMR3, REPORTDATA ([`parse_quote`]). Its REPORTDATA is compared with
+//! type 0x81, MRTD, RTMR0 to RTMR3, REPORTDATA, with the signature data inside the outblob
+//! (`td_shim::tdx::quote::parse`, shared with `td-shim-tool`). Its REPORTDATA is compared with
 //! the report data written (`report_data_matches`) and its RTMRs with the registers replayed from
 //! the CC event log (`rtmrs_match_quote`). The quote's signature is not checked: that is the
 //! verifier's job, with Intel's collateral.
@@ -44,6 +45,7 @@ use crate::failure::Failures;
 use crate::report::Evidence;
 use crate::tree::Tree;
 use base64::Engine as _;
+use td_shim::tdx::quote;
 
 /// The configfs-tsm report directory; an entry made in it is one report request.
 pub const TSM_REPORT: &str = "/sys/kernel/config/tsm/report";
@@ -52,7 +54,7 @@ pub const TDX_GUEST: &str = "/dev/tdx_guest";
 /// The kernel command line parameter carrying the nonce.
 pub const NONCE_PARAM: &str = "td_shim.nonce";
 /// The size of TDX REPORTDATA, and of what the agent writes to `inblob`.
-pub const REPORT_DATA_SIZE: usize = 64;
+pub const REPORT_DATA_SIZE: usize = quote::REPORT_DATA_SIZE;
 /// The largest `outblob` the agent reads: a bigger one is an error, not an allocation.
 pub const MAX_QUOTE: usize = 64 << 10;
 /// The largest `generation` or `provider` the agent reads.
@@ -61,143 +63,6 @@ pub const MAX_ATTRIBUTE: usize = 4096;
 pub const PROVIDER_TDX: &str = "tdx_guest";
 /// How many entry names the agent tries before giving up.
 const ENTRY_ATTEMPTS: u32 = 16;
-
-/// The offsets of a TD quote version 4 from its start (Intel TDX DCAP quote layout; the research
-/// notes' §5.1, and `testdata/README.md`). The tests check them on the real quote of
-/// `testdata/eventlogs`, whose RTMRs the real log replays to.
-pub mod quote_v4 {
-    /// `version`, u16 little-endian: 4.
-    pub const VERSION: usize = 0;
-    /// The quote version this parser reads.
-    pub const VERSION_4: u16 = 4;
-    /// `att_key_type`, u16 (2: ECDSA-256 with P-256).
-    pub const ATT_KEY_TYPE: usize = 2;
-    /// `tee_type`, u32 little-endian.
-    pub const TEE_TYPE: usize = 4;
-    /// The `tee_type` of TDX.
-    pub const TEE_TYPE_TDX: u32 = 0x81;
-    /// The header's size; the TD report body follows it.
-    pub const HEADER_SIZE: usize = 48;
-    /// The TD report body's size (TDX 1.0).
-    pub const BODY_SIZE: usize = 584;
-    /// MRTD, 48 bytes (body offset 136).
-    pub const MRTD: usize = 0xB8;
-    /// RTMR0, 48 bytes; RTMR1 to RTMR3 follow it.
-    pub const RTMR0: usize = 0x178;
-    /// REPORTDATA, 64 bytes: the body's last field.
-    pub const REPORT_DATA: usize = 0x238;
-    /// The signature data's length, u32 little-endian; the signature data follows it.
-    pub const SIGNATURE_DATA_LEN: usize = 0x278;
-    /// Where the signature data starts.
-    pub const SIGNATURE_DATA: usize = 0x27C;
-}
-
-/// The size of one measurement register.
-const MR_SIZE: usize = 48;
-
-/// The fields of a TD quote the agent reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TdQuote {
-    /// `att_key_type` (2: ECDSA-256).
-    pub att_key_type: u16,
-    /// MRTD: the TD's build-time measurement.
-    pub mrtd: [u8; MR_SIZE],
-    /// RTMR0 to RTMR3.
-    pub rtmrs: [[u8; MR_SIZE]; 4],
-    /// REPORTDATA: what the requester asked to be bound to the quote.
-    pub report_data: [u8; REPORT_DATA_SIZE],
-    /// The quote's own length: header, body, the signature data's length and the signature data.
-    /// Bytes after it (a buffer larger than the quote) are ignored.
-    pub len: usize,
-}
-
-/// Why bytes are not a TD quote version 4.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum QuoteError {
-    /// Fewer bytes than the part of the quote being read.
-    #[error("{got} bytes, shorter than the {needed} bytes of a TD quote v4's {part}")]
-    Truncated {
-        /// The number of bytes.
-        got: usize,
-        /// The bytes needed.
-        needed: usize,
-        /// What they hold.
-        part: &'static str,
-    },
-    /// A version other than 4.
-    #[error("quote version {0}, not 4")]
-    Version(u16),
-    /// A TEE type other than TDX.
-    #[error("TEE type {0:#x}, not 0x81 (TDX)")]
-    TeeType(u32),
-    /// Signature data running past the end of the bytes.
-    #[error("the signature data of {len} bytes runs past the end of the {got}-byte quote")]
-    SignatureData {
-        /// The signature data's length field.
-        len: u32,
-        /// The number of bytes.
-        got: usize,
-    },
-}
-
-/// `N` bytes at `at` of `bytes`; `None` past the end.
-fn field<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
-    bytes.get(at..at.checked_add(N)?)?.try_into().ok()
-}
-
-/// Parses a TD quote version 4 (see [`quote_v4`]): the header, the TD report body and the
-/// signature data's extent (not its content). Never panics.
-pub fn parse_quote(bytes: &[u8]) -> Result<TdQuote, QuoteError> {
-    let truncated = |needed, part| QuoteError::Truncated {
-        got: bytes.len(),
-        needed,
-        part,
-    };
-    let header = quote_v4::HEADER_SIZE;
-    let version = field(bytes, quote_v4::VERSION).map(u16::from_le_bytes);
-    let att_key_type = field(bytes, quote_v4::ATT_KEY_TYPE).map(u16::from_le_bytes);
-    let tee_type = field(bytes, quote_v4::TEE_TYPE).map(u32::from_le_bytes);
-    let (Some(version), Some(att_key_type), Some(tee_type)) = (version, att_key_type, tee_type)
-    else {
-        return Err(truncated(header, "header"));
-    };
-    if version != quote_v4::VERSION_4 {
-        return Err(QuoteError::Version(version));
-    }
-    if tee_type != quote_v4::TEE_TYPE_TDX {
-        return Err(QuoteError::TeeType(tee_type));
-    }
-    let body_end = quote_v4::SIGNATURE_DATA;
-    let signature_len = field(bytes, quote_v4::SIGNATURE_DATA_LEN).map(u32::from_le_bytes);
-    let mrtd = field(bytes, quote_v4::MRTD);
-    let report_data = field(bytes, quote_v4::REPORT_DATA);
-    let rtmr = |i: usize| field(bytes, quote_v4::RTMR0 + i * MR_SIZE);
-    let (Some(signature_len), Some(mrtd), Some(report_data)) = (signature_len, mrtd, report_data)
-    else {
-        return Err(truncated(
-            body_end,
-            "header, TD report body and signature data length",
-        ));
-    };
-    let (Some(r0), Some(r1), Some(r2), Some(r3)) = (rtmr(0), rtmr(1), rtmr(2), rtmr(3)) else {
-        return Err(truncated(body_end, "TD report body"));
-    };
-    let len = usize::try_from(signature_len)
-        .ok()
-        .and_then(|n| body_end.checked_add(n))
-        .filter(|&len| len <= bytes.len())
-        .ok_or(QuoteError::SignatureData {
-            len: signature_len,
-            got: bytes.len(),
-        })?;
-    Ok(TdQuote {
-        att_key_type,
-        mrtd,
-        rtmrs: [r0, r1, r2, r3],
-        report_data,
-        len,
-    })
-}
 
 /// Where the report data came from, for the report's `nonce_source`.
 const NONCE_FROM_PARAM: &str = "td_shim.nonce";
@@ -318,17 +183,17 @@ pub(crate) fn collect(
         );
         return Some(evidence);
     }
-    let quote = match parse_quote(&outblob) {
+    let quote = match quote::parse(&outblob) {
         Ok(quote) => quote,
         Err(e) => {
             failures.record("parse the configfs-tsm outblob as a TD quote", e);
             return Some(evidence);
         }
     };
-    let rtmrs = quote.rtmrs.map(hex::encode);
-    evidence.mrtd = Some(hex::encode(quote.mrtd));
-    evidence.report_data = Some(hex::encode(quote.report_data));
-    evidence.report_data_matches = quote.report_data == nonce;
+    let rtmrs = quote.rtmrs().map(hex::encode);
+    evidence.mrtd = Some(hex::encode(quote.mrtd()));
+    evidence.report_data = Some(hex::encode(quote.report_data()));
+    evidence.report_data_matches = *quote.report_data() == nonce;
     evidence.rtmrs_match_quote = replayed == Some(&rtmrs);
     evidence.rtmrs = Some(rtmrs);
     Some(evidence)
@@ -440,6 +305,7 @@ pub(crate) mod tests {
     use std::cell::RefCell;
     use std::fs;
     use std::path::Path;
+    use td_shim::tdx::quote::layout;
 
     // A real boot's quote, log and CCEL table (provenance in testdata/README.md): replaying the
     // log gives the quote's RTMR0 to RTMR3.
@@ -534,7 +400,7 @@ pub(crate) mod tests {
                         (Outblob::Fixed(bytes), _) => Some(bytes.clone()),
                         (Outblob::Binding(quote), _) => {
                             let mut quote = quote.clone();
-                            quote[quote_v4::REPORT_DATA..][..REPORT_DATA_SIZE]
+                            quote[layout::REPORT_DATA..][..REPORT_DATA_SIZE]
                                 .copy_from_slice(&inblob);
                             Some(quote)
                         }
@@ -590,17 +456,17 @@ pub(crate) mod tests {
 
     #[test]
     fn the_real_quote_and_log_parse_at_the_documented_offsets() {
-        let quote = parse_quote(REAL_QUOTE).unwrap();
-        assert_eq!(quote.att_key_type, 2);
+        let quote = quote::parse(REAL_QUOTE).unwrap();
+        assert_eq!(quote.att_key_type(), 2);
         // 0x10CB bytes of signature data; the 8000-byte file is zero after it.
-        assert_eq!(quote.len, 0x27C + 0x10CB);
-        assert!(REAL_QUOTE[quote.len..].iter().all(|&b| b == 0));
-        assert_eq!(quote.mrtd[..], REAL_QUOTE[48 + 136..][..48]);
-        assert_eq!(quote.report_data, [0; 64]);
+        assert_eq!(quote.len(), 0x27C + 0x10CB);
+        assert!(REAL_QUOTE[quote.len()..].iter().all(|&b| b == 0));
+        assert_eq!(quote.mrtd()[..], REAL_QUOTE[48 + 136..][..48]);
+        assert_eq!(*quote.report_data(), [0; 64]);
         let replayed = td_shim::eventlog::parse(REAL_LOG).unwrap().replay();
-        assert_eq!(quote.rtmrs, replayed);
+        assert_eq!(*quote.rtmrs(), replayed);
         assert_eq!(
-            hex::encode(quote.rtmrs[0]),
+            hex::encode(quote.rtmrs()[0]),
             "3fa2f61f395b7f5feefb4ec2df61297f109ad8abcd6410c1b7df60f21f37b19297fc35e544039c7e1edece752afd17f6"
         );
     }
@@ -671,7 +537,7 @@ pub(crate) mod tests {
         write_td(root, &format!("{NONCE_PARAM}={NONCE_HEX}"));
         let mut quote = REAL_QUOTE.to_vec();
         // RTMR3's last byte: the log never extends RTMR3.
-        quote[quote_v4::RTMR0 + 4 * 48 - 1] ^= 1;
+        quote[layout::RTMR0 + 4 * 48 - 1] ^= 1;
         let tsm = FakeTsm::new(Outblob::Binding(quote));
         let (evidence, errors) = gather(root, &tsm);
         assert_eq!(errors, Vec::<String>::new());
@@ -944,7 +810,7 @@ pub(crate) mod tests {
     proptest! {
         #[test]
         fn any_bytes_parse_or_fail_without_panic(bytes in prop::collection::vec(any::<u8>(), 0..1024)) {
-            let _ = parse_quote(&bytes);
+            let _ = quote::parse(&bytes);
         }
 
         #[test]
@@ -958,8 +824,8 @@ pub(crate) mod tests {
                     *byte = value;
                 }
             }
-            if let Ok(quote) = parse_quote(&bytes) {
-                prop_assert!(quote.len <= bytes.len());
+            if let Ok(quote) = quote::parse(&bytes) {
+                prop_assert!(quote.len() <= bytes.len());
             }
         }
     }

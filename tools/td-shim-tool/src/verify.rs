@@ -2,8 +2,8 @@
 //! expected values.
 //!
 //! Three things are checked, all on the measurement registers:
-//! 1. the quote is a TDX quote version 4 ([`Quote::parse`]: header, TD report body, and a
-//!    signature-data length that fits the file);
+//! 1. the quote is a TDX quote version 4 ([`parse_quote`], with `td_shim::tdx::quote`: header,
+//!    TD report body, and a signature-data length that fits the file);
 //! 2. the CC event log, replayed with `eventlog replay`'s code ([`crate::eventlog::replay`]),
 //!    gives the quote's RTMR0-2, and RTMR3 when the log extends it. The first register that
 //!    differs is named with the events that extend it ([`crate::eventlog::dump`]);
@@ -25,200 +25,39 @@ use crate::files::{self, FileError, Limit};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use td_shim::eventlog::{Rtmrs, RTMR_COUNT, SHA384_DIGEST_SIZE};
-use zerocopy::little_endian::{U16, U32};
-use zerocopy::{FromBytes, Immutable, KnownLayout, Unaligned};
+use td_shim::eventlog::{RTMR_COUNT, SHA384_DIGEST_SIZE};
+use td_shim::tdx::quote::{self, QuoteError};
 
 /// A SHA-384 measurement register value.
 pub type Digest = [u8; SHA384_DIGEST_SIZE];
 
-/// The offsets of TDX quote v4 (research/tdx-attestation.md §5.1), from the start of the quote.
-/// [`QuoteV4`] lays them out and the compiler checks each one.
-pub mod quote_v4 {
-    /// `version` u16 (4).
-    pub const VERSION: usize = 0;
-    /// `att_key_type` u16 (2: ECDSA-256 with P-256).
-    pub const ATT_KEY_TYPE: usize = 2;
-    /// `tee_type` u32.
-    pub const TEE_TYPE: usize = 4;
-    /// `tee_type` of a TDX quote.
-    pub const TEE_TYPE_TDX: u32 = 0x81;
-    /// The header's length; the TD report body follows.
-    pub const HEADER_SIZE: usize = 48;
-    /// The TD report body's length (TDX 1.0).
-    pub const BODY_SIZE: usize = 584;
-    /// TEE_TCB_SVN, 16 bytes: the body's first field.
-    pub const TEE_TCB_SVN: usize = 0x30;
-    /// MRSEAM, 48 bytes.
-    pub const MRSEAM: usize = 0x40;
-    /// MRSIGNERSEAM, 48 bytes.
-    pub const MRSIGNERSEAM: usize = 0x70;
-    /// SEAM_ATTRIBUTES, 8 bytes.
-    pub const SEAM_ATTRIBUTES: usize = 0xA0;
-    /// TD_ATTRIBUTES, 8 bytes (little-endian u64; bit 0 DEBUG).
-    pub const TD_ATTRIBUTES: usize = 0xA8;
-    /// XFAM, 8 bytes.
-    pub const XFAM: usize = 0xB0;
-    /// MRTD, 48 bytes.
-    pub const MRTD: usize = 0xB8;
-    /// MRCONFIGID, 48 bytes.
-    pub const MRCONFIGID: usize = 0xE8;
-    /// MROWNER, 48 bytes.
-    pub const MROWNER: usize = 0x118;
-    /// MROWNERCONFIG, 48 bytes.
-    pub const MROWNERCONFIG: usize = 0x148;
-    /// RTMR0; RTMR1 to RTMR3 follow, 48 bytes each.
-    pub const RTMR0: usize = 0x178;
-    /// REPORTDATA, 64 bytes: the body's last field.
-    pub const REPORT_DATA: usize = 0x238;
-    /// The signature data's length, u32; the signature data follows.
-    pub const SIGNATURE_DATA_LEN: usize = 0x278;
-    /// Where the signature data starts: the shortest quote is this plus its length.
-    pub const SIGNATURE_DATA: usize = 0x27C;
+/// The offsets of TDX quote v4 (research/tdx-attestation.md §5.1), from the start of the quote:
+/// `td_shim::tdx::quote`'s, which reads the quote.
+pub use td_shim::tdx::quote::layout as quote_v4;
+pub use td_shim::tdx::quote::{QuoteV4, TD_ATTRIBUTES_DEBUG};
+
+/// Reads a TDX quote v4 ([`quote::parse`]): checks the version, the TEE type, and that the file
+/// is long enough for the header, the TD report body and the signature data it declares
+/// (trailing bytes are allowed: quote buffers are often padded). The signature is not verified.
+pub fn parse_quote(bytes: &[u8]) -> Result<QuoteV4<'_>, VerifyError> {
+    Ok(quote::parse(bytes)?)
 }
 
-/// TD_ATTRIBUTES bit 0: the TD is a debug TD (the host can read and write its state).
-pub const TD_ATTRIBUTES_DEBUG: u64 = 1;
-
-/// The 48-byte quote header.
-#[derive(FromBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct QuoteHeader {
-    version: U16,
-    att_key_type: U16,
-    tee_type: U32,
-    _reserved: [u8; 4],
-    _qe_vendor_id: [u8; 16],
-    _user_data: [u8; 20],
-}
-
-/// The 584-byte TD report body (TDX 1.0).
-#[derive(FromBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct TdReportBody {
-    _tee_tcb_svn: [u8; 16],
-    _mrseam: [u8; 48],
-    _mrsignerseam: [u8; 48],
-    _seam_attributes: [u8; 8],
-    td_attributes: [u8; 8],
-    _xfam: [u8; 8],
-    mrtd: Digest,
-    _mrconfigid: [u8; 48],
-    _mrowner: [u8; 48],
-    _mrownerconfig: [u8; 48],
-    rtmrs: Rtmrs,
-    report_data: [u8; 64],
-}
-
-/// A TDX quote v4 up to the start of its signature data.
-#[derive(FromBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct QuoteV4 {
-    header: QuoteHeader,
-    body: TdReportBody,
-    signature_data_len: U32,
-}
-
-const _: () = {
-    use std::mem::offset_of;
-    const B: usize = quote_v4::HEADER_SIZE;
-    assert!(size_of::<QuoteHeader>() == quote_v4::HEADER_SIZE);
-    assert!(size_of::<TdReportBody>() == quote_v4::BODY_SIZE);
-    assert!(offset_of!(QuoteV4, header) + offset_of!(QuoteHeader, version) == quote_v4::VERSION);
-    assert!(offset_of!(QuoteHeader, att_key_type) == quote_v4::ATT_KEY_TYPE);
-    assert!(offset_of!(QuoteHeader, tee_type) == quote_v4::TEE_TYPE);
-    assert!(offset_of!(QuoteV4, body) == B);
-    assert!(B + offset_of!(TdReportBody, _tee_tcb_svn) == quote_v4::TEE_TCB_SVN);
-    assert!(B + offset_of!(TdReportBody, _mrseam) == quote_v4::MRSEAM);
-    assert!(B + offset_of!(TdReportBody, _mrsignerseam) == quote_v4::MRSIGNERSEAM);
-    assert!(B + offset_of!(TdReportBody, _seam_attributes) == quote_v4::SEAM_ATTRIBUTES);
-    assert!(B + offset_of!(TdReportBody, td_attributes) == quote_v4::TD_ATTRIBUTES);
-    assert!(B + offset_of!(TdReportBody, _xfam) == quote_v4::XFAM);
-    assert!(B + offset_of!(TdReportBody, mrtd) == quote_v4::MRTD);
-    assert!(B + offset_of!(TdReportBody, _mrconfigid) == quote_v4::MRCONFIGID);
-    assert!(B + offset_of!(TdReportBody, _mrowner) == quote_v4::MROWNER);
-    assert!(B + offset_of!(TdReportBody, _mrownerconfig) == quote_v4::MROWNERCONFIG);
-    assert!(B + offset_of!(TdReportBody, rtmrs) == quote_v4::RTMR0);
-    assert!(B + offset_of!(TdReportBody, report_data) == quote_v4::REPORT_DATA);
-    assert!(offset_of!(QuoteV4, signature_data_len) == quote_v4::SIGNATURE_DATA_LEN);
-    assert!(size_of::<QuoteV4>() == quote_v4::SIGNATURE_DATA);
-    // The same offsets as `eventlog replay --quote` reads.
-    assert!(quote_v4::MRTD == eventlog::quote_v4::MRTD);
-    assert!(quote_v4::RTMR0 == eventlog::quote_v4::RTMR0);
-};
-
-/// What a TDX quote v4 says about the TD's measurements.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Quote {
-    /// The file's length in bytes.
-    pub size: usize,
-    /// The header's `version` (4).
-    pub version: u16,
-    /// The header's `att_key_type`.
-    pub att_key_type: u16,
-    /// The header's `tee_type` (0x81).
-    pub tee_type: u32,
-    /// TD_ATTRIBUTES, the 8 bytes as they sit in the quote (a little-endian u64).
-    pub td_attributes: [u8; 8],
-    /// MRTD.
-    pub mrtd: Digest,
-    /// RTMR0 to RTMR3.
-    pub rtmrs: Rtmrs,
-    /// REPORTDATA.
-    pub report_data: [u8; 64],
-    /// The signature data's declared length (the data is not read).
-    pub signature_data_len: u32,
-}
-
-impl Quote {
-    /// Reads a TDX quote v4: checks the version, the TEE type, and that the file is long
-    /// enough for the header, the TD report body and the signature data it declares (trailing
-    /// bytes are allowed: quote buffers are often padded). The signature is not verified.
-    pub fn parse(bytes: &[u8]) -> Result<Self, VerifyError> {
-        let too_short = || VerifyError::QuoteTooShort {
-            size: bytes.len(),
-            min: quote_v4::SIGNATURE_DATA,
-        };
-        // Version and TEE type first: a quote of another kind is named as such, whatever its
-        // length.
-        let (header, _) = QuoteHeader::ref_from_prefix(bytes).map_err(|_| too_short())?;
-        let version = header.version.get();
-        if version != 4 {
-            return Err(VerifyError::QuoteVersion(version));
+impl From<QuoteError> for VerifyError {
+    fn from(e: QuoteError) -> Self {
+        match e {
+            QuoteError::HeaderTruncated { size } | QuoteError::BodyTruncated { size } => {
+                Self::QuoteTooShort {
+                    size,
+                    min: quote_v4::SIGNATURE_DATA,
+                }
+            }
+            QuoteError::Version(version) => Self::QuoteVersion(version),
+            QuoteError::TeeType(tee_type) => Self::QuoteNotTdx(tee_type),
+            QuoteError::SignatureTruncated { size, declared } => {
+                Self::QuoteSignatureTruncated { size, declared }
+            }
         }
-        let tee_type = header.tee_type.get();
-        if tee_type != quote_v4::TEE_TYPE_TDX {
-            return Err(VerifyError::QuoteNotTdx(tee_type));
-        }
-        let (q, rest) = QuoteV4::ref_from_prefix(bytes).map_err(|_| too_short())?;
-        let signature_data_len = q.signature_data_len.get();
-        if u64::from(signature_data_len) > rest.len() as u64 {
-            return Err(VerifyError::QuoteSignatureTruncated {
-                size: bytes.len(),
-                declared: signature_data_len,
-            });
-        }
-        Ok(Self {
-            size: bytes.len(),
-            version,
-            att_key_type: header.att_key_type.get(),
-            tee_type,
-            td_attributes: q.body.td_attributes,
-            mrtd: q.body.mrtd,
-            rtmrs: q.body.rtmrs,
-            report_data: q.body.report_data,
-            signature_data_len,
-        })
-    }
-
-    /// TD_ATTRIBUTES as a number.
-    pub fn td_attributes(&self) -> u64 {
-        u64::from_le_bytes(self.td_attributes)
-    }
-
-    /// Whether the TD is a debug TD (TD_ATTRIBUTES bit 0).
-    pub fn debug(&self) -> bool {
-        self.td_attributes() & TD_ATTRIBUTES_DEBUG != 0
     }
 }
 
@@ -564,7 +403,7 @@ pub struct VerifyReport {
 /// Checks a quote against a log and expected values. Refused inputs are errors; mismatches are
 /// in the report ([`VerifyReport::result`]).
 pub fn verify(quote: &[u8], log: &[u8], expected: &Expected) -> Result<VerifyReport, VerifyError> {
-    let q = Quote::parse(quote)?;
+    let q = parse_quote(quote)?;
     let replayed = eventlog::replay(log, Some(quote))?;
     let comparisons = replayed
         .quote
@@ -591,7 +430,7 @@ pub fn verify(quote: &[u8], log: &[u8], expected: &Expected) -> Result<VerifyRep
             Some(ReplayMismatch {
                 register: register.clone(),
                 replayed: replayed.rtmrs.get(rtmr).cloned().unwrap_or_default(),
-                quote: q.rtmrs.get(rtmr).map(hex::encode).unwrap_or_default(),
+                quote: q.rtmrs().get(rtmr).map(hex::encode).unwrap_or_default(),
                 events,
             })
         }
@@ -606,8 +445,8 @@ pub fn verify(quote: &[u8], log: &[u8], expected: &Expected) -> Result<VerifyRep
         extended: replayed.extended,
     };
 
-    let [r0, r1, r2, r3] = q.rtmrs;
-    let actual = [q.mrtd, r0, r1, r2, r3];
+    let [r0, r1, r2, r3] = *q.rtmrs();
+    let actual = [*q.mrtd(), r0, r1, r2, r3];
     let mut compared = Vec::new();
     let mut mismatches = Vec::new();
     for ((name, want), got) in REGISTERS.iter().zip(expected.values()).zip(actual) {
@@ -647,14 +486,14 @@ pub fn verify(quote: &[u8], log: &[u8], expected: &Expected) -> Result<VerifyRep
     let ok = replay.matches_quote && expected.mismatches.is_empty();
     Ok(VerifyReport {
         quote: QuoteSummary {
-            size: q.size,
-            version: q.version,
-            att_key_type: q.att_key_type,
-            tee_type: q.tee_type,
-            mrtd: hex::encode(q.mrtd),
-            rtmrs: q.rtmrs.iter().map(hex::encode).collect(),
-            report_data: hex::encode(q.report_data),
-            td_attributes: hex::encode(q.td_attributes),
+            size: quote.len(),
+            version: q.version(),
+            att_key_type: q.att_key_type(),
+            tee_type: q.tee_type(),
+            mrtd: hex::encode(q.mrtd()),
+            rtmrs: q.rtmrs().iter().map(hex::encode).collect(),
+            report_data: hex::encode(q.report_data()),
+            td_attributes: hex::encode(q.td_attributes().to_le_bytes()),
             debug: q.debug(),
         },
         replay,
@@ -802,33 +641,33 @@ mod tests {
     const QUOTE: &str = "gotdx-cos-113-tdx-quote.dat";
     const LOG: &str = "gotdx-ccel_data.dat";
 
-    fn quote_expected(q: &Quote) -> Expected {
+    fn quote_expected(q: &QuoteV4<'_>) -> Expected {
         Expected {
             source: Some("test".into()),
-            mrtd: Some(q.mrtd),
-            rtmrs: q.rtmrs.map(Some),
+            mrtd: Some(*q.mrtd()),
+            rtmrs: q.rtmrs().map(Some),
         }
     }
 
     #[test]
     fn reads_the_real_quote() {
         let bytes = testdata(QUOTE);
-        let q = Quote::parse(&bytes).unwrap();
-        assert_eq!((q.version, q.att_key_type, q.tee_type), (4, 2, 0x81));
-        assert_eq!(q.signature_data_len, 4299);
+        let q = parse_quote(&bytes).unwrap();
+        assert_eq!((q.version(), q.att_key_type(), q.tee_type()), (4, 2, 0x81));
+        assert_eq!(q.signature_data_len(), 4299);
         assert_eq!(q.td_attributes(), 1 << 28, "SEPT_VE_DISABLE only");
         assert!(!q.debug());
         // The same registers `eventlog replay --quote` reads.
         let regs = eventlog::quote_registers(&bytes).unwrap();
-        assert_eq!((q.mrtd, q.rtmrs), (regs.mrtd, regs.rtmrs));
+        assert_eq!((*q.mrtd(), *q.rtmrs()), (regs.mrtd, regs.rtmrs));
         // REPORTDATA is the nonce the quote was requested with.
-        assert_eq!(q.report_data.as_slice(), testdata("gotdx-nonce.dat"));
+        assert_eq!(q.report_data().as_slice(), testdata("gotdx-nonce.dat"));
     }
 
     #[test]
     fn the_real_quote_and_log_agree() {
         let bytes = testdata(QUOTE);
-        let expected = quote_expected(&Quote::parse(&bytes).unwrap());
+        let expected = quote_expected(&parse_quote(&bytes).unwrap());
         let report = verify(&bytes, &testdata(LOG), &expected).unwrap();
         assert_eq!(report.verdict, "ok");
         assert!(report.result().is_ok());
@@ -843,7 +682,7 @@ mod tests {
     #[test]
     fn an_expected_mismatch_is_named() {
         let bytes = testdata(QUOTE);
-        let mut expected = quote_expected(&Quote::parse(&bytes).unwrap());
+        let mut expected = quote_expected(&parse_quote(&bytes).unwrap());
         expected.rtmrs[2] = Some([7; 48]);
         let report = verify(&bytes, &testdata(LOG), &expected).unwrap();
         assert_eq!(report.verdict, "mismatch");
@@ -900,35 +739,35 @@ mod tests {
     fn quotes_are_checked() {
         let quote = testdata(QUOTE);
         assert!(matches!(
-            Quote::parse(&quote[..quote_v4::SIGNATURE_DATA - 1]),
+            parse_quote(&quote[..quote_v4::SIGNATURE_DATA - 1]),
             Err(VerifyError::QuoteTooShort { size: 0x27B, .. })
         ));
         assert!(matches!(
-            Quote::parse(&quote[..1000]),
+            parse_quote(&quote[..1000]),
             Err(VerifyError::QuoteSignatureTruncated {
                 size: 1000,
                 declared: 4299
             })
         ));
-        assert!(Quote::parse(&quote[..quote_v4::SIGNATURE_DATA + 4299]).is_ok());
+        assert!(parse_quote(&quote[..quote_v4::SIGNATURE_DATA + 4299]).is_ok());
         assert!(matches!(
-            Quote::parse(&[]),
+            parse_quote(&[]),
             Err(VerifyError::QuoteTooShort { .. })
         ));
         let mut v5 = quote.clone();
         v5[0] = 5;
         assert!(matches!(
-            Quote::parse(&v5),
+            parse_quote(&v5),
             Err(VerifyError::QuoteVersion(5))
         ));
         let mut sgx = quote.clone();
         sgx[4] = 0;
         assert!(matches!(
-            Quote::parse(&sgx),
+            parse_quote(&sgx),
             Err(VerifyError::QuoteNotTdx(0))
         ));
         assert!(matches!(
-            Quote::parse(&vec![0; 8000]),
+            parse_quote(&vec![0; 8000]),
             Err(VerifyError::QuoteVersion(0))
         ));
     }
@@ -967,7 +806,7 @@ mod tests {
     proptest! {
         #[test]
         fn any_quote_never_panics(q in proptest::collection::vec(any::<u8>(), 0..0x400)) {
-            let _ = Quote::parse(&q);
+            let _ = parse_quote(&q);
         }
 
         #[test]

@@ -5,51 +5,19 @@ use super::{register_name, EventLogCommandError};
 use serde::Serialize;
 use std::fmt::Write as _;
 use td_shim::eventlog::{self, Event, RTMR_COUNT, SHA384_DIGEST_SIZE};
-use zerocopy::little_endian::{U16, U32};
-use zerocopy::{FromBytes, Immutable, KnownLayout, Unaligned};
+use td_shim::tdx::quote::{self as tdx_quote, QuoteError};
 
 /// TDX quote v4 (research/tdx-attestation.md §5.1): offsets from the start of the quote, as
-/// laid out by [`QuoteV4`].
+/// `td_shim::tdx::quote` reads it, and the shortest quote this command reads.
 pub mod quote_v4 {
-    use td_shim::eventlog::{RTMR_COUNT, SHA384_DIGEST_SIZE};
+    pub use td_shim::tdx::quote::layout::*;
+    pub use td_shim::tdx::quote::TEE_TYPE_TDX;
 
-    /// `version` u16.
-    pub const VERSION: usize = 0;
-    /// `tee_type` u32.
-    pub const TEE_TYPE: usize = 4;
-    /// `tee_type` of a TDX quote.
-    pub const TEE_TYPE_TDX: u32 = 0x81;
-    /// MRTD, 48 bytes.
-    pub const MRTD: usize = 0xB8;
-    /// RTMR0; RTMR1 to RTMR3 follow, 48 bytes each.
-    pub const RTMR0: usize = 0x178;
-    /// End of RTMR3: the shortest quote this tool reads.
-    pub const MIN_SIZE: usize = RTMR0 + RTMR_COUNT * SHA384_DIGEST_SIZE;
+    /// The shortest quote this tool reads: the header, the TD report body and the signature
+    /// data's length. The signature data is neither needed for the registers nor checked here
+    /// (`td-shim-tool verify` checks its length).
+    pub const MIN_SIZE: usize = SIGNATURE_DATA;
 }
-
-/// The start of a TDX quote v4, up to RTMR3: the 48-byte header, then the TD quote body's
-/// fields up to its RTMRs.
-#[derive(FromBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct QuoteV4 {
-    version: U16,
-    att_key_type: U16,
-    tee_type: U32,
-    /// `tee_tcb_svn`... `user_data` of the header, `tee_tcb_svn` to `xfam` of the body.
-    _before_mrtd: [u8; quote_v4::MRTD - 8],
-    mrtd: [u8; SHA384_DIGEST_SIZE],
-    /// `mrconfigid`, `mrowner`, `mrownerconfig`.
-    _before_rtmrs: [u8; quote_v4::RTMR0 - quote_v4::MRTD - SHA384_DIGEST_SIZE],
-    rtmrs: eventlog::Rtmrs,
-}
-
-const _: () = {
-    assert!(std::mem::offset_of!(QuoteV4, version) == quote_v4::VERSION);
-    assert!(std::mem::offset_of!(QuoteV4, tee_type) == quote_v4::TEE_TYPE);
-    assert!(std::mem::offset_of!(QuoteV4, mrtd) == quote_v4::MRTD);
-    assert!(std::mem::offset_of!(QuoteV4, rtmrs) == quote_v4::RTMR0);
-    assert!(size_of::<QuoteV4>() == quote_v4::MIN_SIZE);
-};
 
 /// The registers of a TDX quote v4.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,21 +28,23 @@ pub struct QuoteRegisters {
     pub rtmrs: eventlog::Rtmrs,
 }
 
-/// Reads MRTD and RTMR0-3 from a TDX quote v4, after checking its version and TEE type.
+/// Reads MRTD and RTMR0-3 from a TDX quote v4 with `td_shim::tdx::quote`, after checking its
+/// length (at least [`quote_v4::MIN_SIZE`]), version and TEE type.
 pub fn quote_registers(quote: &[u8]) -> Result<QuoteRegisters, EventLogCommandError> {
-    let (q, _) = QuoteV4::ref_from_prefix(quote)
-        .map_err(|_| EventLogCommandError::QuoteTooShort(quote.len()))?;
-    let version = q.version.get();
-    if version != 4 {
-        return Err(EventLogCommandError::QuoteVersion(version));
+    // The length first, as before: something too short to be a quote is named as such.
+    if quote.len() < quote_v4::MIN_SIZE {
+        return Err(EventLogCommandError::QuoteTooShort(quote.len()));
     }
-    let tee_type = q.tee_type.get();
-    if tee_type != quote_v4::TEE_TYPE_TDX {
-        return Err(EventLogCommandError::QuoteNotTdx(tee_type));
-    }
+    let body = tdx_quote::parse_report_body(quote).map_err(|e| match e {
+        QuoteError::Version(version) => EventLogCommandError::QuoteVersion(version),
+        QuoteError::TeeType(tee_type) => EventLogCommandError::QuoteNotTdx(tee_type),
+        QuoteError::HeaderTruncated { size }
+        | QuoteError::BodyTruncated { size }
+        | QuoteError::SignatureTruncated { size, .. } => EventLogCommandError::QuoteTooShort(size),
+    })?;
     Ok(QuoteRegisters {
-        mrtd: q.mrtd,
-        rtmrs: q.rtmrs,
+        mrtd: *body.mrtd(),
+        rtmrs: *body.rtmrs(),
     })
 }
 
@@ -266,7 +236,17 @@ mod tests {
             quote_registers(&quote[..0x237]),
             Err(EventLogCommandError::QuoteTooShort(0x237))
         ));
-        assert!(quote_registers(&quote[..0x238]).is_ok());
+        // Up to the signature data's length: the signature data is not read.
+        assert!(matches!(
+            quote_registers(&quote[..0x27B]),
+            Err(EventLogCommandError::QuoteTooShort(0x27B))
+        ));
+        assert!(quote_registers(&quote[..0x27C]).is_ok());
+        // The length is checked first.
+        assert!(matches!(
+            quote_registers(&[0; 64]),
+            Err(EventLogCommandError::QuoteTooShort(64))
+        ));
         let mut v5 = quote.clone();
         v5[0] = 5;
         assert!(matches!(
