@@ -11,4 +11,5 @@ pub mod inspect;
 pub mod measure;
 pub mod mrtd;
 pub mod refvals;
+pub mod snp;
 pub mod verify;

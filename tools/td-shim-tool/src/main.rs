@@ -23,7 +23,7 @@ use td_shim_tool::{
     inspect::inspect,
     measure::{self, memory::parse_memory, Measurement},
     mrtd::{self, PageOrder},
-    refvals, verify,
+    refvals, snp, verify,
 };
 
 #[derive(Parser)]
@@ -120,9 +120,17 @@ enum Command {
     ///
     /// With --platform tdx it also computes MRTD from the --image's TDVF metadata (any TDVF
     /// image: td-shim's or OVMF's), and the RTMRs only if --memory and --vcpus are given.
+    ///
+    /// With --platform snp it prints only the AMD SEV-SNP launch digest (hex; --mode seves/sev:
+    /// SEV-ES/SEV) of the --image's OVMF-style SEV metadata, booting --kernel/--initrd/--cmdline
+    /// if given (QEMU kernel-hashes=on), as sev-snp-measure computes it; --json prints
+    /// {"platform", "mode", "launch_digest", "vcpus", "vcpu_sig", "vmm_type", "guest_features",
+    /// "firmware_gpa", "firmware_size", "kernel_hashes", "sections"} (docs/sev-measurement.md).
     Measure {
         #[command(flatten)]
         boot: BootInputs,
+        #[command(flatten)]
+        snp: snp::cli::SnpArgs,
         /// With --platform tdx: the order in which the VMM adds and extends each section's pages
         /// (qemu: per page, as upstream QEMU/KVM; two-pass: all adds, then all extends, as the
         /// QEMU 8.x-era TDX trees). Default qemu.
@@ -196,6 +204,8 @@ enum PlatformArg {
     Plain,
     /// Intel TDX: `measure` also computes MRTD from the --image's TDVF metadata.
     Tdx,
+    /// AMD SEV-SNP: `measure` computes the launch digest of the --image's SEV metadata (only).
+    Snp,
 }
 
 /// The VMM's page order for MRTD (see td_shim_tool::mrtd::PageOrder).
@@ -214,8 +224,8 @@ struct PayloadSource {
     /// A td-shim image (from `build`): the payload is the kernel, initrd and command line, or
     /// the ELF payload, its payload table lists. Not used when --kernel is given: the firmware
     /// boots a kernel given to QEMU (-kernel) instead of the image's payload. Required by
-    /// --platform tdx: its TDVF metadata gives MRTD.
-    #[arg(long, required_if_eq("platform", "tdx"))]
+    /// --platform tdx: its TDVF metadata gives MRTD; and by --platform snp.
+    #[arg(long, required_if_eq_any([("platform", "tdx"), ("platform", "snp")]))]
     image: Option<PathBuf>,
     /// A Linux bzImage, as given to QEMU's -kernel; takes precedence over --image.
     #[arg(long, value_name = "BZIMAGE")]
@@ -243,7 +253,7 @@ struct BootInputs {
     vcpus: Option<u32>,
     /// The platform the VM runs on: plain (td-shim's only platform so far), or tdx (the
     /// same RTMR plan, with platform=tdx in the launch parameters, plus MRTD for `measure` and
-    /// `refvals`).
+    /// `refvals`), or snp (`measure` only: the SEV-SNP launch digest).
     #[arg(long, value_enum, default_value = "plain")]
     platform: PlatformArg,
 }
@@ -257,7 +267,13 @@ impl Cli {
     /// The usage rules clap cannot state: --memory and --vcpus are required unless
     /// `measure --platform tdx` (MRTD only), where they go together; --vmm needs tdx.
     fn check(&self) -> Result<(), clap::Error> {
+        if let Some(message) = self.check_snp() {
+            return Err(usage(ErrorKind::ArgumentConflict, &message));
+        }
         let (boot, mrtd_only_ok, vmm, log_out) = match &self.command {
+            Command::Measure { boot, .. } if matches!(boot.platform, PlatformArg::Snp) => {
+                return Ok(())
+            }
             Command::Measure {
                 boot, vmm, log_out, ..
             } => (
@@ -295,12 +311,46 @@ impl Cli {
     }
 }
 
+impl Cli {
+    /// The usage rules of --platform snp (the SEV options need it; it takes no --memory).
+    fn check_snp(&self) -> Option<String> {
+        match &self.command {
+            Command::Measure {
+                boot,
+                snp,
+                vmm,
+                log_out,
+                ..
+            } => match boot.platform {
+                PlatformArg::Snp if boot.memory.is_some() => {
+                    Some("--platform snp takes no --memory".into())
+                }
+                PlatformArg::Snp if vmm.is_some() || log_out.is_some() => {
+                    Some("--vmm and --log-out are not used by --platform snp".into())
+                }
+                PlatformArg::Snp => snp.usage_error(boot.vcpus),
+                _ if snp.any() => Some(
+                    "--mode, --vcpu-type, --vcpu-sig, --vmm-type, --guest-features and \
+                     --ovmf-hash need --platform snp"
+                        .into(),
+                ),
+                _ => None,
+            },
+            Command::Refvals { boot, .. } if matches!(boot.platform, PlatformArg::Snp) => {
+                Some("refvals does not support --platform snp yet".into())
+            }
+            _ => None,
+        }
+    }
+}
+
 impl BootInputs {
     /// Reads the inputs and computes the boot's measurements.
     fn measure(&self) -> Result<Measurement> {
         let platform = match self.platform {
             PlatformArg::Plain => PlatformKind::Plain,
             PlatformArg::Tdx => PlatformKind::Tdx,
+            PlatformArg::Snp => anyhow::bail!("--platform snp has no RTMR measurements"),
         };
         let (Some(memory), Some(vcpus)) = (self.memory, self.vcpus) else {
             anyhow::bail!("give --memory and --vcpus")
@@ -452,10 +502,24 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Measure {
             boot,
+            snp,
             vmm,
             json,
             log_out,
         } => {
+            if let (PlatformArg::Snp, Some(image)) = (boot.platform, &boot.source.image) {
+                let params = snp.params(
+                    boot.vcpus,
+                    boot.source.kernel.as_deref(),
+                    boot.initrd.as_deref(),
+                    boot.cmdline.as_deref(),
+                )?;
+                let bytes = read(image, &Limit::FIRMWARE_IMAGE)?;
+                let report = snp::report(&bytes, &params).with_context(|| {
+                    format!("cannot compute the launch digest of {}", image.display())
+                })?;
+                return print(json, &report, || report.to_text());
+            }
             if let (PlatformArg::Tdx, Some(image)) = (boot.platform, &boot.source.image) {
                 let order = match vmm {
                     Some(VmmArg::TwoPass) => PageOrder::TwoPass,
@@ -507,6 +571,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 // clap requires --image with --platform tdx.
                 (PlatformArg::Tdx, None) => anyhow::bail!("--platform tdx needs --image"),
+                (PlatformArg::Snp, _) => anyhow::bail!("refvals does not support --platform snp"),
                 (PlatformArg::Plain, _) => (
                     refvals::reference_values(&measurement)?,
                     policy.is_some().then(|| refvals::policy(&measurement)),
