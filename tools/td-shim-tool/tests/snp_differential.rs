@@ -2,10 +2,9 @@
 //! package, the reference implementation) on random launches.
 //!
 //! The oracle is `$SEV_SNP_MEASURE`, else `target/sev-snp-measure-venv/bin/sev-snp-measure`,
-//! which `testdata/sev-snp/oracle.sh` installs (a pinned version in a venv) before running this
-//! test. The test is `#[ignore]`d so that a plain `cargo test` does not need Python; run it
-//! with `-- --ignored`, and then a missing oracle FAILS the test, loudly: it never passes
-//! without comparing.
+//! which `cargo xtask oracle` installs (a pinned version in a venv; `cargo xtask ci` does it
+//! before the tests). A missing oracle FAILS the test, loudly: it never passes without
+//! comparing.
 //!
 //! The cases come from a fixed seed ([`SEED`], or `$SNP_DIFF_SEED`), [`CASES`] of them (or
 //! `$SNP_DIFF_CASES`): firmware (sev-snp-measure's AmdSev and OvmfX64 fixtures, Debian's
@@ -106,7 +105,7 @@ fn oracle() -> PathBuf {
     assert!(
         path.is_file(),
         "\n\n*** THE SEV-SNP DIFFERENTIAL TEST DID NOT RUN: no sev-snp-measure at {} ***\n\
-         *** run testdata/sev-snp/oracle.sh (creates the venv and runs this test),    ***\n\
+         *** run `cargo xtask oracle` (installs it into a venv under target/),         ***\n\
          *** or set $SEV_SNP_MEASURE to the sev-snp-measure executable.               ***\n\n",
         path.display()
     );
@@ -130,7 +129,6 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
 }
 
 #[test]
-#[ignore = "needs sev-snp-measure: testdata/sev-snp/oracle.sh installs it and runs this test"]
 fn differential_against_sev_snp_measure() {
     let oracle = oracle();
     let (ok, version, _) = run(Command::new(&oracle).arg("--version"));

@@ -41,7 +41,9 @@ pub fn ci() -> Result<()> {
     kernel::SERIES
         .iter()
         .try_for_each(|s| kernel::vmlinuz_of(s).map(drop))?;
-    // Unit tests, property tests, CLI tests and the QEMU boot tests.
+    // The SNP launch digest is compared with sev-snp-measure (tests/snp_differential.rs).
+    setup::ensure_sev_snp_measure()?;
+    // Unit tests, property tests, CLI tests, the differential test and the QEMU boot tests.
     run(cargo().args(["test", "--workspace"]))?;
     fuzz::run(FUZZ_SMOKE_SECONDS, None)
 }

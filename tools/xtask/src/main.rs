@@ -103,6 +103,12 @@ enum Cmd {
         /// Run only this target [default: all]
         target: Option<String>,
     },
+    /// Install the SEV-SNP differential test's oracle
+    ///
+    /// sev-snp-measure (pinned) from PyPI into target/sev-snp-measure-venv, which
+    /// tools/td-shim-tool/tests/snp_differential.rs compares `measure --platform snp` with.
+    /// `ci` does this before the tests.
+    Oracle,
     /// Every check: fmt, clippy (host and firmware), tests, QEMU boots, a short fuzz run
     ///
     /// This is what CI runs (.ci/run).
@@ -134,6 +140,10 @@ fn main() -> ExitCode {
             }),
         Some(Cmd::Bench { rounds }) => bench::bench(rounds.get()).map(|()| 0),
         Some(Cmd::Fuzz { seconds, target }) => fuzz::run(seconds, target.as_deref()).map(|()| 0),
+        Some(Cmd::Oracle) => setup::ensure_sev_snp_measure().map(|()| {
+            println!("{}", setup::sev_snp_measure_venv().display());
+            0
+        }),
         Some(Cmd::Ci) => ci::ci().map(|()| 0),
         None => Cli::command().print_help().map(|()| 0).map_err(Into::into),
     };

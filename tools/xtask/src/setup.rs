@@ -298,6 +298,44 @@ fn choose_release(
     )
 }
 
+/// The version of sev-snp-measure (VirTEE, Apache-2.0, the reference implementation of the SNP
+/// launch digest) the differential test compares `td-shim-tool measure --platform snp` with.
+pub const SEV_SNP_MEASURE_VERSION: &str = "0.0.13";
+
+/// Where the oracle's venv lives; `tools/td-shim-tool/tests/snp_differential.rs` looks there.
+pub fn sev_snp_measure_venv() -> PathBuf {
+    root().join("target/sev-snp-measure-venv")
+}
+
+/// Installs sev-snp-measure at [`SEV_SNP_MEASURE_VERSION`] into [`sev_snp_measure_venv`] from
+/// PyPI unless that exact version is there (`python3 -m venv`, then `pip install`).
+pub fn ensure_sev_snp_measure() -> Result<()> {
+    let venv = sev_snp_measure_venv();
+    let exe = venv.join("bin/sev-snp-measure");
+    let wanted = format!("sev-snp-measure {SEV_SNP_MEASURE_VERSION}");
+    let installed = output(Command::new(&exe).arg("--version"))
+        .map(|v| v.trim() == wanted)
+        .unwrap_or(false);
+    if installed {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {wanted} into {}", venv.display());
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv)
+            .with_context(|| format!("removing the old venv {}", venv.display()))?;
+    }
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+        .context("creating a Python venv (python3 with the venv module is needed)")?;
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        &format!("sev-snp-measure=={SEV_SNP_MEASURE_VERSION}"),
+    ]))
+    .context("installing sev-snp-measure from PyPI")?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
