@@ -136,11 +136,16 @@ reset_pd_loop:
     mov cr4, eax
     mov eax, {pt}
     mov cr3, eax
-    /* EFER.LME */
+    /* EFER.LME. Not under TDX (entered in 32-bit mode): the TDX module starts the TD with
+       EFER = SCE|LME|NXE and a WRMSR that changes LME or NXE raises #VE, which nothing could
+       handle yet; Linux skips the write for TDX too. */
+    cmp ebp, 32
+    je reset_efer_done
     mov ecx, 0xC0000080
     rdmsr
     or eax, 0x100
     wrmsr
+reset_efer_done:
     /* CR0: clear CD, NW, EM; set PG, WP, NE, MP, PE. */
     mov eax, cr0
     and eax, 0x9FFFFFFB
@@ -184,8 +189,10 @@ reset_long64:
     mov eax, offset shim_entry
     call rax
 reset_park:
+    /* No HLT: under TDX it raises #VE, and here there is no IDT. The TDX issue sends these
+       vCPUs to the wakeup mailbox loop instead. */
     cli
-    hlt
+    pause
     jmp reset_park
 
 .balign 8
