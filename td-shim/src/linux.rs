@@ -123,6 +123,17 @@ pub fn layout(
     header: &KernelHeader,
 ) -> Result<LinuxLayout, LinuxBootError> {
     let staging = plan_staging(map, bzimage_len, initrd_len)?;
+    place(map, staging, header)
+}
+
+/// The second half of [`layout`], for a caller that has already staged the bzImage and initrd
+/// where [`plan_staging`] put them (the firmware stages before it can read the header): places
+/// the kernel around `staging` and checks the initrd against the header.
+pub fn place(
+    map: &MemoryMap,
+    staging: Staging,
+    header: &KernelHeader,
+) -> Result<LinuxLayout, LinuxBootError> {
     let mut taken = alloc::vec![staging.bzimage];
     taken.extend(staging.initrd);
     let kernel_load = header

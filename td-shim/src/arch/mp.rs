@@ -191,12 +191,15 @@ pub fn park_aps(
     cr3: u64,
     nxe: bool,
 ) -> Result<(), MpError> {
-    // SAFETY: only the symbols' addresses are taken.
-    let tramp = code(unsafe { &ap_trampoline_start }, unsafe {
-        &ap_trampoline_end
-    });
-    // SAFETY: only the symbols' addresses are taken.
-    let ap_loop = code(unsafe { &ap_loop_start }, unsafe { &ap_loop_end });
+    // Taking an extern static's address needs no `unsafe`; its bytes are read in `code`.
+    let tramp = code(
+        core::ptr::addr_of!(ap_trampoline_start),
+        core::ptr::addr_of!(ap_trampoline_end),
+    );
+    let ap_loop = code(
+        core::ptr::addr_of!(ap_loop_start),
+        core::ptr::addr_of!(ap_loop_end),
+    );
     if trampoline.len() != 4096 || mailbox.len() != 4096 {
         return Err(MpError::BadPage);
     }

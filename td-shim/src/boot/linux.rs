@@ -162,17 +162,10 @@ pub(super) fn boot(
     let cmdline_len = source.read_cmdline(fw_cfg, cmdline_area)?;
 
     let image = td_loader::linux::parse(bz)?;
-    // Where the kernel goes, by the same code `td-shim-tool measure` runs on the host, so the
-    // host refuses exactly the setups refused here. Checked before anything is measured.
-    let layout = linux::layout(
-        &map,
-        source.bzimage_len(),
-        source.initrd_len(),
-        &image.header(),
-    )?;
-    if layout.staging != staging {
-        return Err(BootError::RegionUnavailable("kernel staging"));
-    }
+    // Where the kernel goes, by the same code `td-shim-tool measure` runs on the host
+    // (`linux::layout` = `plan_staging` + `place`), so the host refuses exactly the setups
+    // refused here. Checked before anything is measured.
+    let layout = linux::place(&map, staging, &image.header())?;
     let load = layout.kernel_load;
     let cmdline = &cmdline_area[..cmdline_len];
     measure::record(
