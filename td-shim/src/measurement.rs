@@ -8,6 +8,8 @@
 //! | # | register | type | data | digest over |
 //! |---|---|---|---|---|
 //! | 1 | RTMR0 | `EV_PLATFORM_CONFIG_FLAGS` | config info "td_launch_params" + [`LaunchParams::text`] | the text |
+//! | 1a | RTMR0 | `EV_PLATFORM_CONFIG_FLAGS` | config info "td_hob" + the TD HOB list (TDX only) | the list |
+//! | 1b | RTMR0 | `EV_PLATFORM_CONFIG_FLAGS` | config info "td_acpi_file" + fw_cfg file name, one per ACPI file (TDX only) | the file as delivered |
 //! | 2 | RTMR0 | `EV_SEPARATOR` | `00000000` | the same 4 bytes |
 //! | 3 | RTMR1 | `EV_EFI_PLATFORM_FIRMWARE_BLOB2` | blob "td_kernel", base 0, length | the bzImage, loader fields normalized |
 //! | 4 | RTMR1 | `EV_SEPARATOR` | `00000000` | the same 4 bytes |
@@ -103,6 +105,44 @@ pub enum Payload<'a> {
     /// An ELF payload (the whole file).
     Elf(&'a [u8]),
 }
+
+/// A file of the VMM's configuration as the firmware read it: its name and SHA-384 digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// The fw_cfg file name (`etc/table-loader`, `etc/acpi/tables`, ...).
+    pub name: String,
+    /// SHA-384 of the bytes exactly as the VMM delivered them (before any loader patching).
+    pub digest: [u8; 48],
+    /// Their length.
+    pub len: u64,
+}
+
+impl ConfigFile {
+    /// The entry for `bytes` delivered as `name`.
+    pub fn of(name: &str, bytes: &[u8]) -> Self {
+        ConfigFile {
+            name: String::from(name),
+            digest: sha384(&[bytes]),
+            len: bytes.len() as u64,
+        }
+    }
+}
+
+/// The VMM's configuration the firmware measures into RTMR0 on platforms whose hardware does
+/// not (TDX): the TD HOB and the ACPI files. Empty on a plain VM, whose plan is unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmmConfig<'a> {
+    /// The TD HOB list (through its end-of-list HOB), if one was consumed.
+    pub td_hob: Option<&'a [u8]>,
+    /// The ACPI files in the order the firmware read them: `etc/table-loader` first, then each
+    /// file its ALLOCATE commands name, in command order.
+    pub acpi: Vec<ConfigFile>,
+}
+
+/// Event descriptor of the TD HOB event (td-shim's, so existing log parsers know it).
+pub const TD_HOB_DESCRIPTOR: &str = "td_hob";
+/// Event descriptor of an ACPI file event; the info is the fw_cfg file name.
+pub const ACPI_FILE_DESCRIPTOR: &str = "td_acpi_file";
 
 /// One event of the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,10 +313,23 @@ impl Blob<'_> {
     }
 }
 
-/// The ordered events for booting `payload` with `params`.
+/// The ordered events for booting `payload` with `params` where the firmware measures no VMM
+/// configuration (a plain VM): [`plan_with`] and an empty [`VmmConfig`].
 pub fn plan(params: &LaunchParams, payload: &Payload<'_>) -> Vec<PlannedEvent> {
+    plan_with(params, &VmmConfig::default(), payload)
+}
+
+/// The ordered events for booting `payload` with `params`, measuring `config` into RTMR0 after
+/// the launch parameters: the TD HOB (descriptor [`TD_HOB_DESCRIPTOR`], the list as the info,
+/// digest over the list), then one event per ACPI file (descriptor [`ACPI_FILE_DESCRIPTOR`],
+/// the file name as the info, digest over the file's bytes), all `EV_PLATFORM_CONFIG_FLAGS`.
+pub fn plan_with(
+    params: &LaunchParams,
+    config: &VmmConfig<'_>,
+    payload: &Payload<'_>,
+) -> Vec<PlannedEvent> {
     let text = params.text();
-    let mut events = Vec::with_capacity(6);
+    let mut events = Vec::with_capacity(7 + config.acpi.len());
     events.push(PlannedEvent {
         name: "launch_params",
         mr_index: MR_RTMR0,
@@ -284,6 +337,24 @@ pub fn plan(params: &LaunchParams, payload: &Payload<'_>) -> Vec<PlannedEvent> {
         data: config_info("td_launch_params", text.as_bytes()),
         digest: sha384(&[text.as_bytes()]),
     });
+    if let Some(hob) = config.td_hob {
+        events.push(PlannedEvent {
+            name: "td_hob",
+            mr_index: MR_RTMR0,
+            event_type: EV_PLATFORM_CONFIG_FLAGS,
+            data: config_info(TD_HOB_DESCRIPTOR, hob),
+            digest: sha384(&[hob]),
+        });
+    }
+    for file in &config.acpi {
+        events.push(PlannedEvent {
+            name: "acpi_file",
+            mr_index: MR_RTMR0,
+            event_type: EV_PLATFORM_CONFIG_FLAGS,
+            data: config_info(ACPI_FILE_DESCRIPTOR, file.name.as_bytes()),
+            digest: file.digest,
+        });
+    }
     events.push(separator(MR_RTMR0, SEPARATOR));
     match payload {
         Payload::Linux {
@@ -639,6 +710,54 @@ mod tests {
             [(1, ERROR_SEPARATOR.to_vec()), (2, ERROR_SEPARATOR.to_vec())]
         );
         assert_eq!(log.replay(), regs.0);
+    }
+
+    #[test]
+    fn vmm_config_goes_into_rtmr0_between_the_launch_parameters_and_the_separator() {
+        let hob = [7u8; 40];
+        let config = VmmConfig {
+            td_hob: Some(&hob),
+            acpi: alloc::vec![
+                ConfigFile::of("etc/table-loader", b"script"),
+                ConfigFile::of("etc/acpi/tables", b"DSDT..."),
+            ],
+        };
+        let payload = Payload::Elf(b"\x7fELF");
+        let with = plan_with(&PARAMS, &config, &payload);
+        let names: Vec<_> = with.iter().map(|e| (e.name, e.mr_index)).collect();
+        assert_eq!(
+            names,
+            [
+                ("launch_params", 1),
+                ("td_hob", 1),
+                ("acpi_file", 1),
+                ("acpi_file", 1),
+                ("separator", 1),
+                ("payload", 2),
+                ("separator", 2)
+            ]
+        );
+        assert_eq!(with[1].digest, sha384(&[&hob]));
+        assert_eq!(&with[1].data[..6], b"td_hob");
+        assert_eq!(&with[1].data[20..], &hob);
+        assert_eq!(with[3].digest, sha384(&[b"DSDT..."]));
+        assert_eq!(&with[3].data[20..], b"etc/acpi/tables");
+        assert_eq!(&with[3].data[..12], b"td_acpi_file");
+        // An empty configuration is the plain plan, event for event.
+        assert_eq!(
+            plan_with(&PARAMS, &VmmConfig::default(), &payload),
+            plan(&PARAMS, &payload)
+        );
+        // Every input changes the plan.
+        let mut other = config.clone();
+        other.acpi[1] = ConfigFile::of("etc/acpi/tables", b"DSDT...!");
+        assert_ne!(plan_with(&PARAMS, &other, &payload), with);
+        let hob2 = [8u8; 40];
+        let other = VmmConfig {
+            td_hob: Some(&hob2),
+            ..config.clone()
+        };
+        assert_ne!(plan_with(&PARAMS, &other, &payload), with);
     }
 
     #[test]

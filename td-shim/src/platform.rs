@@ -58,6 +58,12 @@ pub trait Platform: Sync {
     /// the TD HOB on TDX), validated as untrusted input.
     fn memory_map(&self, fw_cfg: Option<&FwCfg<'_>>) -> Result<MemoryMap, BootError>;
 
+    /// Regions of the VMM's RAM the firmware keeps for itself beyond the common ones (TDX: the
+    /// TD HOB): reserved in the memory map, never accepted again or handed out.
+    fn reserved_regions(&self) -> &'static [td_layout::layout::Region] {
+        &[]
+    }
+
     /// Makes `[base, base + len)` of private RAM usable (TDG.MEM.PAGE.ACCEPT under TDX,
     /// PVALIDATE under SNP). RAM in a plain VM needs nothing.
     fn accept_memory(&self, base: u64, len: u64) -> Result<(), BootError>;
@@ -72,6 +78,27 @@ pub trait Platform: Sync {
     /// The registers to publish to the OS when they are emulated (a plain VM); `None` where the
     /// hardware holds them and reports them itself (TDX quote, SNP report).
     fn emulated_rtmrs(&self) -> Option<Rtmrs>;
+
+    /// The TD HOB list the firmware consumed (through its end-of-list HOB), which the plan
+    /// measures into RTMR0 (TDX). `None` where the VMM gives none (plain VM, SNP), and before
+    /// [`Platform::memory_map`] has accepted it.
+    fn td_hob(&self) -> Option<&[u8]> {
+        None
+    }
+
+    /// Whether the VMM's ACPI files (fw_cfg `etc/table-loader` and the files it loads) are
+    /// measured into RTMR0 before the OS can run their AML: where the hardware's launch
+    /// measurement does not cover them and the registers are real (TDX).
+    fn measures_acpi(&self) -> bool {
+        false
+    }
+
+    /// Runs once before the payload is entered, after the last fw_cfg read and before the
+    /// final page tables are built: the platform takes back what the OS must not inherit (TDX:
+    /// the shared bounce buffer is converted back to private and accepted again).
+    fn before_handoff(&self) -> Result<(), BootError> {
+        Ok(())
+    }
 
     /// The platform's report of a fatal error, after the message has been printed: never
     /// returns. On a plain VM: QEMU's `isa-debug-exit` if present, then halt.

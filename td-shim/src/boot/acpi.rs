@@ -6,6 +6,7 @@ use crate::arch::phys::RamArena;
 use crate::chipset;
 use crate::fw_cfg::FwCfg;
 use crate::linux;
+use crate::measurement::ConfigFile;
 use crate::memory_map::MemoryMap;
 use crate::mp;
 use crate::platform::Platform;
@@ -18,6 +19,9 @@ pub(super) struct Acpi {
     pub rsdp: u64,
     /// Where the RTMR table of emulated registers sits, to be filled in at hand-off.
     pub rtmr_table: Option<&'static mut [u8]>,
+    /// The files as read from fw_cfg, script first, if the platform measures them
+    /// ([`Platform::measures_acpi`]); empty otherwise.
+    pub measured: alloc::vec::Vec<ConfigFile>,
 }
 
 /// Installs the VMM's ACPI tables by running fw_cfg `etc/table-loader`, at the top of low RAM,
@@ -51,6 +55,13 @@ pub(super) fn install(
     }
     let mut script = alloc::vec![0u8; script_len];
     fw_cfg.read_item(loader.select, &mut script)?;
+    // Measured as delivered, before anything is patched (the patching itself follows from
+    // the script's bytes).
+    let measure = platform.measures_acpi();
+    let mut measured = alloc::vec::Vec::new();
+    if measure {
+        measured.push(ConfigFile::of("etc/table-loader", &script));
+    }
     let size_of = |name: &str| fw_cfg.lookup(name).map(|f| u64::from(f.size));
     // At most MAX_FILES_SIZE (8 MiB) of files, page-rounded.
     let plan = acpi::plan(&script, size_of)?;
@@ -65,7 +76,13 @@ pub(super) fn install(
         .ok_or(BootError::RegionUnavailable("acpi"))?;
     // Each file is read from fw_cfg straight into its place in the region: no heap copy.
     let linked = acpi::link(&plan, region, base, |name, dst| match fw_cfg.lookup(name) {
-        Some(f) if f.size as usize == dst.len() => fw_cfg.read_item(f.select, dst).is_ok(),
+        Some(f) if f.size as usize == dst.len() => {
+            let read = fw_cfg.read_item(f.select, dst).is_ok();
+            if read && measure {
+                measured.push(ConfigFile::of(name, dst));
+            }
+            read
+        }
         _ => false,
     })?;
     let files_end = usize::try_from(plan.size).map_err(|_| acpi::AcpiError::TooLarge)?;
@@ -114,5 +131,6 @@ pub(super) fn install(
     Ok(Acpi {
         rsdp: linked.rsdp.addr,
         rtmr_table,
+        measured,
     })
 }

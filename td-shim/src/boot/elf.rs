@@ -2,7 +2,7 @@
 
 use super::{enable_paging, log_map, measure};
 use crate::arch::{cpu, phys};
-use crate::measurement::{LaunchParams, Payload};
+use crate::measurement::{LaunchParams, Payload, VmmConfig};
 use crate::memory_map::{MemoryMap, MemoryMapError};
 use crate::platform::Platform;
 use crate::BootError;
@@ -25,10 +25,15 @@ pub(super) fn boot(
         }
         .into());
     }
+    platform.before_handoff()?;
     enable_paging(&map, (PAYLOAD_LOAD.base, PAYLOAD_LOAD.size), false)?;
 
     let payload = crate::payload::copy_elf_payload(table)?;
-    measure::record(platform, params, &Payload::Elf(&payload))?;
+    let config = VmmConfig {
+        td_hob: platform.td_hob(),
+        acpi: alloc::vec::Vec::new(),
+    };
+    measure::record(platform, params, &config, &Payload::Elf(&payload))?;
     let dst = phys::take(phys::RamRegion::PayloadLoad)
         .ok_or(BootError::RegionUnavailable("payload-load"))?;
     let loaded = crate::payload::load_elf_payload(&payload, dst, PAYLOAD_LOAD.base)?;

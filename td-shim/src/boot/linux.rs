@@ -5,7 +5,7 @@ use crate::arch::phys::{self, RamArena};
 use crate::arch::{cpu, mp};
 use crate::fw_cfg::{linux_boot, FwCfg};
 use crate::linux;
-use crate::measurement::{Blob, LaunchParams, Payload};
+use crate::measurement::{Blob, LaunchParams, Payload, VmmConfig};
 use crate::memory_map::{release_for_linux, InUseAtHandoff, MemoryMap};
 use crate::platform::Platform;
 use crate::BootError;
@@ -126,7 +126,7 @@ pub(super) fn boot(
     // With more than one vCPU the APs are parked in the multiprocessor wakeup mailbox, which
     // the MADT then announces (Linux wakes them through it).
     let park = params.vcpus > 1;
-    let tables = acpi::install(
+    let mut tables = acpi::install(
         platform,
         fw_cfg,
         &mut map,
@@ -168,9 +168,14 @@ pub(super) fn boot(
     let layout = linux::place(&map, staging, &image.header())?;
     let load = layout.kernel_load;
     let cmdline = &cmdline_area[..cmdline_len];
+    let config = VmmConfig {
+        td_hob: platform.td_hob(),
+        acpi: core::mem::take(&mut tables.measured),
+    };
     measure::record(
         platform,
         params,
+        &config,
         &Payload::Linux {
             kernel: Blob::Bytes(bz),
             cmdline,
@@ -189,6 +194,8 @@ pub(super) fn boot(
         image.init_size()
     );
 
+    // fw_cfg is done with: the platform takes back shared memory before the final tables.
+    platform.before_handoff()?;
     // Low memory is executable for the kernel's 5-level paging trampoline (LA57 CPUs).
     let tables_used = enable_paging(&map, (load, u64::from(image.init_size())), true)?;
     // The APs go to the wakeup loop now that the final page tables (which they keep using) are

@@ -2,7 +2,7 @@
 
 use super::Hex;
 use crate::arch::phys;
-use crate::measurement::{self, LaunchParams, Payload, PlatformExtender, Recording};
+use crate::measurement::{self, LaunchParams, Payload, PlatformExtender, Recording, VmmConfig};
 use crate::platform::{self, Platform};
 use crate::BootError;
 use td_layout::layout::EVENT_LOG;
@@ -23,9 +23,10 @@ pub(super) fn start() -> Result<(), BootError> {
 pub(super) fn record(
     platform: &dyn Platform,
     params: &LaunchParams,
+    config: &VmmConfig<'_>,
     payload: &Payload<'_>,
 ) -> Result<(), BootError> {
-    let planned = measurement::plan(params, payload);
+    let planned = measurement::plan_with(params, config, payload);
     let count = planned.len();
     let mut guard = RECORDING.lock();
     let rec = guard

@@ -82,6 +82,9 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
     let mut map = platform.memory_map(fw_cfg)?;
     let vmm_ram = map.ram_bytes();
     carve_firmware_regions(&mut map)?;
+    for r in platform.reserved_regions() {
+        map.carve(r.name, r.base, r.size, td_layout::handoff::E820_RESERVED)?;
+    }
     // From here on a failure is recorded in the measurements (the error separator).
     measure::start()?;
     let params = LaunchParams {

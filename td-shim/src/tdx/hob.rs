@@ -284,6 +284,8 @@ impl HobResource {
 pub struct TdHob {
     /// Sorted by base, non-overlapping; I/O port ranges are not kept.
     ranges: Vec<HobResource>,
+    /// Bytes of the list, through the end of the end-of-list HOB.
+    list_len: usize,
 }
 
 /// Why a TD HOB was refused. Offsets are from the start of the HOB list.
@@ -521,7 +523,7 @@ pub fn parse_at(bytes: &[u8], base: u64) -> Result<TdHob, HobError> {
     let mut end_pointer = 0u64;
     let mut offset = 0usize;
     let mut count = 0usize;
-    loop {
+    let list_len = loop {
         let header = bytes
             .get(offset..)
             .and_then(|rest| HobHeader::read_from_prefix(rest).ok())
@@ -588,13 +590,13 @@ pub fn parse_at(bytes: &[u8], base: u64) -> Result<TdHob, HobError> {
                         expected: past.unwrap_or(u64::MAX),
                     });
                 }
-                break;
+                break end;
             }
             // Other HOB types are valid list members this firmware has no use for.
             _ => {}
         }
         offset = end;
-    }
+    };
 
     found.sort_unstable_by_key(|&(r, o)| (r.base, o));
     for pair in found.windows(2) {
@@ -609,6 +611,7 @@ pub fn parse_at(bytes: &[u8], base: u64) -> Result<TdHob, HobError> {
     }
     Ok(TdHob {
         ranges: found.into_iter().map(|(r, _)| r).collect(),
+        list_len,
     })
 }
 
@@ -661,6 +664,12 @@ impl TdHob {
     /// The memory ranges, sorted by base and non-overlapping (I/O port ranges are not kept).
     pub fn ranges(&self) -> &[HobResource] {
         &self.ranges
+    }
+
+    /// Bytes of the list from its start through the end-of-list HOB: what the firmware
+    /// measures (the VMM's bytes after the list are not part of it).
+    pub fn list_len(&self) -> usize {
+        self.list_len
     }
 
     /// The ranges to accept, as `(base, length)`, in address order: every unaccepted-memory
@@ -931,6 +940,15 @@ mod tests {
         assert_eq!(map.ram_bytes(), 5 * GIB);
         assert_eq!(map.ram_top(), 7 * GIB);
         check_invariants(&hob);
+    }
+
+    #[test]
+    fn list_len_ends_at_the_end_of_list_hob() {
+        let bytes = qemu_2g();
+        let mut region = vec![0xAAu8; TD_HOB.size as usize];
+        region[..bytes.len()].copy_from_slice(&bytes);
+        assert_eq!(parse(&region).unwrap().list_len(), bytes.len());
+        assert_eq!(parse(&bytes).unwrap().list_len(), bytes.len());
     }
 
     #[test]

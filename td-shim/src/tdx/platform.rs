@@ -14,6 +14,8 @@
 //! | `vcpu_count` | TDG.VP.INFO NUM_VCPUS (from the TDX module, trusted; fw_cfg is not consulted) |
 //! | `extend_rtmr` | TDG.MR.RTMR.EXTEND of RTMR `rtmr` (0..=3; CC MR index 1..=4 in the event log) |
 //! | `emulated_rtmrs` | `None` (the TDX module holds them; the quote reports them) |
+//! | `td_hob` / `measures_acpi` | the HOB list once `memory_map` accepted it / `true`: both go into RTMR0 |
+//! | `before_handoff` | [`Self::release_bounce_buffer`] |
 //! | `fatal_report` | TDVMCALL<ReportFatalError>, then TDVMCALL<HLT> forever (never returns; the `hlt` instruction is not used: it would raise a #VE) |
 //!
 //! # Errors
@@ -40,6 +42,7 @@ use crate::tdx::ve;
 use crate::BootError;
 use core::sync::atomic::{AtomicBool, Ordering};
 use td_layout::handoff::PlatformKind;
+use td_layout::layout::{Region, TD_HOB};
 
 /// The ReportFatalError code (R12 bits 31:16): 0, as Linux sends.
 pub const FATAL_ERROR_CODE: u16 = 0;
@@ -52,6 +55,7 @@ pub struct TdxPlatform<T: Tdcall + Sync, B: SharedBuffer> {
     io: TdxPortIo<T>,
     info: spin::Once<VpInfo>,
     hob: &'static [u8],
+    hob_len: spin::Once<usize>,
     pages: &'static (dyn SharedPageTables + Sync),
     addressing: DeviceAddressing,
     pending: spin::Mutex<Option<B>>,
@@ -108,6 +112,7 @@ impl<T: Tdcall + Sync + Clone, B: SharedBuffer> TdxPlatform<T, B> {
             tdcall,
             info: spin::Once::new(),
             hob,
+            hob_len: spin::Once::new(),
             pages,
             addressing: DeviceAddressing::default(),
             pending: spin::Mutex::new(None),
@@ -293,7 +298,35 @@ impl<T: Tdcall + Sync, B: SharedBuffer> Platform for TdxPlatform<T, B> {
                 "TD_HOB (a range reaches the shared bit)",
             ));
         }
-        td_hob.memory_map().map_err(refused)
+        let map = td_hob.memory_map().map_err(refused)?;
+        self.hob_len.call_once(|| td_hob.list_len());
+        Ok(map)
+    }
+
+    /// The TD HOB stays the firmware's (it is measured, and read through `td_hob`).
+    fn reserved_regions(&self) -> &'static [Region] {
+        &[TD_HOB]
+    }
+
+    fn td_hob(&self) -> Option<&[u8]> {
+        self.hob.get(..*self.hob_len.get()?)
+    }
+
+    fn measures_acpi(&self) -> bool {
+        true
+    }
+
+    /// Converts the bounce buffer back to private memory and accepts it again.
+    fn before_handoff(&self) -> Result<(), BootError> {
+        match self.release_bounce_buffer() {
+            Ok(_) => Ok(()),
+            Err(e) => Err(failure(
+                &e,
+                BootError::RegionUnavailable(
+                    "fw_cfg bounce buffer (its conversion back to private failed)",
+                ),
+            )),
+        }
     }
 
     fn accept_memory(&self, base: u64, len: u64) -> Result<(), BootError> {

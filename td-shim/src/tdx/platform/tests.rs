@@ -411,3 +411,27 @@ fn the_fatal_report_carries_code_zero_and_the_message() {
     text.extend_from_slice(&r15.to_le_bytes());
     assert_eq!(&text[..FATAL_MESSAGE.len()], FATAL_MESSAGE);
 }
+
+#[test]
+fn the_hob_is_measured_as_consumed_and_the_buffer_released_before_hand_off() {
+    let m = model();
+    let hob = qemu_hob();
+    let (p, _) = platform(&m, hob);
+    let p = p.with_bounce_buffer(VecBuffer::new(2 * MIB, 0x1000));
+    assert!(p.measures_acpi());
+    assert_eq!(p.reserved_regions(), &[TD_HOB]);
+    p.early_init().unwrap();
+    assert_eq!(p.td_hob(), None, "nothing before memory_map accepted it");
+    p.memory_map(None).unwrap();
+    // The list through its end-of-list HOB: not the zeroes after it.
+    let list = p.td_hob().unwrap();
+    assert_eq!(list, &hob[..list.len()]);
+    assert_eq!(&list[list.len() - 8..list.len() - 6], &[0xFF, 0xFF]);
+    assert!(hob[list.len()..].iter().all(|&b| b == 0));
+    assert!(m.lock().unwrap().is_shared(2 * MIB));
+    p.before_handoff().unwrap();
+    assert!(!m.lock().unwrap().is_shared(2 * MIB));
+    assert!(p.fw_cfg_dma().is_none());
+    // A second call has nothing left to release.
+    p.before_handoff().unwrap();
+}
