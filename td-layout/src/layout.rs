@@ -161,6 +161,26 @@ pub const RESET_PAGE_TABLES: Region = Region {
     size: 6 * PAGE_SIZE,
 };
 
+/// Where the application processors wait before they go to the multiprocessor wakeup loop:
+/// under TDX they start at the reset vector with the boot CPU and spin here in 32-bit mode
+/// (this page is in [`TEMP_MEM`], so it is accepted before the first instruction); on a plain
+/// VM they arrive here from the start-up IPI trampoline. The boot CPU writes the page-table
+/// root and the loop's address, then the go word (see `td_shim::mp`).
+pub const AP_RENDEZVOUS: Region = Region {
+    name: "ap-rendezvous",
+    base: RESET_PAGE_TABLES.end(),
+    size: PAGE_SIZE,
+};
+
+/// A spare page table: the 2 MiB page holding [`FW_CFG_BOUNCE`] is split into 4 KiB pages here
+/// when the bounce buffer is mapped shared under TDX (the reset page tables have only 2 MiB
+/// pages).
+pub const BOUNCE_PAGE_TABLE: Region = Region {
+    name: "bounce-page-table",
+    base: AP_RENDEZVOUS.end(),
+    size: PAGE_SIZE,
+};
+
 /// What the firmware hands an ELF payload: the [`crate::handoff::BootInfo`] and its memory map.
 pub const HANDOFF: Region = Region {
     name: "handoff",
@@ -174,6 +194,15 @@ pub const EVENT_LOG: Region = Region {
     name: "event-log",
     base: HANDOFF.end(),
     size: 0x1_0000,
+};
+
+/// The fw_cfg DMA bounce buffer under TDX: converted to shared memory at entry, back to
+/// private and accepted again before hand-off. Unused on a plain VM. It lies in one 2 MiB page,
+/// so one spare page table ([`BOUNCE_PAGE_TABLE`]) can map it at 4 KiB granularity.
+pub const FW_CFG_BOUNCE: Region = Region {
+    name: "fw-cfg-bounce",
+    base: EVENT_LOG.end(),
+    size: 0x4_0000,
 };
 
 /// The multiprocessor wakeup mailbox (ACPI 6.4 §5.2.12.19, MADT structure type 0x10): the OS
@@ -246,12 +275,15 @@ pub const MIN_RAM_TOP: u64 = PAYLOAD_LOAD.end();
 
 /// The firmware's own regions inside [`TEMP_MEM`], in address order. The gaps between them are
 /// unused.
-pub const TEMP_MEM_REGIONS: [Region; 8] = [
+pub const TEMP_MEM_REGIONS: [Region; 11] = [
     FW_DATA,
     FW_STACK,
     RESET_PAGE_TABLES,
+    AP_RENDEZVOUS,
+    BOUNCE_PAGE_TABLE,
     HANDOFF,
     EVENT_LOG,
+    FW_CFG_BOUNCE,
     FW_CODE,
     PAGE_TABLES,
     HEAP,
@@ -314,6 +346,9 @@ const _: () = {
     assert!(PAYLOAD_LOAD.base >= TD_HOB.end() && PAYLOAD_LOAD.is_aligned(0x20_0000));
     // Everything the reset code touches in 32-bit mode is below 4 GiB and 4 KiB aligned.
     assert!(RESET_PAGE_TABLES.size == 6 * PAGE_SIZE);
+    assert!(AP_RENDEZVOUS.end() <= FOUR_GIB && AP_RENDEZVOUS.is_aligned(PAGE_SIZE));
+    // The bounce buffer lies inside one 2 MiB page (one spare table splits it).
+    assert!(FW_CFG_BOUNCE.base / 0x20_0000 == (FW_CFG_BOUNCE.end() - 1) / 0x20_0000);
     assert!(FW_STACK.end().is_multiple_of(16));
     // The firmware's RAM copy is executable and read-only in its own 2 MiB page, and anything
     // that fits the image's firmware region fits it.

@@ -36,6 +36,52 @@ pub const COMMAND_NOOP: u16 = 0;
 pub const COMMAND_WAKEUP: u16 = 1;
 /// Command: acknowledge and keep waiting.
 pub const COMMAND_TEST: u16 = 2;
+/// Offset in the rendezvous page (`td_layout::layout::AP_RENDEZVOUS`) of the go word (u64):
+/// the APs wait until it holds [`RENDEZVOUS_GO`].
+pub const RENDEZVOUS_GO_WORD: usize = 0;
+/// Offset of the page-table root the APs load (u32: the tables are below 4 GiB).
+pub const RENDEZVOUS_CR3: usize = 8;
+/// Offset of the EFER bits the APs set (u32: LME, and NXE where the tables use NX). An AP
+/// writes EFER only if a bit is missing: under TDX they are already set and a write that
+/// changed them would raise #VE.
+pub const RENDEZVOUS_EFER: usize = 12;
+/// Offset of the far pointer the APs jump through to enter long mode (offset u32, then the
+/// 64-bit code selector u16): the loop in the mailbox, below 4 GiB. The jump goes straight
+/// there, because the final page tables map the image (where the reset code is) non-executable.
+pub const RENDEZVOUS_TARGET: usize = 16;
+/// The 64-bit code selector of the firmware's GDT.
+pub const CODE64_SELECTOR: u16 = 0x10;
+/// The go word's value, written last: "TDSHIMGO". A whole 64-bit pattern rather than a flag,
+/// so stale or uninitialised memory cannot release the APs early.
+pub const RENDEZVOUS_GO: u64 = u64::from_le_bytes(*b"TDSHIMGO");
+
+/// The rendezvous page's contents before the go word: `(offset, bytes)` to write, in this
+/// order, then the go word. `cr3` and `target` (the loop's address) must be below 4 GiB.
+pub fn rendezvous_fields(cr3: u64, nxe: bool, target: u64) -> Option<[(usize, [u8; 8]); 3]> {
+    let cr3 = u32::try_from(cr3).ok()?;
+    let target = u32::try_from(target).ok()?;
+    if !cr3.is_multiple_of(0x1000) {
+        return None;
+    }
+    let mut far = [0u8; 8];
+    far[..4].copy_from_slice(&target.to_le_bytes());
+    far[4..6].copy_from_slice(&CODE64_SELECTOR.to_le_bytes());
+    let efer: u32 = EFER_LME | if nxe { EFER_NXE } else { 0 };
+    let mut a = [0u8; 8];
+    a[..4].copy_from_slice(&cr3.to_le_bytes());
+    a[4..].copy_from_slice(&efer.to_le_bytes());
+    Some([
+        (RENDEZVOUS_CR3, a),
+        (RENDEZVOUS_TARGET, far),
+        (RENDEZVOUS_GO_WORD, RENDEZVOUS_GO.to_le_bytes()),
+    ])
+}
+
+/// EFER.LME.
+pub const EFER_LME: u32 = 1 << 8;
+/// EFER.NXE.
+pub const EFER_NXE: u32 = 1 << 11;
+
 /// MADT offset of the first interrupt controller structure (after the header, the local APIC
 /// address and the flags).
 pub const MADT_STRUCTURES: usize = HEADER_SIZE + 8;
@@ -140,6 +186,32 @@ impl core::fmt::Display for MpError {
 mod tests {
     extern crate std;
     use super::*;
+
+    #[test]
+    fn rendezvous_fields_write_the_go_word_last() {
+        let f = rendezvous_fields(0x30_0000, true, 0x9E800).unwrap();
+        assert_eq!(f[2], (0, *b"TDSHIMGO"));
+        let mut page = [0u8; 24];
+        for (at, bytes) in f {
+            page[at..at + 8].copy_from_slice(&bytes);
+        }
+        assert_eq!(
+            u32::from_le_bytes(page[8..12].try_into().unwrap()),
+            0x30_0000
+        );
+        assert_eq!(u32::from_le_bytes(page[12..16].try_into().unwrap()), 0x900);
+        assert_eq!(
+            u32::from_le_bytes(page[16..20].try_into().unwrap()),
+            0x9E800
+        );
+        assert_eq!(&page[20..24], &[0x10, 0, 0, 0]);
+        assert!(rendezvous_fields(0x30_0000, true, 1 << 32).is_none());
+        let f = rendezvous_fields(0x30_0000, false, 1).unwrap();
+        assert_eq!(u32::from_le_bytes(f[0].1[4..].try_into().unwrap()), 0x100);
+        // The APs load CR3 in 32-bit mode: a root above 4 GiB or unaligned is refused.
+        assert!(rendezvous_fields(1 << 32, true, 1).is_none());
+        assert!(rendezvous_fields(0x30_0800, true, 1).is_none());
+    }
 
     /// A small MADT as QEMU builds it: header, LAPIC address, flags, two local APICs, an IOAPIC.
     fn qemu_madt() -> Vec<u8> {

@@ -35,11 +35,21 @@ pub enum PagingError {
         /// Tables available.
         capacity: usize,
     },
+    /// A 4 KiB remap ([`remap_4k`]) found the live tables or its arguments unusable.
+    Remap {
+        /// What is wrong.
+        what: &'static str,
+        /// The address concerned.
+        addr: u64,
+    },
 }
 
 impl fmt::Display for PagingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Remap { what, addr } => {
+                write!(f, "paging: cannot remap {addr:#x}: {what}")
+            }
             Self::Unaligned { base, size } => {
                 write!(f, "paging: [{base:#x}, +{size:#x}) is not 2 MiB aligned")
             }
@@ -160,6 +170,10 @@ pub struct AddressSpace {
     pub image: (u64, u64),
     /// Where the payload is loaded: read-write, executable.
     pub payload: (u64, u64),
+    /// The reset code in the image: read-only, executable. The application processors run it
+    /// when they enter long mode on these tables (the instruction after CR0.PG is fetched
+    /// through them). Widened to its 2 MiB page, the top of the image.
+    pub reset_code: (u64, u64),
     /// Whether the first 2 MiB are executable too: Linux's decompressor runs a trampoline below
     /// 1 MiB to switch to 5-level paging (LA57), found in usable low RAM. Only for a Linux
     /// hand-off, when the firmware's own data there is no longer used as data.
@@ -191,10 +205,112 @@ pub fn map_firmware_address_space(
     mapper.map(b, s, no_exec)?;
     let (b, s) = align(space.code);
     mapper.map(b, s, F::empty())?;
+    let (b, s) = align(space.reset_code);
+    mapper.map(b, s, F::empty())?;
     let (b, s) = align(space.payload);
     mapper.map(b, s, F::WRITABLE)?;
     if space.low_memory_exec {
         mapper.map(0, LARGE_PAGE, F::WRITABLE)?;
+    }
+    Ok(())
+}
+
+/// Page tables in memory, reached by their physical address (the firmware: identity-mapped
+/// table pages it owns; the tests: an array).
+pub trait TableMemory {
+    /// The table at `phys`, if `phys` is a table page this memory may change.
+    fn table(&mut self, phys: u64) -> Option<&mut PageTable>;
+}
+
+const PAGE: u64 = 0x1000;
+/// The highest physical address bit 4-level entries can carry (bits 51:12).
+const MAX_PHYS: u64 = 1 << 52;
+
+/// Remaps the 4 KiB pages of `[base, base + len)` in the live tables rooted at `root`: each
+/// virtual page `va` then maps physical `va | alias` (`alias` 0: identity again; under TDX the
+/// shared bit), keeping its rights. The range must lie inside one 2 MiB page; if that page is
+/// still a 2 MiB mapping it is first split into `spare`, a 4 KiB table with the same
+/// translations and rights, so nothing else changes. The caller flushes the TLB afterwards.
+///
+/// Checked: alignment, the range inside one 2 MiB page and below `alias`, `alias` zero or a
+/// single bit in [2^32, 2^52), every table on the walk present and in `mem`.
+pub fn remap_4k(
+    mem: &mut dyn TableMemory,
+    root: u64,
+    spare: u64,
+    base: u64,
+    len: u64,
+    alias: u64,
+) -> Result<(), PagingError> {
+    let bad = |what| PagingError::Remap { what, addr: base };
+    if len == 0 || !base.is_multiple_of(PAGE) || !len.is_multiple_of(PAGE) {
+        return Err(bad("the range is empty or not 4 KiB aligned"));
+    }
+    let last = base.checked_add(len - 1).ok_or(bad("the range wraps"))?;
+    if base / LARGE_PAGE != last / LARGE_PAGE {
+        return Err(bad("the range crosses a 2 MiB boundary"));
+    }
+    if alias != 0 && (!alias.is_power_of_two() || !(1 << 32..MAX_PHYS).contains(&alias)) {
+        return Err(bad("the alias is not one address bit in [2^32, 2^52)"));
+    }
+    if last >= 1 << 47 || (alias != 0 && last >= alias) {
+        return Err(bad("the range is not below the alias bit and 2^47"));
+    }
+    let mut table = root;
+    for shift in [39u64, 30] {
+        let e = &mem
+            .table(table)
+            .ok_or(bad("a table is outside the table memory"))?[((base >> shift) & 0x1FF) as usize];
+        if e.is_unused() || e.flags().contains(F::HUGE_PAGE) {
+            return Err(bad("the walk has no page directory for the range"));
+        }
+        table = e.addr().as_u64();
+    }
+    let pd = table;
+    let pde_index = ((base >> 21) & 0x1FF) as usize;
+    let pde = mem
+        .table(pd)
+        .ok_or(bad("the page directory is outside the table memory"))?[pde_index]
+        .clone();
+    if pde.is_unused() {
+        return Err(bad("the 2 MiB page is not mapped"));
+    }
+    let pt = if pde.flags().contains(F::HUGE_PAGE) {
+        let start = pde.addr().as_u64() & !(LARGE_PAGE - 1);
+        // Bit 12 of a 2 MiB entry is PAT; the 4 KiB entries carry it at bit 7.
+        let mut flags = pde.flags() - F::HUGE_PAGE;
+        let pat = start & PAGE != 0;
+        if pat {
+            flags |= F::HUGE_PAGE;
+        }
+        let t = mem
+            .table(spare)
+            .ok_or(bad("the spare table is outside the table memory"))?;
+        for (i, e) in t.iter_mut().enumerate() {
+            e.set_addr(PhysAddr::new(start + i as u64 * PAGE), flags);
+        }
+        let keep = pde.flags() & (F::USER_ACCESSIBLE | F::ACCESSED);
+        mem.table(pd).ok_or(bad("the page directory vanished"))?[pde_index]
+            .set_addr(PhysAddr::new(spare), F::PRESENT | F::WRITABLE | keep);
+        spare
+    } else {
+        pde.addr().as_u64()
+    };
+    let t = mem
+        .table(pt)
+        .ok_or(bad("the page table is outside the table memory"))?;
+    let mut page = base;
+    while page <= last {
+        let e = &mut t[((page >> 12) & 0x1FF) as usize];
+        if e.is_unused() {
+            return Err(PagingError::Remap {
+                what: "a 4 KiB page of the range is not mapped",
+                addr: page,
+            });
+        }
+        let flags = e.flags();
+        e.set_addr(PhysAddr::new(page | alias), flags);
+        page += PAGE;
     }
     Ok(())
 }
@@ -209,6 +325,123 @@ mod tests {
         (0..n).map(|_| PageTable::new()).collect()
     }
 
+    /// Tables in an array at `base`, as [`TableMemory`].
+    struct ArrayMemory<'a> {
+        tables: &'a mut [PageTable],
+        base: u64,
+    }
+
+    impl TableMemory for ArrayMemory<'_> {
+        fn table(&mut self, phys: u64) -> Option<&mut PageTable> {
+            let i = phys.checked_sub(self.base)? / TABLE;
+            if !phys.is_multiple_of(TABLE) {
+                return None;
+            }
+            self.tables.get_mut(usize::try_from(i).ok()?)
+        }
+    }
+
+    /// A 4-level walk of `va`, 2 MiB and 4 KiB leaves: (physical, leaf flags).
+    fn walk(mem: &mut ArrayMemory<'_>, root: u64, va: u64) -> Option<(u64, F)> {
+        let mut t = root;
+        for shift in [39u64, 30, 21, 12] {
+            let e = mem.table(t)?[((va >> shift) & 0x1FF) as usize].clone();
+            if e.is_unused() {
+                return None;
+            }
+            let leaf = shift == 12 || (shift == 21 && e.flags().contains(F::HUGE_PAGE));
+            if leaf {
+                let size = 1u64 << shift;
+                let frame = e.addr().as_u64() & !(size - 1);
+                return Some((frame + (va & (size - 1)), e.flags() - F::HUGE_PAGE));
+            }
+            t = e.addr().as_u64();
+        }
+        None
+    }
+
+    const BASE: u64 = 0x40_0000;
+    const SHARED: u64 = 1 << 47;
+
+    /// The reset tables' shape: [0, 4 GiB) in 2 MiB pages, with a spare table after them.
+    fn reset_like(t: &mut [PageTable]) -> (u64, u64) {
+        let mut m = IdentityMapper::new(t, BASE).unwrap();
+        m.map(0, 4 * GIB, F::WRITABLE | F::ACCESSED | F::DIRTY)
+            .unwrap();
+        let used = m.tables_used() as u64;
+        (BASE, BASE + used * TABLE)
+    }
+
+    #[test]
+    fn remap_4k_splits_one_large_page_and_changes_only_the_range() {
+        let mut t = tables(8);
+        let (root, spare) = reset_like(&mut t);
+        let mut mem = ArrayMemory {
+            tables: &mut t,
+            base: BASE,
+        };
+        let before: Vec<_> = (0..512u64)
+            .map(|i| walk(&mut mem, root, i * TABLE + 0x18).unwrap())
+            .collect();
+        let (b, len) = (0x1B_0000, 0x4_0000);
+        remap_4k(&mut mem, root, spare, b, len, SHARED).unwrap();
+        for (i, was) in before.iter().enumerate() {
+            let va = i as u64 * TABLE + 0x18;
+            let (phys, flags) = walk(&mut mem, root, va).unwrap();
+            assert_eq!(flags, was.1, "rights kept at {va:#x}");
+            if (b..b + len).contains(&va) {
+                assert_eq!(phys, va | SHARED);
+            } else {
+                assert_eq!(phys, va, "outside the range at {va:#x}");
+            }
+        }
+        // The next 2 MiB page is untouched, still a large page.
+        let pd = mem.table(root + 2 * TABLE).unwrap();
+        assert!(pd[1].flags().contains(F::HUGE_PAGE));
+        assert!(!pd[0].flags().contains(F::HUGE_PAGE));
+        assert_eq!(pd[0].addr().as_u64(), spare);
+        // Back to private: the same translations as before the split, page for page; a second
+        // remap uses the split table and needs no spare.
+        remap_4k(&mut mem, root, u64::MAX, b, len, 0).unwrap();
+        for (i, was) in before.iter().enumerate() {
+            assert_eq!(walk(&mut mem, root, i as u64 * TABLE + 0x18), Some(*was));
+        }
+    }
+
+    #[test]
+    fn remap_4k_refuses_what_it_cannot_do_and_changes_nothing() {
+        let mut t = tables(8);
+        let (root, spare) = reset_like(&mut t);
+        let mut mem = ArrayMemory {
+            tables: &mut t,
+            base: BASE,
+        };
+        for (b, len, alias, sp) in [
+            (0x1B_0000, 0, SHARED, spare),                   // empty
+            (0x1B_0800, 0x1000, SHARED, spare),              // unaligned
+            (0x1F_F000, 0x2000, SHARED, spare),              // crosses 2 MiB
+            (0x1B_0000, 0x1000, SHARED | 1, spare),          // not one bit
+            (0x1B_0000, 0x1000, 0x1000, spare),              // below 4 GiB
+            (0x1B_0000, 0x1000, 1 << 52, spare),             // past 52 bits
+            (SHARED, 0x1000, SHARED, spare),                 // not below the alias
+            (0x1_2000_0000, 0x1000, SHARED, spare),          // not mapped (above 4 GiB)
+            (0x1B_0000, 0x1000, SHARED, BASE + 100 * TABLE), // spare outside
+            (u64::MAX - 0xFFF, 0x1000, SHARED, spare),       // wraps/out of range
+        ] {
+            assert!(
+                matches!(
+                    remap_4k(&mut mem, root, sp, b, len, alias),
+                    Err(PagingError::Remap { .. })
+                ),
+                "{b:#x}+{len:#x} alias {alias:#x}"
+            );
+        }
+        for i in 0..2048u64 {
+            let va = i * LARGE_PAGE + 0x1234;
+            assert_eq!(walk(&mut mem, root, va).map(|w| w.0), Some(va));
+        }
+    }
+
     #[test]
     fn maps_ram_above_4g_with_the_right_permissions() {
         let mut t = tables(64);
@@ -218,6 +451,7 @@ mod tests {
             code: (0x20_0000, 0x20_0000),
             image: (0xFF00_0000, 0x100_0000),
             payload: (0x100_0000, 0x200_0000),
+            reset_code: (0xFFFF_F000, 0xF00),
             low_memory_exec: false,
         };
         map_firmware_address_space(&mut m, &space, true).unwrap();
@@ -228,8 +462,13 @@ mod tests {
         assert!(flags.contains(F::WRITABLE | F::NO_EXECUTE));
         let (_, code) = m.translate(0x20_1000).unwrap();
         assert!(!code.contains(F::WRITABLE) && !code.contains(F::NO_EXECUTE));
-        let (_, rom) = m.translate(0xFFFF_FFF0).unwrap();
+        let (_, rom) = m.translate(0xFF00_1000).unwrap();
         assert!(!rom.contains(F::WRITABLE) && rom.contains(F::NO_EXECUTE));
+        // The reset code's 2 MiB page (APs enter long mode there): read-only, executable.
+        let (_, reset) = m.translate(0xFFFF_F100).unwrap();
+        assert!(!reset.contains(F::WRITABLE) && !reset.contains(F::NO_EXECUTE));
+        let (_, below) = m.translate(0xFFDF_F000).unwrap();
+        assert!(below.contains(F::NO_EXECUTE));
         let (_, data) = m.translate(0x14_0000).unwrap();
         assert!(data.contains(F::WRITABLE | F::NO_EXECUTE));
         let (_, payload) = m.translate(0x100_0000).unwrap();
@@ -247,6 +486,7 @@ mod tests {
             code: (0x20_0000, 0x20_0000),
             image: (0xFFE0_0000, 0x20_0000),
             payload: (0, 0),
+            reset_code: (0xFFFF_F000, 0xF00),
             low_memory_exec: false,
         };
         map_firmware_address_space(&mut m, &space, false).unwrap();
@@ -264,6 +504,7 @@ mod tests {
                 code: (0x20_0000, 0x20_0000),
                 image: (0xFF00_0000, 0x100_0000),
                 payload: (0x100_0000, 0x200_0000),
+                reset_code: (0xFFFF_F000, 0xF00),
                 low_memory_exec,
             };
             map_firmware_address_space(&mut m, &space, true).unwrap();

@@ -5,6 +5,7 @@ pub mod cpu;
 pub mod exceptions;
 pub mod heap;
 pub mod io;
+pub mod live_tables;
 pub mod mp;
 pub mod phys;
 mod reset;

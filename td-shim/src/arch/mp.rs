@@ -1,27 +1,31 @@
 //! Starting the application processors of a plain VM into the multiprocessor wakeup loop
 //! (`crate::mp` describes the protocol).
 //!
-//! The boot CPU copies a real-mode trampoline to [`TRAMPOLINE`] (below 1 MiB, as a start-up IPI
-//! needs) and the AP loop into the firmware half of the mailbox, then sends INIT and two
-//! start-up IPIs to all processors but itself. Each AP goes from real mode to long mode on the
-//! firmware's GDT and page tables (the final ones, which stay reserved after hand-off), jumps to
-//! the loop, counts itself in the mailbox and waits for the OS. Under TDX the APs start at the
-//! reset vector instead and reach the same loop (the TDX issue).
+//! The boot CPU copies the AP loop into the firmware half of the mailbox and writes the
+//! rendezvous page (`AP_RENDEZVOUS`: page-table root, EFER bits, the loop's address, then the go
+//! word). The APs wait for the go word in 32-bit mode in the reset code (`reset_ap_wait`), enter
+//! long mode on the firmware's GDT and final page tables (which stay reserved after hand-off),
+//! jump to the loop, count themselves in the mailbox and wait for the OS.
+//!
+//! How they get to `reset_ap_wait` is the only difference between platforms ([`ApStart`]): under
+//! TDX every vCPU starts at the reset vector and the APs go there at once; on a plain VM the
+//! boot CPU copies a real-mode trampoline to [`TRAMPOLINE`] (below 1 MiB, as a start-up IPI
+//! needs) and sends INIT and two start-up IPIs to all processors but itself; the trampoline
+//! enters protected mode and jumps to the same code. So a plain VM under QEMU TCG runs the TDX
+//! path from `reset_ap_wait` on.
 
 use crate::mp::{
-    icr_sipi_all_but_self, MpError, COMMAND_TEST, COMMAND_WAKEUP, ICR_DELIVERY_PENDING,
-    ICR_INIT_ALL_BUT_SELF, ICR_LOW, LAPIC_BASE, MAILBOX_ARRIVED, MAILBOX_FIRMWARE,
+    icr_sipi_all_but_self, rendezvous_fields, MpError, COMMAND_TEST, COMMAND_WAKEUP,
+    ICR_DELIVERY_PENDING, ICR_INIT_ALL_BUT_SELF, ICR_LOW, LAPIC_BASE, MAILBOX_ARRIVED,
+    MAILBOX_FIRMWARE,
 };
 use core::sync::atomic::{AtomicU32, Ordering};
 
 /// Where the real-mode trampoline is copied: a start-up IPI starts an AP at `page << 12`.
 pub const TRAMPOLINE: u64 = td_layout::layout::AP_TRAMPOLINE.base;
-/// Offsets of the trampoline's data, written by the boot CPU (the code reads them at these
-/// absolute addresses).
+/// Offset of the GDT pointer in the trampoline page, written by the boot CPU (the code reads
+/// it at this absolute address).
 const DATA_GDTR: usize = 0xF00;
-const DATA_CR3: usize = 0xF10;
-const DATA_EFER: usize = 0xF18;
-const DATA_TARGET: usize = 0xF20;
 
 core::arch::global_asm!(
     r#"
@@ -49,35 +53,12 @@ ap_trampoline32:
     mov ds, ax
     mov es, ax
     mov ss, ax
-    /* CR4: PAE, OSFXSR, OSXMMEXCPT, as on the boot CPU. */
-    mov eax, cr4
-    or eax, 0x620
-    mov cr4, eax
-    mov eax, [{tramp} + {cr3}]
-    mov cr3, eax
-    /* EFER: LME, and NXE where the boot CPU has it (the tables carry NX bits). */
-    mov ecx, 0xC0000080
-    rdmsr
-    or eax, [{tramp} + {efer}]
-    wrmsr
-    mov eax, cr0
-    and eax, 0x9FFFFFFB
-    or eax, 0x80010023
-    mov cr0, eax
-    /* jmp far 0x10:ap_trampoline64 (as copied) */
-    .byte 0xea
-    .long {tramp} + (ap_trampoline64 - ap_trampoline_start)
-    .word 0x10
-.code64
-ap_trampoline64:
-    mov ax, 0x18
-    mov ds, ax
-    mov es, ax
-    mov ss, ax
-    mov rax, [{tramp} + {target}]
-    jmp rax
+    /* From here on the same path as a TDX AP entering at the reset vector. */
+    mov eax, offset reset_ap_wait
+    jmp eax
 .global ap_trampoline_end
 ap_trampoline_end:
+.code64
 
 /* The loop, copied to the mailbox page's firmware half; position-independent. No stack. */
 .global ap_loop_start
@@ -126,9 +107,6 @@ ap_loop_end:
 "#,
     tramp = const TRAMPOLINE,
     gdtr = const DATA_GDTR,
-    cr3 = const DATA_CR3,
-    efer = const DATA_EFER,
-    target = const DATA_TARGET,
     firmware_half = const MAILBOX_FIRMWARE,
     arrived = const MAILBOX_ARRIVED,
     wakeup = const COMMAND_WAKEUP,
@@ -162,10 +140,18 @@ fn lapic_read(offset: u64) -> u32 {
 }
 
 /// Waits about `micros` microseconds: each write to the POST port 0x80 takes about one
-/// microsecond on real hardware (an I/O exit under a VMM takes at least that).
+/// microsecond on real hardware (an I/O exit under a VMM takes at least that). Plain VM only.
 fn delay(micros: u32) {
     for _ in 0..micros {
         super::io::outb(0x80, 0);
+    }
+}
+
+/// Spins about `micros` microseconds without leaving the guest (a PAUSE takes tens of
+/// nanoseconds; port I/O would be a TDVMCALL under TDX): a bound, not a clock.
+fn spin(micros: u32) {
+    for _ in 0..u64::from(micros) * 32 {
+        core::hint::spin_loop();
     }
 }
 
@@ -179,57 +165,93 @@ fn send_ipi(command: u32) {
     }
 }
 
-/// Starts `expected` APs into the wakeup loop in `mailbox` (at guest address `mailbox_base`),
-/// through `trampoline` (the page at [`TRAMPOLINE`]). `cr3` is the page-table root the APs use
-/// (the firmware's final tables) and `nxe` whether the boot CPU set EFER.NXE. Waits about one
-/// second for all of them.
+/// How the application processors reach `reset_ap_wait`.
+pub enum ApStart<'a> {
+    /// They are already there: every vCPU started at the reset vector (TDX).
+    AtResetVector,
+    /// INIT and two start-up IPIs through the trampoline page at [`TRAMPOLINE`] (a plain VM).
+    StartupIpi {
+        /// The page at [`TRAMPOLINE`].
+        trampoline: &'a mut [u8],
+    },
+}
+
+/// Sends `expected` APs into the wakeup loop in `mailbox` (at guest address `mailbox_base`):
+/// the loop is copied there, the rendezvous page (`rendezvous`, the `AP_RENDEZVOUS` region) gets
+/// the page-table root `cr3` (the firmware's final tables), the EFER bits (`nxe`: the tables use
+/// NX) and the loop's address, then the go word; `start` says how the APs get there. Waits about
+/// one second for all of them to count themselves in the mailbox.
 pub fn park_aps(
     expected: u32,
-    trampoline: &mut [u8],
+    start: ApStart<'_>,
+    rendezvous: &mut [u8],
     mailbox: &mut [u8],
     mailbox_base: u64,
     cr3: u64,
     nxe: bool,
 ) -> Result<(), MpError> {
     // Taking an extern static's address needs no `unsafe`; its bytes are read in `code`.
-    let tramp = code(
-        core::ptr::addr_of!(ap_trampoline_start),
-        core::ptr::addr_of!(ap_trampoline_end),
-    );
     let ap_loop = code(
         core::ptr::addr_of!(ap_loop_start),
         core::ptr::addr_of!(ap_loop_end),
     );
-    if trampoline.len() != 4096 || mailbox.len() != 4096 {
+    if mailbox.len() != 4096 || rendezvous.len() != 4096 {
         return Err(MpError::BadPage);
     }
-    if tramp.len() > DATA_GDTR || ap_loop.len() > MAILBOX_ARRIVED - MAILBOX_FIRMWARE {
+    if ap_loop.len() > MAILBOX_ARRIVED - MAILBOX_FIRMWARE {
         return Err(MpError::CodeTooLarge);
     }
     mailbox.fill(0);
     mailbox[MAILBOX_FIRMWARE..MAILBOX_FIRMWARE + ap_loop.len()].copy_from_slice(ap_loop);
-    trampoline.fill(0);
-    trampoline[..tramp.len()].copy_from_slice(tramp);
-    let gdtr = x86_64::instructions::tables::sgdt();
-    trampoline[DATA_GDTR..DATA_GDTR + 2].copy_from_slice(&gdtr.limit.to_le_bytes());
-    // The GDT is in the image, below 4 GiB: its base fits the 32-bit field real mode loads.
-    trampoline[DATA_GDTR + 2..DATA_GDTR + 6]
-        .copy_from_slice(&(gdtr.base.as_u64() as u32).to_le_bytes());
-    trampoline[DATA_CR3..DATA_CR3 + 4].copy_from_slice(&(cr3 as u32).to_le_bytes());
-    let efer: u32 = 0x100 | if nxe { 0x800 } else { 0 };
-    trampoline[DATA_EFER..DATA_EFER + 4].copy_from_slice(&efer.to_le_bytes());
     let target = mailbox_base + MAILBOX_FIRMWARE as u64;
-    trampoline[DATA_TARGET..DATA_TARGET + 8].copy_from_slice(&target.to_le_bytes());
+    let fields = rendezvous_fields(cr3, nxe, target).ok_or(MpError::BadPage)?;
+    let page = rendezvous.as_mut_ptr();
+    for (at, bytes) in fields {
+        // Under TDX the APs are polling the go word of this page: every write is volatile and
+        // the go word comes last, after a release fence.
+        core::sync::atomic::fence(Ordering::Release);
+        for (i, b) in bytes.iter().enumerate() {
+            // SAFETY: `at + i` < 24 <= the page's 4096 bytes (checked above), which this
+            // function borrows mutably; other CPUs only read it.
+            unsafe { core::ptr::write_volatile(page.add(at + i), *b) };
+        }
+    }
     core::sync::atomic::fence(Ordering::SeqCst);
 
-    // INIT, then two start-up IPIs (Intel SDM Vol. 3, 9.4.4.1: 10 ms, then 200 us apart).
-    send_ipi(ICR_INIT_ALL_BUT_SELF);
-    delay(10_000);
-    let page = (TRAMPOLINE >> 12) as u8;
-    for _ in 0..2 {
-        send_ipi(icr_sipi_all_but_self(page));
-        delay(200);
-    }
+    let wait: fn(u32) = match start {
+        ApStart::AtResetVector => spin,
+        ApStart::StartupIpi { trampoline } => {
+            let tramp = code(
+                core::ptr::addr_of!(ap_trampoline_start),
+                core::ptr::addr_of!(ap_trampoline_end),
+            );
+            if trampoline.len() != 4096 {
+                return Err(MpError::BadPage);
+            }
+            if tramp.len() > DATA_GDTR {
+                return Err(MpError::CodeTooLarge);
+            }
+            trampoline.fill(0);
+            trampoline[..tramp.len()].copy_from_slice(tramp);
+            let gdtr = x86_64::instructions::tables::sgdt();
+            trampoline[DATA_GDTR..DATA_GDTR + 2].copy_from_slice(&gdtr.limit.to_le_bytes());
+            // The GDT is in the image, below 4 GiB: its base fits the 32-bit field real mode
+            // loads.
+            trampoline[DATA_GDTR + 2..DATA_GDTR + 6]
+                .copy_from_slice(&(gdtr.base.as_u64() as u32).to_le_bytes());
+            core::sync::atomic::fence(Ordering::SeqCst);
+            // INIT, then two start-up IPIs (Intel SDM Vol. 3, 9.4.4.1: 10 ms, then 200 us
+            // apart).
+            send_ipi(ICR_INIT_ALL_BUT_SELF);
+            delay(10_000);
+            let vector_page = (TRAMPOLINE >> 12) as u8;
+            for _ in 0..2 {
+                send_ipi(icr_sipi_all_but_self(vector_page));
+                delay(200);
+            }
+            delay
+        }
+    };
     let arrived_at = mailbox[MAILBOX_ARRIVED..].as_mut_ptr().cast::<u32>();
     // The counter is 4-byte aligned in the page and only ever updated with `lock inc` by APs.
     // SAFETY: an aligned u32 inside `mailbox`, which this function borrows exclusively.
@@ -238,7 +260,7 @@ pub fn park_aps(
         if arrived.load(Ordering::Acquire) >= expected {
             return Ok(());
         }
-        delay(1_000);
+        wait(1_000);
     }
     Err(MpError::Missing {
         expected,

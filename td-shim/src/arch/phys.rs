@@ -7,7 +7,8 @@
 use crate::memory_map::{MemoryMap, RangeAllocator};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use td_layout::layout::{
-    Region, EVENT_LOG, HANDOFF, HEAP, IMAGE_BASE, IMAGE_SIZE, PAGE_TABLES, PAYLOAD_LOAD,
+    Region, AP_RENDEZVOUS, EVENT_LOG, FW_CFG_BOUNCE, HANDOFF, HEAP, IMAGE_BASE, IMAGE_SIZE,
+    PAGE_TABLES, PAYLOAD_LOAD, TD_HOB,
 };
 use x86_64::structures::paging::PageTable;
 
@@ -24,6 +25,10 @@ pub enum RamRegion {
     PayloadLoad,
     /// [`EVENT_LOG`].
     EventLog,
+    /// [`FW_CFG_BOUNCE`].
+    FwCfgBounce,
+    /// [`AP_RENDEZVOUS`].
+    ApRendezvous,
 }
 
 impl RamRegion {
@@ -35,6 +40,8 @@ impl RamRegion {
             RamRegion::Handoff => HANDOFF,
             RamRegion::PayloadLoad => PAYLOAD_LOAD,
             RamRegion::EventLog => EVENT_LOG,
+            RamRegion::FwCfgBounce => FW_CFG_BOUNCE,
+            RamRegion::ApRendezvous => AP_RENDEZVOUS,
         }
     }
 }
@@ -52,6 +59,15 @@ pub fn image(region: Region) -> Option<&'static [u8]> {
     // The image is never written: ROM on a plain VM, measured private pages under TDX/SNP.
     // SAFETY: the image is identity-mapped at [IMAGE_BASE, 4 GiB) for the firmware's whole life.
     Some(unsafe { core::slice::from_raw_parts(region.base as *const u8, region.size as usize) })
+}
+
+/// The TD_HOB region as the VMM wrote it before the TD started (TDX only: the TDVF metadata's
+/// TD_HOB section, private memory the VMM added). The firmware never writes it: the platform
+/// keeps it out of the memory map it hands out ([`crate::platform::Platform::reserved_regions`]).
+pub fn td_hob() -> &'static [u8] {
+    // SAFETY: under TDX the region is accepted private RAM holding the VMM's HOB, identity-mapped
+    // below 4 GiB by every page table of the firmware, and never written or handed out by it.
+    unsafe { core::slice::from_raw_parts(TD_HOB.base as *const u8, TD_HOB.size as usize) }
 }
 
 /// Takes `which` as a mutable slice, once.

@@ -18,7 +18,7 @@
 //! the firmware hands off on its own GDT. Descriptors have their accessed bit preset so the CPU
 //! never writes to the (read-only) image.
 
-use td_layout::layout::{FW_STACK, RESET_PAGE_TABLES, TEMP_MEM};
+use td_layout::layout::{AP_RENDEZVOUS, FW_STACK, RESET_PAGE_TABLES, TEMP_MEM};
 
 core::arch::global_asm!(
     r#"
@@ -62,7 +62,7 @@ reset_common32:
 reset_flat32:
     /* Application processors (TDX enters all vCPUs here) wait; only the BSP boots. */
     test esi, esi
-    jnz reset_park
+    jnz reset_ap_wait
 
     /* Entered in real mode (a plain VM): before any RAM is written, make sure the firmware's
        working memory exists. fw_cfg item 0x03 is the RAM size (u64 LE); without a device the
@@ -189,11 +189,51 @@ reset_long64:
     mov eax, offset shim_entry
     call rax
 reset_park:
-    /* No HLT: under TDX it raises #VE, and here there is no IDT. The TDX issue sends these
-       vCPUs to the wakeup mailbox loop instead. */
+    /* No HLT: under TDX it raises #VE, and here there is no IDT. */
     cli
     pause
     jmp reset_park
+
+/* Application processors, in 32-bit protected mode with flat segments on this GDT, no paging:
+   under TDX straight from the reset vector, on a plain VM from the start-up IPI trampoline
+   (`arch::mp`). They wait in the rendezvous page (TempMem: accepted under TDX from the first
+   instruction) until the boot CPU writes the go word, then take its page-table root, enter
+   long mode and jump to the address it gave (the wakeup loop). Nothing here writes memory. */
+.code32
+.global reset_ap_wait
+reset_ap_wait:
+    cli
+    cld
+reset_ap_spin:
+    pause
+    cmp dword ptr [{rdv} + {rdv_go}], {go_lo}
+    jne reset_ap_spin
+    cmp dword ptr [{rdv} + {rdv_go} + 4], {go_hi}
+    jne reset_ap_spin
+    /* CR4: PAE, OSFXSR, OSXMMEXCPT, as on the boot CPU. */
+    mov eax, cr4
+    or eax, 0x620
+    mov cr4, eax
+    mov eax, [{rdv} + {rdv_cr3}]
+    mov cr3, eax
+    /* EFER: set the bits the boot CPU asks for, writing only if one is missing (TDX starts
+       with LME and NXE set; a WRMSR changing them raises #VE). */
+    mov ecx, 0xC0000080
+    rdmsr
+    mov ebx, eax
+    or eax, [{rdv} + {rdv_efer}]
+    cmp eax, ebx
+    je reset_ap_efer_done
+    wrmsr
+reset_ap_efer_done:
+    mov eax, cr0
+    and eax, 0x9FFFFFFB
+    or eax, 0x80010023
+    mov cr0, eax
+    /* Far jump through the rendezvous page straight to the loop (offset32 + selector 0x10):
+       the loop is in low RAM, executable in the final tables, while the image is not. */
+    .byte 0xff, 0x2d
+    .long {rdv} + {rdv_target}
 
 .balign 8
 reset_gdt:
@@ -231,6 +271,13 @@ reset_vector:
     com1 = const crate::serial::COM1,
     debug_exit_port = const td_layout::handoff::DEBUG_EXIT_PORT,
     debug_exit_fatal = const td_layout::handoff::DEBUG_EXIT_FIRMWARE_FATAL,
+    rdv = const AP_RENDEZVOUS.base,
+    rdv_go = const crate::mp::RENDEZVOUS_GO_WORD,
+    rdv_cr3 = const crate::mp::RENDEZVOUS_CR3,
+    rdv_efer = const crate::mp::RENDEZVOUS_EFER,
+    rdv_target = const crate::mp::RENDEZVOUS_TARGET,
+    go_lo = const crate::mp::RENDEZVOUS_GO as u32,
+    go_hi = const (crate::mp::RENDEZVOUS_GO >> 32) as u32,
 );
 
 // The message above names the working memory's bounds as text.

@@ -10,6 +10,7 @@ use crate::memory_map::{release_for_linux, InUseAtHandoff, MemoryMap};
 use crate::platform::Platform;
 use crate::BootError;
 use core::convert::Infallible;
+use td_layout::handoff::PlatformKind;
 use td_layout::layout::{
     AP_TRAMPOLINE, EVENT_LOG, FW_DATA, FW_STACK, HANDOFF, MP_MAILBOX, PAGE_TABLES,
 };
@@ -201,16 +202,25 @@ pub(super) fn boot(
     // The APs go to the wakeup loop now that the final page tables (which they keep using) are
     // loaded.
     if park {
-        let trampoline = arena
-            .take(AP_TRAMPOLINE.base, AP_TRAMPOLINE.size)
-            .ok_or(BootError::RegionUnavailable(AP_TRAMPOLINE.name))?;
+        let start = match platform.kind() {
+            // Every vCPU of a TD starts at the reset vector: the APs are waiting already.
+            PlatformKind::Tdx => mp::ApStart::AtResetVector,
+            _ => mp::ApStart::StartupIpi {
+                trampoline: arena
+                    .take(AP_TRAMPOLINE.base, AP_TRAMPOLINE.size)
+                    .ok_or(BootError::RegionUnavailable(AP_TRAMPOLINE.name))?,
+            },
+        };
+        let rendezvous = phys::take(phys::RamRegion::ApRendezvous)
+            .ok_or(BootError::RegionUnavailable("ap-rendezvous"))?;
         let mailbox = arena
             .take(MP_MAILBOX.base, MP_MAILBOX.size)
             .ok_or(BootError::RegionUnavailable(MP_MAILBOX.name))?;
         let aps = params.vcpus - 1;
         mp::park_aps(
             aps,
-            trampoline,
+            start,
+            rendezvous,
             mailbox,
             MP_MAILBOX.base,
             PAGE_TABLES.base,

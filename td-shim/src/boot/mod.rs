@@ -24,7 +24,9 @@ use crate::platform::{self, Platform};
 use crate::serial::SerialLogger;
 use crate::BootError;
 use core::convert::Infallible;
-use td_layout::layout::{FW_CODE, IMAGE_BASE, IMAGE_PAYLOAD, IMAGE_SIZE, PAGE_TABLES};
+use td_layout::layout::{
+    FW_CODE, IMAGE_BASE, IMAGE_PAYLOAD, IMAGE_RESET_CODE, IMAGE_SIZE, PAGE_TABLES,
+};
 use td_layout::payload::{PayloadKind, PayloadTable};
 
 /// How the boot CPU arrived, as the reset code passes it on.
@@ -140,6 +142,7 @@ fn enable_paging(
         code: (FW_CODE.base, FW_CODE.size),
         image: (IMAGE_BASE, IMAGE_SIZE),
         payload: exec,
+        reset_code: (IMAGE_RESET_CODE.base, IMAGE_RESET_CODE.size),
         low_memory_exec,
     };
     map_firmware_address_space(&mut mapper, &space, nx)?;

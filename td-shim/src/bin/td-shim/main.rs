@@ -4,19 +4,32 @@
 #![no_std]
 #![no_main]
 
-use td_shim::arch::cpu;
+use td_shim::arch::live_tables::LiveTables;
+use td_shim::arch::{cpu, phys};
 use td_shim::boot::{self, Entry};
 use td_shim::plain::PlainPlatform;
 use td_shim::platform::Platform;
+use td_shim::tdx::bounce::StaticSharedBuffer;
+use td_shim::tdx::instr::TdcallInstr;
+use td_shim::tdx::platform::TdxPlatform;
+
+type Tdx = TdxPlatform<TdcallInstr, StaticSharedBuffer>;
 
 /// Chooses this boot's platform: its TEE if detected, else a plain VM.
 fn detect() -> &'static dyn Platform {
     static PLAIN: PlainPlatform = PlainPlatform::new();
+    static TDX: spin::Once<Tdx> = spin::Once::new();
+    static LIVE_TABLES: LiveTables = LiveTables::new();
     if cpu::tdx_detected() {
-        // The TDX platform is not built yet. Under TDX every port access would raise a #VE
-        // that nothing handles, so the firmware cannot even say so: it stops here, before the
-        // first port I/O.
-        cpu::halt_forever()
+        return TDX.call_once(|| {
+            let tdx = Tdx::new(TdcallInstr, phys::td_hob(), &LIVE_TABLES);
+            // The bounce buffer is converted to shared in early_init, after TDG.VP.INFO gave
+            // the shared bit. Without it fw_cfg reads byte by byte through TDVMCALL<IO>.
+            match phys::take(phys::RamRegion::FwCfgBounce) {
+                Some(region) => tdx.with_bounce_buffer(StaticSharedBuffer::new(region)),
+                None => tdx,
+            }
+        });
     }
     &PLAIN
 }
