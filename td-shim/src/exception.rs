@@ -210,8 +210,8 @@ mod tests {
         fn emulated_rtmrs(&self) -> Option<Rtmrs> {
             None
         }
-        fn fatal_report(&self) -> ! {
-            panic!("fatal")
+        fn fatal_report(&self, message: &str) -> ! {
+            panic!("fatal: {message}")
         }
     }
 

@@ -132,7 +132,7 @@ impl Platform for PlainPlatform {
         Some(*self.rtmrs.lock())
     }
 
-    fn fatal_report(&self) -> ! {
+    fn fatal_report(&self, _message: &str) -> ! {
         // Ends QEMU with status 253 when isa-debug-exit is configured; otherwise a no-op.
         io::outb(DEBUG_EXIT_PORT, DEBUG_EXIT_FIRMWARE_FATAL);
         cpu::halt_forever()

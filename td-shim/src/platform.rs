@@ -100,9 +100,10 @@ pub trait Platform: Sync {
         Ok(())
     }
 
-    /// The platform's report of a fatal error, after the message has been printed: never
-    /// returns. On a plain VM: QEMU's `isa-debug-exit` if present, then halt.
-    fn fatal_report(&self) -> !;
+    /// The platform's report of a fatal error, after `message` (what failed, possibly
+    /// truncated) has been printed: never returns. On a plain VM: QEMU's `isa-debug-exit` if
+    /// present, then halt; under TDX: TDVMCALL<ReportFatalError> carrying the message.
+    fn fatal_report(&self, message: &str) -> !;
 }
 
 static CURRENT: spin::Once<&'static dyn Platform> = spin::Once::new();

@@ -263,6 +263,21 @@ impl<B: SharedBuffer> BounceDma<B> {
         self.buffer.lock().as_ref().map(|_| (self.gpa, self.len))
     }
 
+    /// Writes `message` and a NUL at the start of the buffer while it is shared (cut to fit),
+    /// for TDVMCALL<ReportFatalError>, and returns the buffer's shared GPA (`GPA | shared bit`).
+    /// `None` once released, or if a transfer holds the buffer (the fatal path may interrupt
+    /// one: it does not wait).
+    pub fn post_message(&self, message: &[u8]) -> Option<u64> {
+        let mut guard = self.buffer.try_lock()?;
+        let buffer = guard.as_mut()?;
+        let room = buffer.size().checked_sub(1)?;
+        let text = message.get(..message.len().min(room))?;
+        if !(buffer.write(0, text) && buffer.write(text.len(), &[0])) {
+            return None;
+        }
+        shared_alias(self.gpa, self.width)
+    }
+
     /// The address the device is given for the descriptor.
     pub fn device_address(&self) -> u64 {
         self.device_base.saturating_add(DESCRIPTOR_OFFSET as u64)

@@ -70,7 +70,7 @@ fn io_fatal(e: TdxError) -> ! {
     static FAILED: AtomicBool = AtomicBool::new(false);
     if FAILED.swap(true, Ordering::SeqCst) {
         match crate::platform::current() {
-            Some(p) => p.fatal_report(),
+            Some(p) => p.fatal_report("port I/O through TDVMCALL failed"),
             None => loop {
                 core::hint::spin_loop();
             },
@@ -217,9 +217,21 @@ impl<T: Tdcall + Sync, B: SharedBuffer> TdxPlatform<T, B> {
     }
 
     /// The ReportFatalError half of [`Platform::fatal_report`], which returns what the call
-    /// reported when the VMM resumes the TD (it should not).
-    pub fn report_fatal(&self) -> TdxError {
-        calls::report_fatal_error(&self.tdcall, FATAL_ERROR_CODE, FATAL_MESSAGE, None)
+    /// reported when the VMM resumes the TD (it should not). The first 16 bytes of `message`
+    /// (or [`FATAL_MESSAGE`] if it is empty) go in R14/R15, which QEMU prints. While the
+    /// bounce buffer is shared, the whole message, NUL-terminated, is written at its start and
+    /// its shared GPA (with the shared bit) is given in R13 (GHCI: R12 bit 63 = R13 valid).
+    pub fn report_fatal(&self, message: &str) -> TdxError {
+        let gpa = self
+            .bounce
+            .get()
+            .and_then(|dma| dma.post_message(message.as_bytes()));
+        let text = if message.is_empty() {
+            FATAL_MESSAGE
+        } else {
+            message.as_bytes()
+        };
+        calls::report_fatal_error(&self.tdcall, FATAL_ERROR_CODE, text, gpa)
     }
 }
 
@@ -374,8 +386,8 @@ impl<T: Tdcall + Sync, B: SharedBuffer> Platform for TdxPlatform<T, B> {
 
     /// Never returns: ReportFatalError, then TDVMCALL<HLT> (interrupts blocked) in a loop, in
     /// case the VMM resumes the TD anyway.
-    fn fatal_report(&self) -> ! {
-        let _ = self.report_fatal();
+    fn fatal_report(&self, message: &str) -> ! {
+        let _ = self.report_fatal(message);
         loop {
             let _ = ve::tdvmcall_halt(&self.tdcall);
             core::hint::spin_loop();

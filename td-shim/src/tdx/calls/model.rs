@@ -721,6 +721,20 @@ impl State {
                 if v.r12 >> 63 == 0 && v.r13 != 0 {
                     self.violation(format!("ReportFatalError R13 {:#x} without bit 63", v.r13));
                 }
+                if v.r12 >> 63 == 1 {
+                    // R13: a shared page, named by its shared GPA.
+                    let bit = self.shared_bit();
+                    let page = v.r13 & !bit;
+                    if v.r13 & bit == 0
+                        || !page.is_multiple_of(0x1000)
+                        || !self.shared.contains(&page)
+                    {
+                        self.violation(format!(
+                            "ReportFatalError R13 {:#x}: not the shared GPA of a shared page",
+                            v.r13
+                        ));
+                    }
+                }
                 self.fatal = Some((v.r12, v.r13, v.r14, v.r15));
                 vmcall::SUCCESS
             }

@@ -657,14 +657,20 @@ fn map_gpa_refuses_bad_ranges_and_reports_vmm_errors() {
 #[test]
 fn report_fatal_error_packs_code_message_and_gpa() {
     let m = Model::new();
-    let e = report_fatal_error(&m, 0x1234, b"accept failed at 0x1000", Some(0x5000));
+    map_gpa(&m, GpaWidth::W48, 0x5000, 0x1000, true).unwrap();
+    let shared = 0x5000 | 1 << 47;
+    let e = report_fatal_error(&m, 0x1234, b"accept failed at 0x1000", Some(shared));
     assert_eq!(e, TdxError::FatalReportReturned { status: 0 });
     let (r12, r13, r14, r15) = m.fatal().unwrap();
     assert_eq!(r12, (1 << 63) | (0x1234 << 16));
-    assert_eq!(r13, 0x5000);
+    assert_eq!(r13, shared);
     assert_eq!(r14.to_le_bytes(), *b"accept f");
     assert_eq!(r15.to_le_bytes(), *b"ailed at");
     m.assert_clean();
+    // The model refuses a GPA that is not a shared page's shared GPA.
+    let bad = Model::new();
+    report_fatal_error(&bad, 0, b"x", Some(0x5000));
+    assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bad.assert_clean())).is_err());
     let m = Model::new();
     report_fatal_error(&m, 0, b"hi", None);
     assert_eq!(

@@ -402,7 +402,7 @@ fn the_fatal_report_carries_code_zero_and_the_message() {
     let m = model();
     let (p, _) = platform(&m, qemu_hob());
     assert_eq!(
-        p.report_fatal(),
+        p.report_fatal(""),
         TdxError::FatalReportReturned { status: 0 }
     );
     let (r12, r13, r14, r15) = m.lock().unwrap().fatal().unwrap();
@@ -410,6 +410,44 @@ fn the_fatal_report_carries_code_zero_and_the_message() {
     let mut text = r14.to_le_bytes().to_vec();
     text.extend_from_slice(&r15.to_le_bytes());
     assert_eq!(&text[..FATAL_MESSAGE.len()], FATAL_MESSAGE);
+}
+
+#[test]
+fn the_fatal_report_puts_the_whole_message_in_the_shared_buffer() {
+    let m = model();
+    let buf = VecBuffer::new(2 * MIB, 0x1000);
+    let mem = buf.mem.clone();
+    let (p, _) = platform(&m, qemu_hob());
+    let p = p.with_bounce_buffer(buf);
+    // Before early_init nothing is shared: the registers only.
+    p.report_fatal("memory: no RAM");
+    let (r12, r13, _, _) = m.lock().unwrap().fatal().unwrap();
+    assert_eq!((r12, r13), (0, 0));
+    p.early_init().unwrap();
+    let message = "linux: the kernel does not fit below 4 GiB (init_size 0x5000000)";
+    p.report_fatal(message);
+    let (r12, r13, r14, r15) = m.lock().unwrap().fatal().unwrap();
+    assert_eq!(r12, 1 << 63, "code 0, R13 valid");
+    assert_eq!(r13, (2 * MIB) | (1 << 47), "the shared alias of the buffer");
+    let mut regs = r14.to_le_bytes().to_vec();
+    regs.extend_from_slice(&r15.to_le_bytes());
+    assert_eq!(&regs, &message.as_bytes()[..16]);
+    let page = mem.lock().unwrap();
+    assert_eq!(&page[..message.len()], message.as_bytes());
+    assert_eq!(page[message.len()], 0);
+    drop(page);
+    // A message longer than the buffer is cut to fit with its NUL.
+    let long = "x".repeat(0x2000);
+    p.report_fatal(&long);
+    let page = mem.lock().unwrap();
+    assert!(page[..0xFFF].iter().all(|&b| b == b'x'));
+    assert_eq!(page[0xFFF], 0);
+    drop(page);
+    // Released: registers only again.
+    p.release_bounce_buffer().unwrap();
+    p.report_fatal(message);
+    let (r12, r13, _, _) = m.lock().unwrap().fatal().unwrap();
+    assert_eq!((r12, r13), (0, 0));
 }
 
 #[test]
