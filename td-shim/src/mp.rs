@@ -46,41 +46,84 @@ pub const RENDEZVOUS_CR3: usize = 8;
 /// changed them would raise #VE.
 pub const RENDEZVOUS_EFER: usize = 12;
 /// Offset of the far pointer the APs jump through to enter long mode (offset u32, then the
-/// 64-bit code selector u16): the loop in the mailbox, below 4 GiB. The jump goes straight
-/// there, because the final page tables map the image (where the reset code is) non-executable.
+/// 64-bit code selector u16): the firmware's 64-bit AP entry, below 4 GiB.
 pub const RENDEZVOUS_TARGET: usize = 16;
+/// Offset of the AP counter (u32, 0 at go): each AP takes its index with `lock xadd`.
+pub const RENDEZVOUS_INDEX: usize = 24;
+/// Offset of how many APs have a stack (u32); an AP whose index is not below it stops.
+pub const RENDEZVOUS_CAPACITY: usize = 28;
+/// Offset of the base of the AP stacks (u64); AP `i`'s stack ends at base + (i + 1) * size.
+pub const RENDEZVOUS_STACKS: usize = 32;
+/// Offset of the size of one AP stack (u64).
+pub const RENDEZVOUS_STACK_SIZE: usize = 40;
+/// Offset of the IDT pointer the APs load (limit u16, base u64): the boot CPU's IDT, so an
+/// exception on an AP (a #VE under TDX) reaches the same handlers.
+pub const RENDEZVOUS_IDTR: usize = 48;
+/// Bytes of the rendezvous fields.
+pub const RENDEZVOUS_LEN: usize = 64;
 /// The 64-bit code selector of the firmware's GDT.
 pub const CODE64_SELECTOR: u16 = 0x10;
 /// The go word's value, written last: "TDSHIMGO". A whole 64-bit pattern rather than a flag,
 /// so stale or uninitialised memory cannot release the APs early.
 pub const RENDEZVOUS_GO: u64 = u64::from_le_bytes(*b"TDSHIMGO");
 
-/// The rendezvous page's contents before the go word: `(offset, bytes)` to write, in this
-/// order, then the go word. `cr3` and `target` (the loop's address) must be below 4 GiB.
-pub fn rendezvous_fields(cr3: u64, nxe: bool, target: u64) -> Option<[(usize, [u8; 8]); 3]> {
-    let cr3 = u32::try_from(cr3).ok()?;
-    let target = u32::try_from(target).ok()?;
-    if !cr3.is_multiple_of(0x1000) {
-        return None;
-    }
-    let mut far = [0u8; 8];
-    far[..4].copy_from_slice(&target.to_le_bytes());
-    far[4..6].copy_from_slice(&CODE64_SELECTOR.to_le_bytes());
-    let efer: u32 = EFER_LME | if nxe { EFER_NXE } else { 0 };
-    let mut a = [0u8; 8];
-    a[..4].copy_from_slice(&cr3.to_le_bytes());
-    a[4..].copy_from_slice(&efer.to_le_bytes());
-    Some([
-        (RENDEZVOUS_CR3, a),
-        (RENDEZVOUS_TARGET, far),
-        (RENDEZVOUS_GO_WORD, RENDEZVOUS_GO.to_le_bytes()),
-    ])
-}
-
 /// EFER.LME.
 pub const EFER_LME: u32 = 1 << 8;
 /// EFER.NXE.
 pub const EFER_NXE: u32 = 1 << 11;
+
+/// What the boot CPU gives the APs through the rendezvous page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rendezvous {
+    /// The page-table root the APs load (below 4 GiB, 4 KiB aligned).
+    pub cr3: u64,
+    /// Whether the APs set EFER.NXE (the tables use NX bits).
+    pub nxe: bool,
+    /// The 64-bit entry the APs jump to (below 4 GiB).
+    pub entry: u64,
+    /// Base of the AP stacks (16-byte aligned).
+    pub stacks: u64,
+    /// Bytes of one stack (a multiple of 16).
+    pub stack_size: u64,
+    /// How many APs have a stack.
+    pub capacity: u32,
+    /// The IDT: limit and base.
+    pub idt: (u16, u64),
+}
+
+impl Rendezvous {
+    /// The rendezvous fields as bytes, go word zero (the caller writes these first and the go
+    /// word last). `None` if a field does not fit what the 32-bit code reads or the stacks wrap.
+    pub fn fields(&self) -> Option<[u8; RENDEZVOUS_LEN]> {
+        let cr3 = u32::try_from(self.cr3).ok()?;
+        let entry = u32::try_from(self.entry).ok()?;
+        let stacks_end = self
+            .stack_size
+            .checked_mul(u64::from(self.capacity))?
+            .checked_add(self.stacks)?;
+        if !cr3.is_multiple_of(0x1000)
+            || !self.stacks.is_multiple_of(16)
+            || !self.stack_size.is_multiple_of(16)
+            || self.stack_size == 0
+            || self.capacity == 0
+            || stacks_end == 0
+        {
+            return None;
+        }
+        let mut f = [0u8; RENDEZVOUS_LEN];
+        let efer = EFER_LME | if self.nxe { EFER_NXE } else { 0 };
+        f[RENDEZVOUS_CR3..][..4].copy_from_slice(&cr3.to_le_bytes());
+        f[RENDEZVOUS_EFER..][..4].copy_from_slice(&efer.to_le_bytes());
+        f[RENDEZVOUS_TARGET..][..4].copy_from_slice(&entry.to_le_bytes());
+        f[RENDEZVOUS_TARGET + 4..][..2].copy_from_slice(&CODE64_SELECTOR.to_le_bytes());
+        f[RENDEZVOUS_CAPACITY..][..4].copy_from_slice(&self.capacity.to_le_bytes());
+        f[RENDEZVOUS_STACKS..][..8].copy_from_slice(&self.stacks.to_le_bytes());
+        f[RENDEZVOUS_STACK_SIZE..][..8].copy_from_slice(&self.stack_size.to_le_bytes());
+        f[RENDEZVOUS_IDTR..][..2].copy_from_slice(&self.idt.0.to_le_bytes());
+        f[RENDEZVOUS_IDTR + 2..][..8].copy_from_slice(&self.idt.1.to_le_bytes());
+        Some(f)
+    }
+}
 
 /// MADT offset of the first interrupt controller structure (after the header, the local APIC
 /// address and the flags).
@@ -187,32 +230,6 @@ mod tests {
     extern crate std;
     use super::*;
 
-    #[test]
-    fn rendezvous_fields_write_the_go_word_last() {
-        let f = rendezvous_fields(0x30_0000, true, 0x9E800).unwrap();
-        assert_eq!(f[2], (0, *b"TDSHIMGO"));
-        let mut page = [0u8; 24];
-        for (at, bytes) in f {
-            page[at..at + 8].copy_from_slice(&bytes);
-        }
-        assert_eq!(
-            u32::from_le_bytes(page[8..12].try_into().unwrap()),
-            0x30_0000
-        );
-        assert_eq!(u32::from_le_bytes(page[12..16].try_into().unwrap()), 0x900);
-        assert_eq!(
-            u32::from_le_bytes(page[16..20].try_into().unwrap()),
-            0x9E800
-        );
-        assert_eq!(&page[20..24], &[0x10, 0, 0, 0]);
-        assert!(rendezvous_fields(0x30_0000, true, 1 << 32).is_none());
-        let f = rendezvous_fields(0x30_0000, false, 1).unwrap();
-        assert_eq!(u32::from_le_bytes(f[0].1[4..].try_into().unwrap()), 0x100);
-        // The APs load CR3 in 32-bit mode: a root above 4 GiB or unaligned is refused.
-        assert!(rendezvous_fields(1 << 32, true, 1).is_none());
-        assert!(rendezvous_fields(0x30_0800, true, 1).is_none());
-    }
-
     /// A small MADT as QEMU builds it: header, LAPIC address, flags, two local APICs, an IOAPIC.
     fn qemu_madt() -> Vec<u8> {
         let mut body = std::vec::Vec::new();
@@ -227,6 +244,68 @@ mod tests {
 
     fn sum(b: &[u8]) -> u8 {
         b.iter().fold(0u8, |a, &x| a.wrapping_add(x))
+    }
+
+    #[test]
+    fn the_rendezvous_fields_are_where_the_ap_code_reads_them() {
+        let r = Rendezvous {
+            cr3: 0x18_0000,
+            nxe: true,
+            entry: 0x20_1234,
+            stacks: 0x60_0000,
+            stack_size: 0x2000,
+            capacity: 3,
+            idt: (0xFFF, 0x10_2000),
+        };
+        let f = r.fields().unwrap();
+        let u32_at = |o: usize| u32::from_le_bytes(f[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_le_bytes(f[o..o + 8].try_into().unwrap());
+        assert_eq!(
+            u64_at(RENDEZVOUS_GO_WORD),
+            0,
+            "the go word is written separately, last"
+        );
+        assert_eq!(u32_at(RENDEZVOUS_CR3), 0x18_0000);
+        assert_eq!(u32_at(RENDEZVOUS_EFER), 0x900);
+        assert_eq!(u32_at(RENDEZVOUS_TARGET), 0x20_1234);
+        assert_eq!(&f[RENDEZVOUS_TARGET + 4..RENDEZVOUS_TARGET + 6], &[0x10, 0]);
+        assert_eq!(u32_at(RENDEZVOUS_INDEX), 0);
+        assert_eq!(u32_at(RENDEZVOUS_CAPACITY), 3);
+        assert_eq!(u64_at(RENDEZVOUS_STACKS), 0x60_0000);
+        assert_eq!(u64_at(RENDEZVOUS_STACK_SIZE), 0x2000);
+        assert_eq!(&f[RENDEZVOUS_IDTR..RENDEZVOUS_IDTR + 2], &[0xFF, 0x0F]);
+        assert_eq!(u64_at(RENDEZVOUS_IDTR + 2), 0x10_2000);
+        assert_eq!(RENDEZVOUS_GO.to_le_bytes(), *b"TDSHIMGO");
+        let without_nx = Rendezvous { nxe: false, ..r }.fields().unwrap();
+        assert_eq!(without_nx[RENDEZVOUS_EFER..][..4], 0x100u32.to_le_bytes());
+        // What the 32-bit code cannot load, or stacks that wrap or do not exist, is refused.
+        for bad in [
+            Rendezvous { cr3: 1 << 32, ..r },
+            Rendezvous {
+                cr3: 0x18_0800,
+                ..r
+            },
+            Rendezvous {
+                entry: 1 << 32,
+                ..r
+            },
+            Rendezvous {
+                stacks: 0x60_0008,
+                ..r
+            },
+            Rendezvous { stack_size: 0, ..r },
+            Rendezvous {
+                stack_size: 0x2008,
+                ..r
+            },
+            Rendezvous { capacity: 0, ..r },
+            Rendezvous {
+                stacks: u64::MAX - 15,
+                ..r
+            },
+        ] {
+            assert_eq!(bad.fields(), None, "{bad:?}");
+        }
     }
 
     #[test]

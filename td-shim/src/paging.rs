@@ -170,10 +170,6 @@ pub struct AddressSpace {
     pub image: (u64, u64),
     /// Where the payload is loaded: read-write, executable.
     pub payload: (u64, u64),
-    /// The reset code in the image: read-only, executable. The application processors run it
-    /// when they enter long mode on these tables (the instruction after CR0.PG is fetched
-    /// through them). Widened to its 2 MiB page, the top of the image.
-    pub reset_code: (u64, u64),
     /// Whether the first 2 MiB are executable too: Linux's decompressor runs a trampoline below
     /// 1 MiB to switch to 5-level paging (LA57), found in usable low RAM. Only for a Linux
     /// hand-off, when the firmware's own data there is no longer used as data.
@@ -204,8 +200,6 @@ pub fn map_firmware_address_space(
     let (b, s) = align(space.image);
     mapper.map(b, s, no_exec)?;
     let (b, s) = align(space.code);
-    mapper.map(b, s, F::empty())?;
-    let (b, s) = align(space.reset_code);
     mapper.map(b, s, F::empty())?;
     let (b, s) = align(space.payload);
     mapper.map(b, s, F::WRITABLE)?;
@@ -451,7 +445,6 @@ mod tests {
             code: (0x20_0000, 0x20_0000),
             image: (0xFF00_0000, 0x100_0000),
             payload: (0x100_0000, 0x200_0000),
-            reset_code: (0xFFFF_F000, 0xF00),
             low_memory_exec: false,
         };
         map_firmware_address_space(&mut m, &space, true).unwrap();
@@ -462,13 +455,8 @@ mod tests {
         assert!(flags.contains(F::WRITABLE | F::NO_EXECUTE));
         let (_, code) = m.translate(0x20_1000).unwrap();
         assert!(!code.contains(F::WRITABLE) && !code.contains(F::NO_EXECUTE));
-        let (_, rom) = m.translate(0xFF00_1000).unwrap();
+        let (_, rom) = m.translate(0xFFFF_FFF0).unwrap();
         assert!(!rom.contains(F::WRITABLE) && rom.contains(F::NO_EXECUTE));
-        // The reset code's 2 MiB page (APs enter long mode there): read-only, executable.
-        let (_, reset) = m.translate(0xFFFF_F100).unwrap();
-        assert!(!reset.contains(F::WRITABLE) && !reset.contains(F::NO_EXECUTE));
-        let (_, below) = m.translate(0xFFDF_F000).unwrap();
-        assert!(below.contains(F::NO_EXECUTE));
         let (_, data) = m.translate(0x14_0000).unwrap();
         assert!(data.contains(F::WRITABLE | F::NO_EXECUTE));
         let (_, payload) = m.translate(0x100_0000).unwrap();
@@ -486,7 +474,6 @@ mod tests {
             code: (0x20_0000, 0x20_0000),
             image: (0xFFE0_0000, 0x20_0000),
             payload: (0, 0),
-            reset_code: (0xFFFF_F000, 0xF00),
             low_memory_exec: false,
         };
         map_firmware_address_space(&mut m, &space, false).unwrap();
@@ -504,7 +491,6 @@ mod tests {
                 code: (0x20_0000, 0x20_0000),
                 image: (0xFF00_0000, 0x100_0000),
                 payload: (0x100_0000, 0x200_0000),
-                reset_code: (0xFFFF_F000, 0xF00),
                 low_memory_exec,
             };
             map_firmware_address_space(&mut m, &space, true).unwrap();

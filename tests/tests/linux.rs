@@ -139,6 +139,18 @@ fn boot_kernel_and_check(
     // 6.12 clears the mailbox's address in the MADT, which the agent reports as such. With one
     // vCPU there is no mailbox.
     check_mp_wakeup(&report, &b, smp, madt);
+    // The APs helped accept the RAM (a no-op per page on a plain VM, but the same start-up,
+    // split, job and accounting code as under TDX): every vCPU took a share and the shares
+    // added up to the whole, which the firmware checks before it says so.
+    if smp > 1 {
+        assert!(
+            b.said(&format!("by {smp} vCPUs (the boot CPU")),
+            "acceptance split across {smp} vCPUs"
+        );
+        assert!(b.said(&format!("mp: {} application processors running", smp - 1)));
+    } else {
+        assert!(!b.said("vCPUs (the boot CPU"));
+    }
     // ACPI power-off ends QEMU with status 0.
     assert!(b.said("reboot: Power down"));
     assert_eq!(b.status, Some(0));

@@ -7,8 +7,8 @@
 use crate::memory_map::{MemoryMap, RangeAllocator};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use td_layout::layout::{
-    Region, AP_RENDEZVOUS, EVENT_LOG, FW_CFG_BOUNCE, HANDOFF, HEAP, IMAGE_BASE, IMAGE_SIZE,
-    PAGE_TABLES, PAYLOAD_LOAD, TD_HOB,
+    Region, AP_RENDEZVOUS, AP_TRAMPOLINE, EVENT_LOG, FW_CFG_BOUNCE, HANDOFF, HEAP, IMAGE_BASE,
+    IMAGE_SIZE, PAGE_TABLES, PAYLOAD_LOAD, TD_HOB,
 };
 use x86_64::structures::paging::PageTable;
 
@@ -29,6 +29,9 @@ pub enum RamRegion {
     FwCfgBounce,
     /// [`AP_RENDEZVOUS`].
     ApRendezvous,
+    /// [`AP_TRAMPOLINE`] (VMM RAM below 1 MiB: take it only after checking it is RAM and
+    /// reserving it in the memory map).
+    ApTrampoline,
 }
 
 impl RamRegion {
@@ -42,6 +45,7 @@ impl RamRegion {
             RamRegion::EventLog => EVENT_LOG,
             RamRegion::FwCfgBounce => FW_CFG_BOUNCE,
             RamRegion::ApRendezvous => AP_RENDEZVOUS,
+            RamRegion::ApTrampoline => AP_TRAMPOLINE,
         }
     }
 }

@@ -11,9 +11,7 @@ use crate::platform::Platform;
 use crate::BootError;
 use core::convert::Infallible;
 use td_layout::handoff::PlatformKind;
-use td_layout::layout::{
-    AP_TRAMPOLINE, EVENT_LOG, FW_DATA, FW_STACK, HANDOFF, MP_MAILBOX, PAGE_TABLES,
-};
+use td_layout::layout::{EVENT_LOG, FW_DATA, FW_STACK, HANDOFF, MP_MAILBOX, PAGE_TABLES};
 use td_layout::payload::{PayloadKind, PayloadTable};
 use td_loader::linux::BootParamsInput;
 
@@ -122,11 +120,12 @@ pub(super) fn boot(
     mut map: MemoryMap,
     params: &LaunchParams,
     source: Source,
+    helpers: Option<mp::Helpers>,
 ) -> Result<Infallible, BootError> {
     let mut arena = RamArena::new(&map).ok_or(BootError::RegionUnavailable("ram"))?;
     // With more than one vCPU the APs are parked in the multiprocessor wakeup mailbox, which
     // the MADT then announces (Linux wakes them through it).
-    let park = params.vcpus > 1;
+    let park = helpers.is_some();
     let mut tables = acpi::install(
         platform,
         fw_cfg,
@@ -201,30 +200,17 @@ pub(super) fn boot(
     let tables_used = enable_paging(&map, (load, u64::from(image.init_size())), true)?;
     // The APs go to the wakeup loop now that the final page tables (which they keep using) are
     // loaded.
-    if park {
-        let start = match platform.kind() {
-            // Every vCPU of a TD starts at the reset vector: the APs are waiting already.
-            PlatformKind::Tdx => mp::ApStart::AtResetVector,
-            _ => mp::ApStart::StartupIpi {
-                trampoline: arena
-                    .take(AP_TRAMPOLINE.base, AP_TRAMPOLINE.size)
-                    .ok_or(BootError::RegionUnavailable(AP_TRAMPOLINE.name))?,
-            },
-        };
-        let rendezvous = phys::take(phys::RamRegion::ApRendezvous)
-            .ok_or(BootError::RegionUnavailable("ap-rendezvous"))?;
+    if let Some(helpers) = helpers {
         let mailbox = arena
             .take(MP_MAILBOX.base, MP_MAILBOX.size)
             .ok_or(BootError::RegionUnavailable(MP_MAILBOX.name))?;
-        let aps = params.vcpus - 1;
-        mp::park_aps(
-            aps,
-            start,
-            rendezvous,
+        let aps = helpers.count();
+        helpers.park(
             mailbox,
             MP_MAILBOX.base,
             PAGE_TABLES.base,
             cpu::nx_supported(),
+            platform.kind() == PlatformKind::Tdx,
         )?;
         log::info!(
             "mp: {aps} application processors wait in the wakeup mailbox at {:#x}",

@@ -15,7 +15,7 @@ mod elf;
 mod linux;
 mod measure;
 
-use crate::arch::{cpu, exceptions, heap, phys};
+use crate::arch::{cpu, exceptions, heap, mp, phys};
 use crate::fw_cfg::{linux_boot, FwCfg, FwCfgError};
 use crate::measurement::LaunchParams;
 use crate::memory_map::{carve_firmware_regions, MemoryMap};
@@ -24,8 +24,9 @@ use crate::platform::{self, Platform};
 use crate::serial::SerialLogger;
 use crate::BootError;
 use core::convert::Infallible;
+use td_layout::handoff::PlatformKind;
 use td_layout::layout::{
-    FW_CODE, IMAGE_BASE, IMAGE_PAYLOAD, IMAGE_RESET_CODE, IMAGE_SIZE, PAGE_TABLES,
+    AP_TRAMPOLINE, FW_CODE, IMAGE_BASE, IMAGE_PAYLOAD, IMAGE_SIZE, PAGE_TABLES,
 };
 use td_layout::payload::{PayloadKind, PayloadTable};
 
@@ -94,26 +95,39 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
         ram_bytes: vmm_ram,
         vcpus: platform.vcpu_count(fw_cfg)?,
     };
-    for r in map.ram() {
-        platform.accept_memory(r.base, r.length)?;
-    }
-    log::info!(
-        "memory: {} MiB of RAM, top {:#x}",
-        map.ram_bytes() >> 20,
-        map.ram_top()
-    );
 
     // A kernel given to the VMM (`-kernel`) is the user's explicit choice; else the image's payload.
     let kernel_size = match fw_cfg {
         Some(f) => f.read_u32(linux_boot::KERNEL_SIZE)?,
         None => 0,
     };
-    if let (Some(f), true) = (fw_cfg, kernel_size > 0) {
-        return linux::boot(platform, f, map, &params, linux::Source::fw_cfg(f)?);
-    }
     let region = phys::image(IMAGE_PAYLOAD).ok_or(BootError::RegionUnavailable("payload"))?;
     let table = PayloadTable::parse(region)?;
-    if table.find(PayloadKind::Kernel).is_some() {
+    let linux = kernel_size > 0 || table.find(PayloadKind::Kernel).is_some();
+    // For Linux the APs are started now: they help accept memory, then park in the wakeup
+    // mailbox. An ELF payload gets the boot CPU alone.
+    let helpers = match (linux, params.vcpus.checked_sub(1)) {
+        (true, Some(aps)) if aps > 0 => Some(start_aps(platform, &mut map, aps)?),
+        _ => None,
+    };
+    accept_ram(platform, &map, helpers.as_ref())?;
+    log::info!(
+        "memory: {} MiB of RAM, top {:#x}",
+        map.ram_bytes() >> 20,
+        map.ram_top()
+    );
+
+    if let (Some(f), true) = (fw_cfg, kernel_size > 0) {
+        return linux::boot(
+            platform,
+            f,
+            map,
+            &params,
+            linux::Source::fw_cfg(f)?,
+            helpers,
+        );
+    }
+    if linux {
         let f = fw_cfg.ok_or(FwCfgError::NotPresent)?;
         linux::boot(
             platform,
@@ -121,10 +135,68 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
             map,
             &params,
             linux::Source::Image(alloc::boxed::Box::new(table)),
+            helpers,
         )
     } else {
         elf::boot(platform, map, &params, &table)
     }
+}
+
+/// Starts the `aps` application processors as helpers ([`mp::start_helpers`]): under TDX they
+/// are waiting at the reset vector; on a plain VM they are sent there through the start-up IPI
+/// trampoline, whose page is reserved for good (Linux keeps the first MiB to itself anyway).
+fn start_aps(
+    platform: &dyn Platform,
+    map: &mut MemoryMap,
+    aps: u32,
+) -> Result<mp::Helpers, BootError> {
+    let rendezvous = phys::take(phys::RamRegion::ApRendezvous)
+        .ok_or(BootError::RegionUnavailable("ap-rendezvous"))?;
+    let start = match platform.kind() {
+        // Every vCPU of a TD starts at the reset vector: the APs are waiting already.
+        PlatformKind::Tdx => mp::ApStart::AtResetVector,
+        _ => {
+            map.carve(
+                AP_TRAMPOLINE.name,
+                AP_TRAMPOLINE.base,
+                AP_TRAMPOLINE.size,
+                td_layout::handoff::E820_RESERVED,
+            )?;
+            let trampoline = phys::take(phys::RamRegion::ApTrampoline)
+                .ok_or(BootError::RegionUnavailable(AP_TRAMPOLINE.name))?;
+            mp::ApStart::StartupIpi { trampoline }
+        }
+    };
+    let helpers = mp::start_helpers(aps, start, rendezvous)?;
+    log::info!("mp: {} application processors running", helpers.count());
+    Ok(helpers)
+}
+
+/// Accepts all RAM of `map` (TDX: TDG.MEM.PAGE.ACCEPT; nothing on a plain VM), split across
+/// the helpers if there are any. Only whole 4 KiB pages can be accepted: partial pages at the
+/// ends of a range (a plain VM's e820 may have them) are left out of the split.
+fn accept_ram(
+    platform: &dyn Platform,
+    map: &MemoryMap,
+    helpers: Option<&mp::Helpers>,
+) -> Result<(), BootError> {
+    let Some(helpers) = helpers else {
+        for r in map.ram() {
+            platform.accept_memory(r.base, r.length)?;
+        }
+        return Ok(());
+    };
+    let page = td_layout::layout::PAGE_SIZE;
+    let ranges: alloc::vec::Vec<(u64, u64)> = map
+        .ram()
+        .filter_map(|r| {
+            let start = r.base.checked_next_multiple_of(page)?;
+            let end = r.end() / page * page;
+            (end > start).then(|| (start, end - start))
+        })
+        .collect();
+    helpers.accept(ranges, |base, len| platform.accept_memory(base, len))?;
+    Ok(())
 }
 
 /// Builds the firmware's page tables, with `exec` (the payload's window) executable, and
@@ -142,7 +214,6 @@ fn enable_paging(
         code: (FW_CODE.base, FW_CODE.size),
         image: (IMAGE_BASE, IMAGE_SIZE),
         payload: exec,
-        reset_code: (IMAGE_RESET_CODE.base, IMAGE_RESET_CODE.size),
         low_memory_exec,
     };
     map_firmware_address_space(&mut mapper, &space, nx)?;
