@@ -21,7 +21,7 @@ use td_shim_tool::{
     eventlog,
     files::{self, FileError, Limit},
     inspect::inspect,
-    measure::{self, memory::parse_memory, Measurement},
+    measure::{self, memory::parse_memory, vmm, Measurement, VmmInputs},
     mrtd::{self, PageOrder},
     refvals, snp, verify,
 };
@@ -105,21 +105,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Read a CC event log (the CCEL log area, from any firmware): list it, replay it, or
-    /// compare it with another.
+    /// Read a CC event log (the CCEL log area, from any firmware): list it, replay it, compare
+    /// it with another, or take the TD HOB a td-shim TD measured out of it.
     Eventlog {
         #[command(subcommand)]
         command: EventlogCommand,
     },
     /// Compute the RTMRs and the CC event log td-shim will produce, before any guest runs.
     ///
-    /// The events are those of td_shim::measurement::plan, the function the firmware runs, for
-    /// the payload and launch parameters given. With --kernel, the payload is what QEMU's direct
+    /// The events are those of td_shim::measurement::plan_with, the function the firmware runs,
+    /// for the payload, launch parameters and (under TDX) VMM configuration given. With --kernel, the payload is what QEMU's direct
     /// boot (-kernel, -initrd, -append) hands the firmware; else it is what the --image's payload
     /// table lists.
     ///
     /// With --platform tdx it also computes MRTD from the --image's TDVF metadata (any TDVF
-    /// image: td-shim's or OVMF's), and the RTMRs only if --memory and --vcpus are given.
+    /// image: td-shim's or OVMF's), and the RTMRs only if --memory and --vcpus are given. Under
+    /// TDX the firmware also measures the TD HOB and (for a Linux boot) QEMU's ACPI fw_cfg files
+    /// into RTMR0: RTMR0 is predicted only with --td-hob (and --acpi-dir); without them it is
+    /// reported unknown ("rtmr0": null, with "rtmr0_unknown" saying why), RTMR1-3 stay exact,
+    /// and --log-out is refused (the expected log's RTMR0 events would be wrong).
     ///
     /// With --platform snp it prints only the AMD SEV-SNP launch digest (hex; --mode seves/sev:
     /// SEV-ES/SEV) of the --image's OVMF-style SEV metadata, booting --kernel/--initrd/--cmdline
@@ -139,11 +143,14 @@ enum Command {
         /// Print JSON: {"rtmr0".."rtmr3", "events": [{"index", "mr_index", "register", "type",
         /// "name", "digest", "description"}], "launch_params"}; with --platform tdx also
         /// "mrtd", "vmm", "tdvf_source", "tdvf_offset", "tdvf_sections" (the RTMR keys only
-        /// with --memory and --vcpus).
+        /// with --memory and --vcpus; "rtmr0" null and "rtmr0_unknown" when RTMR0 cannot be
+        /// predicted).
         #[arg(long)]
         json: bool,
         /// Write the expected CC event log (the bytes td-shim writes in its log area), for
-        /// `eventlog diff EXPECTED ACTUAL` against a guest's log.
+        /// `eventlog diff EXPECTED ACTUAL` against a guest's log. Refused (exit 1, nothing
+        /// written) when RTMR0 cannot be predicted (--platform tdx without --td-hob or
+        /// --acpi-dir).
         #[arg(long, value_name = "FILE")]
         log_out: Option<PathBuf>,
     },
@@ -159,8 +166,11 @@ enum Command {
     /// With --platform tdx (needs --image): mr_td (MRTD of the --image, in the --vmm page
     /// order) and rtmr_0, rtmr_1, rtmr_2 (RTMR0-2) instead of td-shim.rtmr0-3 (RTMR3 is the
     /// guest OS's); mr_td, rtmr_1 and rtmr_2 are the IDs Trustee's default policy reads. The
-    /// event digests as above. The --policy then also checks MRTD, the TCB status and the
-    /// DEBUG attribute (docs/tdx-measurement.md §8).
+    /// event digests as above, plus td-shim.td_hob with --td-hob. rtmr_0 only when RTMR0 can be
+    /// predicted (--td-hob, and --acpi-dir for a Linux boot): otherwise it is left out, a note
+    /// says so on standard error, and the --policy does not check RTMR0 (it checks the
+    /// launch-parameters event only). The --policy then also checks MRTD, the TCB status and
+    /// the DEBUG attribute (docs/tdx-measurement.md §8).
     Refvals {
         #[command(flatten)]
         boot: BootInputs,
@@ -252,10 +262,24 @@ struct BootInputs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=0xFFFF))]
     vcpus: Option<u32>,
     /// The platform the VM runs on: plain (td-shim's only platform so far), or tdx (the
-    /// same RTMR plan, with platform=tdx in the launch parameters, plus MRTD for `measure` and
-    /// `refvals`), or snp (`measure` only: the SEV-SNP launch digest).
+    /// same RTMR plan, with platform=tdx in the launch parameters and the VMM's configuration
+    /// in RTMR0, plus MRTD for `measure` and `refvals`), or snp (`measure` only: the SEV-SNP
+    /// launch digest).
     #[arg(long, value_enum, default_value = "plain")]
     platform: PlatformArg,
+    /// With --platform tdx: the TD HOB as the VMM wrote it, either the HOB list alone (as
+    /// `eventlog extract-hob` writes it from a TD's log) or the whole TD_HOB region starting
+    /// with it (at most 128 KiB). Checked as the firmware checks it (exit 1 if refused); the
+    /// list through its end-of-list HOB is measured. Its RAM must equal --memory.
+    #[arg(long, value_name = "FILE")]
+    td_hob: Option<PathBuf>,
+    /// With --platform tdx and a Linux boot: a directory holding QEMU's fw_cfg files under
+    /// their fw_cfg names (DIR/etc/table-loader, DIR/etc/acpi/tables, DIR/etc/acpi/rsdp, ...),
+    /// or with Linux's layout DIR/NAME/raw (/sys/firmware/qemu_fw_cfg/by_name). The
+    /// etc/table-loader script is checked as the firmware checks it and every file its
+    /// ALLOCATE commands name is read, in command order (exit 1 naming a missing file).
+    #[arg(long, value_name = "DIR")]
+    acpi_dir: Option<PathBuf>,
 }
 
 /// A usage error (exit status 2), as clap reports one.
@@ -265,10 +289,14 @@ fn usage(kind: ErrorKind, message: &str) -> clap::Error {
 
 impl Cli {
     /// The usage rules clap cannot state: --memory and --vcpus are required unless
-    /// `measure --platform tdx` (MRTD only), where they go together; --vmm needs tdx.
+    /// `measure --platform tdx` (MRTD only), where they go together; --vmm, --td-hob and
+    /// --acpi-dir need tdx.
     fn check(&self) -> Result<(), clap::Error> {
         if let Some(message) = self.check_snp() {
             return Err(usage(ErrorKind::ArgumentConflict, &message));
+        }
+        if let Some(message) = self.check_vmm_config() {
+            return Err(usage(ErrorKind::ArgumentConflict, message));
         }
         let (boot, mrtd_only_ok, vmm, log_out) = match &self.command {
             Command::Measure { boot, .. } if matches!(boot.platform, PlatformArg::Snp) => {
@@ -312,6 +340,28 @@ impl Cli {
 }
 
 impl Cli {
+    /// The usage rules of --td-hob and --acpi-dir: --platform tdx, with the launch parameters.
+    fn check_vmm_config(&self) -> Option<&'static str> {
+        let boot = match &self.command {
+            Command::Measure { boot, .. } | Command::Refvals { boot, .. } => boot,
+            _ => return None,
+        };
+        if boot.td_hob.is_none() && boot.acpi_dir.is_none() {
+            return None;
+        }
+        match boot.platform {
+            PlatformArg::Tdx if boot.memory.is_none() || boot.vcpus.is_none() => Some(
+                "--td-hob and --acpi-dir need --memory and --vcpus (they are measured into \
+                 RTMR0 after the launch parameters)",
+            ),
+            PlatformArg::Tdx => None,
+            PlatformArg::Plain | PlatformArg::Snp => Some(
+                "--td-hob and --acpi-dir need --platform tdx (the plain firmware measures \
+                 neither the TD HOB nor the ACPI files)",
+            ),
+        }
+    }
+
     /// The usage rules of --platform snp (the SEV options need it; it takes no --memory).
     fn check_snp(&self) -> Option<String> {
         match &self.command {
@@ -345,6 +395,18 @@ impl Cli {
 }
 
 impl BootInputs {
+    /// Reads --td-hob and --acpi-dir.
+    fn vmm_inputs(&self) -> Result<VmmInputs> {
+        let td_hob = self.td_hob.as_deref().map(vmm::TdHob::read).transpose()?;
+        let acpi = match &self.acpi_dir {
+            Some(dir) => Some(vmm::read_acpi_dir(dir).with_context(|| {
+                format!("cannot read the ACPI fw_cfg files in {}", dir.display())
+            })?),
+            None => None,
+        };
+        Ok(VmmInputs { td_hob, acpi })
+    }
+
     /// Reads the inputs and computes the boot's measurements.
     fn measure(&self) -> Result<Measurement> {
         let platform = match self.platform {
@@ -356,6 +418,7 @@ impl BootInputs {
             anyhow::bail!("give --memory and --vcpus")
         };
         let params = measure::launch_params(platform, memory, vcpus)?;
+        let inputs = self.vmm_inputs()?;
         if let Some(kernel) = &self.source.kernel {
             if let Some(image) = &self.source.image {
                 say(format_args!(
@@ -367,8 +430,9 @@ impl BootInputs {
             let (payload, header) =
                 measure::linux_payload_from_files(kernel, self.initrd.as_deref(), cmdline)
                     .with_context(|| format!("cannot measure a boot of {}", kernel.display()))?;
-            Ok(measure::measure_with_header(
+            Ok(measure::measure_with(
                 &params,
+                &inputs,
                 &payload,
                 Some(&header),
             )?)
@@ -376,7 +440,7 @@ impl BootInputs {
             let image_bytes = read(image, &Limit::TD_SHIM_IMAGE)?;
             let payload = measure::image_payload(&image_bytes)
                 .with_context(|| format!("cannot measure a boot of {}", image.display()))?;
-            Ok(measure::measure(&params, &payload)?)
+            Ok(measure::measure_with(&params, &inputs, &payload, None)?)
         } else {
             anyhow::bail!("give --kernel or --image")
         }
@@ -405,6 +469,20 @@ enum EventlogCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write the TD HOB a td-shim TD measured (its td_hob event in RTMR0) to a file, for
+    /// `measure --td-hob`: exit 1 unless the log has exactly one td_hob event, whose data is
+    /// what its digest covers and a HOB list the firmware accepts. Trust the file only once the
+    /// log has been replayed against a quote (`verify`, `eventlog replay --quote`).
+    ExtractHob {
+        /// The log area's bytes (e.g. /sys/firmware/acpi/tables/data/CCEL).
+        file: PathBuf,
+        /// Where to write the HOB list.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare two logs event by event (MR index, type, digest, data) and name the first event
     /// that differs and the registers it changes (exit 1 if the events differ).
     Diff {
@@ -416,6 +494,18 @@ enum EventlogCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Writes the expected log, unless its RTMR0 events cannot be predicted.
+fn write_log(path: &Path, measurement: &Measurement) -> Result<()> {
+    if let Some(why) = &measurement.rtmr0_unknown {
+        anyhow::bail!(
+            "{} not written: RTMR0 is unknown ({why}), so the expected log's RTMR0 events would \
+             be wrong",
+            path.display()
+        );
+    }
+    write(path, &measurement.log)
 }
 
 fn read(path: &Path, limit: &Limit) -> Result<Vec<u8>> {
@@ -532,7 +622,7 @@ fn run(cli: Cli) -> Result<()> {
                 if boot.memory.is_some() {
                     let measurement = boot.measure()?;
                     if let Some(path) = &log_out {
-                        write(path, &measurement.log)?;
+                        write_log(path, &measurement)?;
                     }
                     rtmrs = Some(measurement.report());
                 }
@@ -541,7 +631,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             let measurement = boot.measure()?;
             if let Some(path) = &log_out {
-                write(path, &measurement.log)?;
+                write_log(path, &measurement)?;
             }
             let report = measurement.report();
             print(json, &report, || report.to_text())
@@ -564,6 +654,13 @@ fn run(cli: Cli) -> Result<()> {
                     let mrtd = mrtd::compute(&bytes, order).with_context(|| {
                         format!("cannot compute the MRTD of {}", image.display())
                     })?;
+                    if let Some(why) = &measurement.rtmr0_unknown {
+                        say(format_args!(
+                            "td-shim-tool: note: no rtmr_0 reference value: RTMR0 is unknown \
+                             ({why}); the policy checks the launch-parameters event in RTMR0, \
+                             not RTMR0"
+                        ));
+                    }
                     (
                         refvals::tdx_reference_values(&measurement, &mrtd)?,
                         policy.is_some().then(|| refvals::tdx_policy(&measurement)),
@@ -623,6 +720,16 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             Ok(())
+        }
+        Command::Eventlog {
+            command: EventlogCommand::ExtractHob { file, output, json },
+        } => {
+            let bytes = read(&file, &Limit::EVENT_LOG)?;
+            let hob = eventlog::extract_hob(&bytes)
+                .with_context(|| format!("cannot extract the TD HOB from {}", file.display()))?;
+            write(&output, &hob.list)?;
+            let report = hob.report(&output);
+            print(json, &report, || report.to_text())
         }
         Command::Eventlog {
             command:

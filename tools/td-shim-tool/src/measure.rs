@@ -15,7 +15,11 @@
 //!   image's payload table lists ([`image_payload`]). The firmware boots a direct-boot kernel in
 //!   preference to the image's payload, so a caller with both measures the kernel;
 //! - the launch parameters ([`LaunchParams`]): the platform, the RAM size (QEMU's `-m`, read by
-//!   [`memory::parse_memory`]) and the vCPU count (`-smp`).
+//!   [`memory::parse_memory`]) and the vCPU count (`-smp`);
+//! - under TDX, the VMM's configuration the firmware measures into RTMR0 ([`VmmInputs`], read by
+//!   [`vmm`]): the TD HOB, and for a Linux boot QEMU's ACPI fw_cfg files. Without them RTMR0
+//!   cannot be predicted: the measurement says so ([`Measurement::rtmr0_unknown`]) and its
+//!   RTMR0 and log are not the firmware's; RTMR1 to RTMR3 are exact either way.
 //!
 //! Inputs the firmware would refuse are refused here, by the same checks: a kernel
 //! `td_loader::linux::parse` rejects, a command line longer than the kernel takes, an ELF
@@ -24,6 +28,8 @@
 pub mod layout;
 
 pub mod memory;
+
+pub mod vmm;
 
 use crate::eventlog::dump;
 use crate::files::{self, FileError, Limit};
@@ -38,7 +44,9 @@ use td_loader::elf::{ElfError, ElfFile};
 use td_loader::linux::KernelHeader;
 use td_loader::linux::LinuxError;
 use td_shim::eventlog::{self, rtmr_of_mr_index, EventType, Rtmrs, SoftwareRtmrs, WriteError};
-use td_shim::measurement::{plan, Blob, KernelHasher, PlannedEvent, Recording};
+use td_shim::measurement::{
+    plan_with, Blob, ConfigFile, KernelHasher, PlannedEvent, Recording, VmmConfig,
+};
 
 pub use td_shim::measurement::{LaunchParams, Payload};
 
@@ -89,6 +97,30 @@ pub enum MeasureError {
     /// The firmware cannot lay the boot out in the VM's memory ([`layout::check`]).
     #[error("{0} (the firmware refuses this setup)")]
     Layout(layout::LayoutError),
+    /// A TD HOB or ACPI files were given for a platform whose firmware measures neither.
+    #[error(
+        "the TD HOB and ACPI files are measured only under TDX (--platform tdx); the {0} \
+         firmware measures neither"
+    )]
+    VmmConfigNotMeasured(&'static str),
+    /// ACPI files were given for an ELF payload, which the firmware boots without ACPI tables.
+    #[error(
+        "an ELF payload boots without ACPI tables: the firmware measures no ACPI files for it \
+         (omit --acpi-dir)"
+    )]
+    AcpiWithElf,
+    /// The TD HOB describes another RAM size than the launch parameters give.
+    #[error(
+        "the TD HOB describes {hob} bytes of RAM, but --memory gives {memory}: the firmware \
+         measures the HOB's RAM size (ram_bytes) in the launch parameters; give the --memory of \
+         the VM that HOB comes from"
+    )]
+    HobRam {
+        /// RAM in the HOB's memory map.
+        hob: u64,
+        /// RAM in the launch parameters.
+        memory: u64,
+    },
 }
 
 /// Checks a kernel (given by its first bytes, which include the setup header, and its length)
@@ -248,10 +280,84 @@ pub struct Measurement {
     pub launch_params: String,
     /// The plan's events, in order.
     pub planned: Vec<PlannedEvent>,
-    /// RTMR0 to RTMR3 after the firmware's events.
+    /// RTMR0 to RTMR3 after the firmware's events. RTMR0 only if [`Self::rtmr0_unknown`] is
+    /// `None`.
     pub rtmrs: Rtmrs,
-    /// The log as the firmware writes it: the used part of its log area.
+    /// The log as the firmware writes it: the used part of its log area. Not the firmware's
+    /// when [`Self::rtmr0_unknown`] is set (RTMR0's events are missing).
     pub log: Vec<u8>,
+    /// Why RTMR0 cannot be predicted (under TDX, the VMM's configuration the firmware measures
+    /// into RTMR0 was not given, [`VmmInputs`]); `None` when RTMR0 is exact.
+    pub rtmr0_unknown: Option<String>,
+}
+
+/// The VMM's configuration measured into RTMR0 under TDX, as read by [`vmm`].
+#[derive(Debug, Clone, Default)]
+pub struct VmmInputs {
+    /// The TD HOB (`--td-hob`).
+    pub td_hob: Option<vmm::TdHob>,
+    /// The ACPI files in the order the firmware measures them (`--acpi-dir`).
+    pub acpi: Option<Vec<ConfigFile>>,
+}
+
+impl VmmInputs {
+    /// Whether anything is given.
+    pub fn is_empty(&self) -> bool {
+        self.td_hob.is_none() && self.acpi.is_none()
+    }
+}
+
+/// The configuration the firmware measures for `params` and `payload` from `inputs`, and why
+/// RTMR0 cannot be predicted if something it measures is missing. Refuses inputs the firmware
+/// does not measure, and a HOB whose RAM is not `params.ram_bytes`.
+fn vmm_config<'a>(
+    params: &LaunchParams,
+    inputs: &'a VmmInputs,
+    payload: &Payload<'_>,
+) -> Result<(VmmConfig<'a>, Option<String>), MeasureError> {
+    // Only td-shim's TDX platform measures the VMM's configuration (Platform::td_hob and
+    // Platform::measures_acpi); the plain VM measures neither.
+    if params.platform != PlatformKind::Tdx {
+        if !inputs.is_empty() {
+            return Err(MeasureError::VmmConfigNotMeasured(params.platform.name()));
+        }
+        return Ok((VmmConfig::default(), None));
+    }
+    if let Some(hob) = &inputs.td_hob {
+        if hob.ram_bytes != params.ram_bytes {
+            return Err(MeasureError::HobRam {
+                hob: hob.ram_bytes,
+                memory: params.ram_bytes,
+            });
+        }
+    }
+    let linux = matches!(payload, Payload::Linux { .. });
+    if !linux && inputs.acpi.is_some() {
+        return Err(MeasureError::AcpiWithElf);
+    }
+    let mut missing = Vec::new();
+    if inputs.td_hob.is_none() {
+        missing.push("--td-hob");
+    }
+    if linux && inputs.acpi.is_none() {
+        missing.push("--acpi-dir");
+    }
+    let unknown = (!missing.is_empty()).then(|| {
+        format!(
+            "needs {}: under TDX the firmware measures the TD HOB{} into RTMR0",
+            missing.join(" and "),
+            if linux {
+                " and the ACPI fw_cfg files"
+            } else {
+                ""
+            }
+        )
+    });
+    let config = VmmConfig {
+        td_hob: inputs.td_hob.as_ref().map(|h| h.list.as_slice()),
+        acpi: inputs.acpi.clone().unwrap_or_default(),
+    };
+    Ok((config, unknown))
 }
 
 /// Lays a Linux boot out in QEMU's memory map as the firmware will ([`layout::check`]): an
@@ -286,7 +392,8 @@ fn check_layout(
 }
 
 /// The firmware's measurements for booting `payload` with `params`, refused exactly where the
-/// firmware refuses the boot. A kernel given by digest needs [`measure_with_header`].
+/// firmware refuses the boot, without the VMM's configuration (under TDX RTMR0 is then
+/// unknown: [`measure_with`]). A kernel given by digest needs [`measure_with_header`].
 pub fn measure(params: &LaunchParams, payload: &Payload<'_>) -> Result<Measurement, MeasureError> {
     measure_with_header(params, payload, None)
 }
@@ -297,8 +404,22 @@ pub fn measure_with_header(
     payload: &Payload<'_>,
     header: Option<&KernelHeader>,
 ) -> Result<Measurement, MeasureError> {
+    measure_with(params, &VmmInputs::default(), payload, header)
+}
+
+/// The firmware's measurements for booting `payload` with `params` and the VMM's configuration
+/// `inputs` (`td_shim::measurement::plan_with`). Under TDX RTMR0 is exact only with the TD HOB
+/// and, for a Linux boot, the ACPI files; otherwise [`Measurement::rtmr0_unknown`] says what is
+/// missing. A kernel given by digest needs its setup `header`.
+pub fn measure_with(
+    params: &LaunchParams,
+    inputs: &VmmInputs,
+    payload: &Payload<'_>,
+    header: Option<&KernelHeader>,
+) -> Result<Measurement, MeasureError> {
+    let (config, rtmr0_unknown) = vmm_config(params, inputs, payload)?;
     check_layout(params, payload, header)?;
-    let planned = plan(params, payload);
+    let planned = plan_with(params, &config, payload);
     let mut area = vec![0u8; EVENT_LOG.size as usize];
     let mut registers = SoftwareRtmrs::default();
     let mut recording = Recording::new(&mut area).map_err(MeasureError::Log)?;
@@ -317,14 +438,18 @@ pub fn measure_with_header(
         planned,
         rtmrs: registers.0,
         log,
+        rtmr0_unknown,
     })
 }
 
 /// `measure --json`.
 #[derive(Debug, Serialize)]
 pub struct MeasureReport {
-    /// RTMR0, lower-case hex.
-    pub rtmr0: String,
+    /// RTMR0, lower-case hex; null when it cannot be predicted ([`Self::rtmr0_unknown`]).
+    pub rtmr0: Option<String>,
+    /// Why RTMR0 cannot be predicted; absent when it is exact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtmr0_unknown: Option<String>,
     /// RTMR1.
     pub rtmr1: String,
     /// RTMR2.
@@ -361,7 +486,11 @@ impl Measurement {
     pub fn report(&self) -> MeasureReport {
         let [rtmr0, rtmr1, rtmr2, rtmr3] = self.rtmrs.map(hex::encode);
         MeasureReport {
-            rtmr0,
+            rtmr0: self.rtmr0_unknown.is_none().then_some(rtmr0),
+            rtmr0_unknown: self
+                .rtmr0_unknown
+                .as_ref()
+                .map(|why| format!("unknown: {why}")),
             rtmr1,
             rtmr2,
             rtmr3,
@@ -378,13 +507,26 @@ impl MeasureReport {
         for line in self.launch_params.lines() {
             let _ = writeln!(s, "  {line}");
         }
-        for (i, value) in [&self.rtmr0, &self.rtmr1, &self.rtmr2, &self.rtmr3]
-            .iter()
-            .enumerate()
-        {
-            let _ = writeln!(s, "RTMR{i} {value}");
+        match (&self.rtmr0, &self.rtmr0_unknown) {
+            (Some(value), _) => {
+                let _ = writeln!(s, "RTMR0 {value}");
+            }
+            (None, why) => {
+                let _ = writeln!(s, "RTMR0 {}", why.as_deref().unwrap_or("unknown"));
+            }
         }
-        let _ = writeln!(s, "{} events:", self.events.len());
+        for (i, value) in [&self.rtmr1, &self.rtmr2, &self.rtmr3].iter().enumerate() {
+            let _ = writeln!(s, "RTMR{} {value}", i + 1);
+        }
+        if self.rtmr0.is_some() {
+            let _ = writeln!(s, "{} events:", self.events.len());
+        } else {
+            let _ = writeln!(
+                s,
+                "{} events (RTMR0's are incomplete: those of the inputs not given are missing):",
+                self.events.len()
+            );
+        }
         for e in &self.events {
             let _ = writeln!(
                 s,
@@ -404,7 +546,7 @@ impl MeasureReport {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use td_shim::measurement::kernel_digest;
+    use td_shim::measurement::{kernel_digest, plan};
 
     /// A minimal bzImage `td_loader::linux::parse` accepts: protocol 2.15, one setup sector,
     /// 64-bit entry, relocatable, 2 MiB alignment, `cmdline_size` 2047, `len` bytes.
@@ -455,7 +597,7 @@ pub(crate) mod tests {
         // The log bytes replay to the printed registers.
         let replayed = eventlog::parse(&m.log).unwrap().replay();
         assert_eq!(replayed, m.rtmrs);
-        assert_eq!(report.rtmr0, hex::encode(replayed[0]));
+        assert_eq!(report.rtmr0, Some(hex::encode(replayed[0])));
         assert_eq!(report.rtmr1, hex::encode(replayed[1]));
         assert_eq!(report.rtmr2, hex::encode(replayed[2]));
         assert_eq!(report.rtmr3, "0".repeat(96));
@@ -515,6 +657,134 @@ pub(crate) mod tests {
             assert_ne!(other[0], base[0]);
             assert_eq!(other[1..], base[1..]);
         }
+    }
+
+    const TDX: LaunchParams = LaunchParams {
+        platform: PlatformKind::Tdx,
+        ram_bytes: 512 << 20,
+        vcpus: 2,
+    };
+
+    fn tdx_inputs(hob: bool, acpi: bool) -> VmmInputs {
+        VmmInputs {
+            td_hob: hob.then(|| vmm::TdHob::parse(vmm::tests::qemu_hob(512 << 20)).unwrap()),
+            acpi: acpi.then(|| {
+                vec![
+                    ConfigFile::of("etc/table-loader", b"script"),
+                    ConfigFile::of("etc/acpi/tables", b"tables"),
+                ]
+            }),
+        }
+    }
+
+    #[test]
+    fn under_tdx_rtmr0_holds_the_vmm_configuration() {
+        let kernel = synthetic_kernel(0x3000);
+        let payload = linux_payload(&kernel, Some(b"initrd"), b"console=ttyS0").unwrap();
+        let inputs = tdx_inputs(true, true);
+        let m = measure_with(&TDX, &inputs, &payload, None).unwrap();
+        assert_eq!(m.rtmr0_unknown, None);
+        // The firmware's plan and recorder on the same configuration.
+        let config = VmmConfig {
+            td_hob: Some(&inputs.td_hob.as_ref().unwrap().list),
+            acpi: inputs.acpi.clone().unwrap(),
+        };
+        let mut area = vec![0u8; EVENT_LOG.size as usize];
+        let mut registers = SoftwareRtmrs::default();
+        let mut recording = Recording::new(&mut area).unwrap();
+        recording
+            .record(&mut registers, plan_with(&TDX, &config, &payload))
+            .unwrap();
+        assert_eq!(m.log, recording.log());
+        assert_eq!(m.rtmrs, registers.0);
+        let names: Vec<_> = m.planned.iter().map(|e| e.name).collect();
+        assert_eq!(
+            names[..5],
+            [
+                "launch_params",
+                "td_hob",
+                "acpi_file",
+                "acpi_file",
+                "separator"
+            ]
+        );
+        // Without them RTMR0 is unknown and said to be; RTMR1-3 are the same.
+        let without = measure(&TDX, &payload).unwrap();
+        assert_eq!(without.rtmrs[1..], m.rtmrs[1..]);
+        assert_ne!(without.rtmrs[0], m.rtmrs[0]);
+        let why = without.rtmr0_unknown.as_deref().unwrap();
+        assert_eq!(
+            why,
+            "needs --td-hob and --acpi-dir: under TDX the firmware measures the TD HOB and the \
+             ACPI fw_cfg files into RTMR0"
+        );
+        let report = without.report();
+        assert_eq!(report.rtmr0, None);
+        assert_eq!(
+            report.rtmr0_unknown.as_deref(),
+            Some(&*format!("unknown: {why}"))
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json["rtmr0"].is_null());
+        assert_eq!(json["rtmr1"], hex::encode(m.rtmrs[1]));
+        let text = report.to_text();
+        assert!(text.contains(&format!("RTMR0 unknown: {why}\n")), "{text}");
+        assert!(text.contains("RTMR0's are incomplete"), "{text}");
+        // One of the two is not enough for a Linux boot.
+        for (hob, acpi, missing) in [(true, false, "--acpi-dir"), (false, true, "--td-hob")] {
+            let m = measure_with(&TDX, &tdx_inputs(hob, acpi), &payload, None).unwrap();
+            let why = m.rtmr0_unknown.unwrap();
+            assert!(why.starts_with(&format!("needs {missing}:")), "{why}");
+        }
+        // Known: the report has RTMR0 and no reason.
+        let json = serde_json::to_value(m.report()).unwrap();
+        assert_eq!(json["rtmr0"], hex::encode(m.rtmrs[0]));
+        assert!(json.get("rtmr0_unknown").is_none());
+    }
+
+    #[test]
+    fn an_elf_payload_needs_the_hob_only() {
+        let elf = Payload::Elf(b"\x7fELF");
+        let m = measure_with(&TDX, &tdx_inputs(true, false), &elf, None).unwrap();
+        assert_eq!(m.rtmr0_unknown, None);
+        assert_eq!(m.planned[1].name, "td_hob");
+        let m = measure_with(&TDX, &VmmInputs::default(), &elf, None).unwrap();
+        assert!(m
+            .rtmr0_unknown
+            .unwrap()
+            .starts_with("needs --td-hob: under TDX the firmware measures the TD HOB into"));
+        assert!(matches!(
+            measure_with(&TDX, &tdx_inputs(true, true), &elf, None),
+            Err(MeasureError::AcpiWithElf)
+        ));
+    }
+
+    #[test]
+    fn the_vmm_configuration_is_refused_where_it_is_not_measured() {
+        let kernel = synthetic_kernel(0x3000);
+        let payload = linux_payload(&kernel, None, b"").unwrap();
+        for (hob, acpi) in [(true, false), (false, true), (true, true)] {
+            assert!(matches!(
+                measure_with(&PARAMS, &tdx_inputs(hob, acpi), &payload, None),
+                Err(MeasureError::VmmConfigNotMeasured("plain"))
+            ));
+        }
+        // A HOB of another RAM size than the launch parameters'.
+        let more = LaunchParams {
+            ram_bytes: 1 << 30,
+            ..TDX
+        };
+        let err = measure_with(&more, &tdx_inputs(true, true), &payload, None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                MeasureError::HobRam {
+                    hob: 0x2000_0000,
+                    memory: 0x4000_0000
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -39,12 +39,18 @@
 //! | ID | value |
 //! |---|---|
 //! | `mr_td` ([`TDX_MRTD_ID`]) | MRTD, from the image's TDVF metadata ([`crate::mrtd`]) |
-//! | `rtmr_0` .. `rtmr_2` ([`TDX_RTMR_IDS`]) | RTMR0 to RTMR2 after the firmware |
+//! | `rtmr_0` .. `rtmr_2` ([`TDX_RTMR_IDS`]) | RTMR0 to RTMR2 after the firmware; `rtmr_0` only when RTMR0 can be predicted |
+//! | `td-shim.td_hob` ([`TD_HOB_ID`]) | digest of the TD HOB event (RTMR0), when the HOB is given |
 //!
 //! `mr_td`, `rtmr_1` and `rtmr_2` are the IDs Trustee's default policy queries; `rtmr_0` follows
 //! the same pattern and only our policy reads it. RTMR3 belongs to the guest OS (the attestation
 //! agent extends it at run time), so there is no TDX reference value for it. These names come
 //! from the research notes and were not checked against a running Trustee.
+//!
+//! Under TDX RTMR0 also holds the VMM's configuration (the TD HOB and, for a Linux boot, one
+//! event per ACPI fw_cfg file). Without it ([`Measurement::rtmr0_unknown`]) RTMR0 cannot be
+//! predicted: there is then no `rtmr_0` value, and the policy does not check RTMR0 and says so
+//! in its header. The ACPI file events get no IDs of their own: `rtmr_0` covers them.
 //!
 //! # The policy
 //!
@@ -80,6 +86,8 @@ pub const CMDLINE_ID: &str = "td-shim.cmdline";
 pub const INITRD_ID: &str = "td-shim.initrd";
 /// The ID of the ELF payload event's digest.
 pub const PAYLOAD_ID: &str = "td-shim.payload";
+/// The ID of the TD HOB event's digest (TDX).
+pub const TD_HOB_ID: &str = "td-shim.td_hob";
 
 /// On TDX, the ID of MRTD: the one Trustee's default EAR policy queries
 /// (`query_reference_value("mr_td")`, research §4.4).
@@ -112,6 +120,9 @@ fn event_id(name: &'static str, event_type: u32) -> Result<Option<&'static str>,
         "cmdline" => Ok(Some(CMDLINE_ID)),
         "initrd" => Ok(Some(INITRD_ID)),
         "payload" => Ok(Some(PAYLOAD_ID)),
+        "td_hob" => Ok(Some(TD_HOB_ID)),
+        // One event per file, all covered by RTMR0's value: no ID of their own.
+        "acpi_file" => Ok(None),
         other => Err(RefvalsError::UnknownEvent(other)),
     }
 }
@@ -162,15 +173,18 @@ pub fn reference_values(m: &Measurement) -> Result<BTreeMap<String, Vec<String>>
 
 /// The reference values of a TD booted from an image whose MRTD is `mrtd`, with the boot `m`
 /// (its launch parameters say platform=tdx): MRTD under [`TDX_MRTD_ID`], RTMR0 to RTMR2 under
-/// [`TDX_RTMR_IDS`], and the event digests as [`reference_values`] has them. No RTMR3: the
-/// guest OS extends it.
+/// [`TDX_RTMR_IDS`] (RTMR0 only when it is known), and the event digests as
+/// [`reference_values`] has them. No RTMR3: the guest OS extends it.
 pub fn tdx_reference_values(
     m: &Measurement,
     mrtd: &[u8; 48],
 ) -> Result<BTreeMap<String, Vec<String>>, RefvalsError> {
     let mut values = BTreeMap::new();
     values.insert(TDX_MRTD_ID.to_owned(), vec![hex::encode(mrtd)]);
-    for (id, rtmr) in TDX_RTMR_IDS.iter().zip(&m.rtmrs) {
+    for (i, (id, rtmr)) in TDX_RTMR_IDS.iter().zip(&m.rtmrs).enumerate() {
+        if i == 0 && m.rtmr0_unknown.is_some() {
+            continue;
+        }
         values.insert((*id).to_owned(), vec![hex::encode(rtmr)]);
     }
     insert_events(m, &mut values)?;
@@ -268,9 +282,13 @@ const TDX_POLICY_HEADER: &str = r#"# Attestation policy for a td-shim boot on In
 # Output: Trustee's EAR trust claims. hardware = 2 when the quote is a TDX quote, MRTD matches,
 # the TCB is up to date and the collateral valid, else 97; executables = 3 (approved boot chain)
 # when RTMR1, RTMR2 and the payload events match, else 33; configuration = 2 (approved
-# configuration) when RTMR0 and the launch-parameters event match and the TD is not a debug
-# TD, else 36. allow = all three.
+# configuration) when RTMR0 and RTMR0's events (the launch parameters; the TD HOB when it was
+# given) match and the TD is not a debug TD, else 36. allow = all three. Under TDX, RTMR0 also
+# holds the VMM's configuration: the TD HOB and one event per ACPI fw_cfg file, all of the type
+# of the launch-parameters event, so each RTMR0 event is found by its digest.
+"#;
 
+const TDX_POLICY_BODY: &str = r#"
 package policy
 
 import rego.v1
@@ -285,6 +303,20 @@ default configuration := 36
 
 default allow := false
 "#;
+
+/// The header paragraph of a TDX policy whose RTMR0 could not be predicted (`why`).
+fn rtmr0_unchecked(why: &str) -> String {
+    format!(
+        r#"#
+# RTMR0 IS NOT CHECKED: refvals could not predict it ({why}).
+# The TD's RTMR0 also holds the VMM's configuration (the TD HOB: the memory map; the ACPI
+# tables: vCPUs and devices). This policy does NOT judge the parts it has no reference value
+# for; it checks only the RTMR0 events listed under `configuration` below, by digest (the
+# verifier's replay of the event log against the quote's RTMR0 makes them authentic). To pin
+# RTMR0, run refvals with --td-hob and --acpi-dir (docs/tdx-measurement.md).
+"#
+    )
+}
 
 const PLAIN_ALLOW: &str = r#"
 allow if {
@@ -332,6 +364,24 @@ fn event(e: &CheckedEvent) -> String {
     )
 }
 
+/// The condition that exactly one event of `e`'s register and type has `e`'s reference digest
+/// (TDX RTMR0, where the TD HOB and ACPI events share the launch parameters' type).
+fn listed_event(e: &CheckedEvent) -> String {
+    format!(
+        "event_listed({}, \"{}\", \"{}\")",
+        e.mr_index, e.type_name, e.id
+    )
+}
+
+const TDX_HELPERS: &str = r#"
+# Exactly one event of `type_name` in CC MR `index` has the reference digest `id` (other events
+# of that type may be there: under TDX RTMR0 holds the TD HOB and ACPI file events too).
+event_listed(index, type_name, id) if {
+	found := [d | some d in digests(index, type_name); d in query_reference_value(id)]
+	count(found) == 1
+}
+"#;
+
 /// Appends the rule `claim := value if { conditions }`.
 fn rule(s: &mut String, claim: &str, value: u8, conditions: &[String]) {
     let _ = writeln!(s, "\n{claim} := {value} if {{");
@@ -341,13 +391,17 @@ fn rule(s: &mut String, claim: &str, value: u8, conditions: &[String]) {
     s.push_str("}\n");
 }
 
-/// The checked events of `m`, split into RTMR0's (configuration) and the others (boot chain).
-fn split_events(m: &Measurement) -> Result<(Vec<String>, Vec<String>), RefvalsError> {
+/// The checked events of `m`, split into RTMR0's (configuration, each written by `rtmr0`) and
+/// the others (boot chain).
+fn split_events(
+    m: &Measurement,
+    rtmr0: fn(&CheckedEvent) -> String,
+) -> Result<(Vec<String>, Vec<String>), RefvalsError> {
     let events = checked_events(m)?;
     let (config, boot): (Vec<&CheckedEvent>, Vec<&CheckedEvent>) =
         events.iter().partition(|e| e.mr_index == 1);
     Ok((
-        config.into_iter().map(event).collect(),
+        config.into_iter().map(rtmr0).collect(),
         boot.into_iter().map(event).collect(),
     ))
 }
@@ -355,7 +409,7 @@ fn split_events(m: &Measurement) -> Result<(Vec<String>, Vec<String>), RefvalsEr
 /// The Rego policy that accepts exactly the reference values of `m` (see the module
 /// documentation).
 pub fn policy(m: &Measurement) -> Result<String, RefvalsError> {
-    let (config, boot) = split_events(m)?;
+    let (config, boot) = split_events(m, event)?;
     let rtmr = |r: usize| register(&format!("rtmr_{r}"), RTMR_IDS[r]);
     let mut s = String::from(POLICY_HEADER);
     let executables: Vec<String> = [1, 2, 3].map(rtmr).into_iter().chain(boot).collect();
@@ -369,12 +423,17 @@ pub fn policy(m: &Measurement) -> Result<String, RefvalsError> {
 
 /// The Rego policy for a TD that accepts exactly the reference values of
 /// [`tdx_reference_values`] for `m`: `hardware` from MRTD, the TEE type and the TCB status;
-/// `executables` from RTMR1, RTMR2 and the payload events; `configuration` from RTMR0, the
-/// launch-parameters event and the DEBUG attribute. Its header states the claims it assumes.
+/// `executables` from RTMR1, RTMR2 and the payload events; `configuration` from RTMR0 (when it
+/// is known: else the header says it is not checked), RTMR0's events (each by its digest) and
+/// the DEBUG attribute. Its header states the claims it assumes.
 pub fn tdx_policy(m: &Measurement) -> Result<String, RefvalsError> {
-    let (config, boot) = split_events(m)?;
+    let (config, boot) = split_events(m, listed_event)?;
     let rtmr = |r: usize| register(&format!("rtmr_{r}"), TDX_RTMR_IDS[r]);
     let mut s = String::from(TDX_POLICY_HEADER);
+    if let Some(why) = &m.rtmr0_unknown {
+        s.push_str(&rtmr0_unchecked(why));
+    }
+    s.push_str(TDX_POLICY_BODY);
     let hardware = [
         "evidence.quote.header.tee_type == \"81000000\"".to_owned(),
         register("mr_td", TDX_MRTD_ID),
@@ -384,7 +443,11 @@ pub fn tdx_policy(m: &Measurement) -> Result<String, RefvalsError> {
     rule(&mut s, "hardware", 2, &hardware);
     let executables: Vec<String> = [1, 2].map(rtmr).into_iter().chain(boot).collect();
     rule(&mut s, "executables", 3, &executables);
-    let configuration: Vec<String> = std::iter::once(rtmr(0))
+    let configuration: Vec<String> = m
+        .rtmr0_unknown
+        .is_none()
+        .then(|| rtmr(0))
+        .into_iter()
         .chain(config)
         .chain(std::iter::once(
             "evidence.td_attributes.debug == false".to_owned(),
@@ -393,6 +456,7 @@ pub fn tdx_policy(m: &Measurement) -> Result<String, RefvalsError> {
     rule(&mut s, "configuration", 2, &configuration);
     s.push_str(TDX_ALLOW);
     s.push_str(POLICY_HELPERS);
+    s.push_str(TDX_HELPERS);
     Ok(s)
 }
 
@@ -430,7 +494,7 @@ mod tests {
             ]
         );
         let report = m.report();
-        assert_eq!(values["td-shim.rtmr0"], [report.rtmr0.as_str()]);
+        assert_eq!(values["td-shim.rtmr0"], [report.rtmr0.unwrap()]);
         assert_eq!(values["td-shim.rtmr3"], ["0".repeat(96)]);
         let by_name = |name: &str| {
             report
@@ -753,6 +817,130 @@ mod tests {
         );
     }
 
+    /// A TDX boot of the synthetic kernel with 512 MiB, `hob` of that size (if given) and the
+    /// ACPI files `acpi` (if given).
+    fn tdx_boot(hob: Option<Vec<u8>>, acpi: Option<&[(&str, &[u8])]>) -> Measurement {
+        use crate::measure::{measure_with, vmm::TdHob, VmmInputs};
+        use td_shim::measurement::ConfigFile;
+        let params = LaunchParams {
+            platform: td_layout::handoff::PlatformKind::Tdx,
+            ..PARAMS
+        };
+        let kernel = synthetic_kernel(0x3000);
+        let inputs = VmmInputs {
+            td_hob: hob.map(|h| TdHob::parse(h).unwrap()),
+            acpi: acpi.map(|files| files.iter().map(|(n, b)| ConfigFile::of(n, b)).collect()),
+        };
+        let payload = linux_payload(&kernel, Some(b"initrd"), b"console=ttyS0").unwrap();
+        measure_with(&params, &inputs, &payload, None).unwrap()
+    }
+
+    const ACPI: &[(&str, &[u8])] = &[
+        ("etc/table-loader", b"script"),
+        ("etc/acpi/tables", b"tables"),
+        ("etc/acpi/rsdp", b"rsdp"),
+    ];
+
+    #[test]
+    fn tdx_with_the_vmm_configuration_pins_rtmr0() {
+        let hob = crate::measure::vmm::tests::qemu_hob(512 << 20);
+        let td = tdx_boot(Some(hob.clone()), Some(ACPI));
+        assert_eq!(td.rtmr0_unknown, None);
+        let values = tdx_reference_values(&td, &MRTD).unwrap();
+        assert_eq!(values["rtmr_0"], [hex::encode(td.rtmrs[0])]);
+        let hob_digest = td
+            .planned
+            .iter()
+            .find(|e| e.name == "td_hob")
+            .unwrap()
+            .digest;
+        assert_eq!(values[TD_HOB_ID], [hex::encode(hob_digest)]);
+        let text = tdx_policy(&td).unwrap();
+        assert!(!text.contains("RTMR0 IS NOT CHECKED"), "{text}");
+        for line in [
+            "\tevidence.quote.body.rtmr_0 in query_reference_value(\"rtmr_0\")",
+            "\tevent_listed(1, \"EV_PLATFORM_CONFIG_FLAGS\", \"td-shim.launch_params\")",
+            "\tevent_listed(1, \"EV_PLATFORM_CONFIG_FLAGS\", \"td-shim.td_hob\")",
+            "\tevent_matches(2, \"EV_EFI_PLATFORM_FIRMWARE_BLOB2\", \"td-shim.kernel\")",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+        }
+        let run = |input: &serde_json::Value| evaluate_tdx(&text, &values, input);
+        assert_eq!(run(&full_tdx_claims(&td, &MRTD)), (2, 3, 2, true));
+        // Another HOB (one attribute byte) or another ACPI file: another RTMR0.
+        let mut other_hob = hob.clone();
+        other_hob[56 + 28] ^= 1;
+        let other = tdx_boot(Some(other_hob), Some(ACPI));
+        assert_eq!(run(&full_tdx_claims(&other, &MRTD)), (2, 3, 36, false));
+        let other = tdx_boot(
+            Some(hob.clone()),
+            Some(&[ACPI[0], ACPI[1], ("etc/acpi/rsdp", b"RSDP")]),
+        );
+        assert_eq!(run(&full_tdx_claims(&other, &MRTD)), (2, 3, 36, false));
+    }
+
+    #[test]
+    fn tdx_without_the_vmm_configuration_leaves_rtmr0_out() {
+        let hob = crate::measure::vmm::tests::qemu_hob(512 << 20);
+        let unknown = tdx_boot(None, None);
+        assert!(unknown.rtmr0_unknown.is_some());
+        let values = tdx_reference_values(&unknown, &MRTD).unwrap();
+        let ids: Vec<_> = values.keys().map(String::as_str).collect();
+        assert_eq!(
+            ids,
+            [
+                "mr_td",
+                "rtmr_1",
+                "rtmr_2",
+                "td-shim.cmdline",
+                "td-shim.initrd",
+                "td-shim.kernel",
+                "td-shim.launch_params",
+            ]
+        );
+        let text = tdx_policy(&unknown).unwrap();
+        assert!(
+            text.contains("# RTMR0 IS NOT CHECKED: refvals could not predict it (needs --td-hob"),
+            "{text}"
+        );
+        assert!(!text.contains("rtmr_0 in"), "{text}");
+        // The TD, whose RTMR0 holds its HOB and ACPI files: accepted on everything else.
+        let td = tdx_boot(Some(hob.clone()), Some(ACPI));
+        let run = |input: &serde_json::Value| evaluate_tdx(&text, &values, input);
+        assert_eq!(run(&full_tdx_claims(&td, &MRTD)), (2, 3, 2, true));
+        // Its launch parameters are still checked: another vCPU count is refused.
+        let params = LaunchParams {
+            platform: td_layout::handoff::PlatformKind::Tdx,
+            vcpus: 4,
+            ..PARAMS
+        };
+        let kernel = synthetic_kernel(0x3000);
+        let payload = linux_payload(&kernel, Some(b"initrd"), b"console=ttyS0").unwrap();
+        let four = crate::measure::measure_with(
+            &params,
+            &crate::measure::VmmInputs {
+                td_hob: Some(crate::measure::vmm::TdHob::parse(hob.clone()).unwrap()),
+                acpi: None,
+            },
+            &payload,
+            None,
+        )
+        .unwrap();
+        assert_eq!(run(&full_tdx_claims(&four, &MRTD)), (2, 3, 36, false));
+        // With the HOB alone, RTMR0 is still unknown but the HOB event is checked.
+        let hob_only = tdx_boot(Some(hob.clone()), None);
+        let values = tdx_reference_values(&hob_only, &MRTD).unwrap();
+        assert!(!values.contains_key("rtmr_0"));
+        assert!(values.contains_key(TD_HOB_ID));
+        let text = tdx_policy(&hob_only).unwrap();
+        let run = |input: &serde_json::Value| evaluate_tdx(&text, &values, input);
+        assert_eq!(run(&full_tdx_claims(&td, &MRTD)), (2, 3, 2, true));
+        let mut other_hob = hob.clone();
+        other_hob[56 + 28] ^= 1;
+        let other = tdx_boot(Some(other_hob), Some(ACPI));
+        assert_eq!(run(&full_tdx_claims(&other, &MRTD)), (2, 3, 36, false));
+    }
+
     #[test]
     fn an_unknown_event_is_refused() {
         assert!(matches!(
@@ -760,5 +948,7 @@ mod tests {
             Err(RefvalsError::UnknownEvent("something new"))
         ));
         assert_eq!(event_id("separator", EV_SEPARATOR).unwrap(), None);
+        assert_eq!(event_id("td_hob", 0xA).unwrap(), Some(TD_HOB_ID));
+        assert_eq!(event_id("acpi_file", 0xA).unwrap(), None);
     }
 }

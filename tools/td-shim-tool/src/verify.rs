@@ -174,8 +174,10 @@ impl Expected {
 
     /// Reads the JSON object `td-shim-tool measure --platform tdx --image IMG --json` prints:
     /// `mrtd` (required) and, when it was run with --memory and --vcpus, all four of `rtmr0` to
-    /// `rtmr3`; each a string of 96 hex digits. Its other keys (`vmm`, `tdvf_sections`,
-    /// `events`, `launch_params`, ...) are not read. `path` names the file in errors.
+    /// `rtmr3`; each a string of 96 hex digits, except `rtmr0`, which is null when `measure`
+    /// could not predict it (without --td-hob and --acpi-dir): RTMR0 is then not compared. Its
+    /// other keys (`vmm`, `tdvf_sections`, `events`, `launch_params`, `rtmr0_unknown`, ...)
+    /// are not read. `path` names the file in errors.
     pub fn from_measure_json(path: &str, json: &[u8]) -> Result<Self, VerifyError> {
         let shape = |reason: String| VerifyError::ExpectedShape {
             path: path.to_owned(),
@@ -201,14 +203,26 @@ impl Expected {
         let mrtd = digest("mrtd")?.ok_or_else(|| {
             shape("no \"mrtd\" (the output of `measure --platform plain` has none)".into())
         })?;
+        // `measure` prints RTMR0 as null when it cannot predict it, with the others.
+        let rtmr0_null = object.get("rtmr0").is_some_and(serde_json::Value::is_null);
         let mut rtmrs = [None; RTMR_COUNT];
         for (i, slot) in rtmrs.iter_mut().enumerate() {
+            if i == 0 && rtmr0_null {
+                continue;
+            }
             *slot = digest(&format!("rtmr{i}"))?;
         }
         let given = rtmrs.iter().filter(|r| r.is_some()).count();
-        if given != 0 && given != RTMR_COUNT {
+        let complete = if rtmr0_null {
+            given == RTMR_COUNT - 1
+        } else {
+            given == 0 || given == RTMR_COUNT
+        };
+        if !complete {
             return Err(shape(format!(
-                "{given} of \"rtmr0\" to \"rtmr3\": `measure` prints all four or none"
+                "{given} of \"rtmr0\" to \"rtmr3\"{}: `measure` prints all four (\"rtmr0\" \
+                 null when unknown) or none",
+                if rtmr0_null { " (rtmr0 null)" } else { "" }
             )));
         }
         Ok(Self {
@@ -787,11 +801,24 @@ mod tests {
         let only = format!(r#"{{"mrtd":"{mrtd}","vmm":"qemu"}}"#);
         let e = Expected::from_measure_json("m.json", only.as_bytes()).unwrap();
         assert_eq!(e.rtmrs, [None; 4]);
+        // RTMR0 unknown (TDX without the VMM's configuration): the other three are compared.
+        let unknown = format!(
+            r#"{{"mrtd":"{mrtd}","rtmr0":null,"rtmr0_unknown":"unknown: needs --td-hob",
+               "rtmr1":"{r}","rtmr2":"{r}","rtmr3":"{r}"}}"#
+        );
+        let e = Expected::from_measure_json("m.json", unknown.as_bytes()).unwrap();
+        assert_eq!(
+            e.rtmrs,
+            [None, Some([0xcd; 48]), Some([0xcd; 48]), Some([0xcd; 48])]
+        );
         for bad in [
             "[]".to_owned(),
             "{".to_owned(),
             format!(r#"{{"rtmr0":"{r}"}}"#),
             format!(r#"{{"mrtd":"{mrtd}","rtmr0":"{r}"}}"#),
+            format!(r#"{{"mrtd":"{mrtd}","rtmr0":null}}"#),
+            format!(r#"{{"mrtd":"{mrtd}","rtmr0":null,"rtmr1":"{r}","rtmr2":"{r}"}}"#),
+            format!(r#"{{"mrtd":"{mrtd}","rtmr1":"{r}","rtmr2":"{r}","rtmr3":"{r}"}}"#),
             format!(r#"{{"mrtd":"{}"}}"#, "ab".repeat(47)),
             r#"{"mrtd":"xyz"}"#.to_owned(),
             r#"{"mrtd":5}"#.to_owned(),

@@ -142,10 +142,29 @@ fn our_image_matches_the_python_implementation() {
 #[test]
 fn with_launch_parameters_it_also_predicts_the_rtmrs() {
     let image = &artefacts().image;
-    let v = measure(image, "qemu", &["--memory", "512M", "--vcpus", "2"]);
+    // The image's ELF payload: RTMR0 holds the TD HOB, given here (a QEMU-like one).
+    let dir = tempfile::tempdir().unwrap();
+    let hob = dir.path().join("td-hob.bin");
+    std::fs::write(&hob, common::qemu_hob(512 << 20)).unwrap();
+    let hob = arg(&hob);
+    let v = measure(
+        image,
+        "qemu",
+        &["--memory", "512M", "--vcpus", "2", "--td-hob", &hob],
+    );
     assert_eq!(v["mrtd"].as_str().unwrap().len(), 96);
     for r in ["rtmr0", "rtmr1", "rtmr2", "rtmr3"] {
         assert_eq!(v[r].as_str().expect(r).len(), 96, "{r}");
+    }
+    // Without the HOB, RTMR0 is unknown, the others the same.
+    let unknown = measure(image, "qemu", &["--memory", "512M", "--vcpus", "2"]);
+    assert!(unknown["rtmr0"].is_null(), "{unknown:#}");
+    assert!(unknown["rtmr0_unknown"]
+        .as_str()
+        .unwrap()
+        .contains("--td-hob"));
+    for r in ["rtmr1", "rtmr2", "rtmr3"] {
+        assert_eq!(unknown[r], v[r], "{r}");
     }
     assert_eq!(
         v["launch_params"],
@@ -153,7 +172,7 @@ fn with_launch_parameters_it_also_predicts_the_rtmrs() {
     );
     // MRTD does not depend on the launch parameters.
     assert_eq!(v["mrtd"], measure(image, "qemu", &[])["mrtd"]);
-    // The plain platform's RTMR0 differs (platform= is measured); RTMR1 does not.
+    // The plain platform's RTMR0 differs (platform= and the HOB are measured); RTMR1 does not.
     let plain: Value = serde_json::from_str(&ok(&[
         "measure",
         "--json",

@@ -226,13 +226,15 @@ fn refusals_and_exit_status() {
     assert!(out.stdout.is_empty());
 }
 
-/// `--platform tdx --image IMAGE --vmm VMM` and the direct boot of the real kernel, initrd and
-/// `console=ttyS0` with 512M and 2 vCPUs.
-fn tdx_args(image: &str, vmm: &str) -> Vec<String> {
+/// `--platform tdx --image IMAGE --vmm VMM`, the direct boot of the real kernel, initrd and
+/// `console=ttyS0` with 512M and 2 vCPUs, and a QEMU-like TD HOB and ACPI files written in
+/// `dir` (so RTMR0 is predicted).
+fn tdx_args(image: &str, vmm: &str, dir: &std::path::Path) -> Vec<String> {
     let mut args: Vec<String> = ["--platform", "tdx", "--image", image, "--vmm", vmm]
         .map(str::to_owned)
         .to_vec();
     args.extend(direct_boot("console=ttyS0", "512M"));
+    args.extend(common::tdx_config_args(dir, 512 << 20));
     args
 }
 
@@ -253,9 +255,10 @@ fn tdx_claims(measured: &Value, log: &[u8]) -> Value {
 #[test]
 fn tdx_reference_values_carry_measures_mrtd_and_rtmrs() {
     let image = arg(&common::artefacts().image);
+    let dir = tempfile::tempdir().unwrap();
     let mut mrtds = Vec::new();
     for vmm in ["qemu", "two-pass"] {
-        let args = tdx_args(&image, vmm);
+        let args = tdx_args(&image, vmm, dir.path());
         let message: Value = serde_json::from_str(&run("refvals", &args, &[])).expect("JSON");
         let keys: Vec<_> = message.as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys, ["payload", "type", "version"]);
@@ -274,6 +277,7 @@ fn tdx_reference_values_carry_measures_mrtd_and_rtmrs() {
                 "td-shim.initrd",
                 "td-shim.kernel",
                 "td-shim.launch_params",
+                "td-shim.td_hob",
             ]
         );
         for (id, value) in &values {
@@ -298,9 +302,10 @@ fn tdx_reference_values_carry_measures_mrtd_and_rtmrs() {
                 [measured[format!("rtmr{i}")].as_str().unwrap()]
             );
         }
+        // Each event's digest, but the ACPI files' (rtmr_0 covers them).
         for event in measured["events"].as_array().unwrap() {
             let name = event["name"].as_str().unwrap();
-            if name != "separator" {
+            if name != "separator" && name != "acpi_file" {
                 assert_eq!(
                     values[&format!("td-shim.{name}")],
                     [event["digest"].as_str().unwrap()]
@@ -319,11 +324,11 @@ fn tdx_reference_values_carry_measures_mrtd_and_rtmrs() {
     }
     assert_ne!(mrtds[0], mrtds[1], "the page orders give different MRTDs");
     // --vmm defaults to qemu.
-    let mut default_args = tdx_args(&image, "qemu");
+    let mut default_args = tdx_args(&image, "qemu", dir.path());
     default_args.drain(4..6);
     assert_eq!(
         run("refvals", &default_args, &[]),
-        run("refvals", &tdx_args(&image, "qemu"), &[])
+        run("refvals", &tdx_args(&image, "qemu", dir.path()), &[])
     );
 }
 
@@ -332,7 +337,7 @@ fn the_tdx_policy_accepts_this_td_and_no_other() {
     let image = arg(&common::artefacts().image);
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("td-shim-tdx.rego");
-    let args = tdx_args(&image, "qemu");
+    let args = tdx_args(&image, "qemu", dir.path());
     let message: Value =
         serde_json::from_str(&run("refvals", &args, &["--policy", &arg(&policy)])).unwrap();
     let policy = std::fs::read_to_string(&policy).unwrap();
@@ -342,7 +347,7 @@ fn the_tdx_policy_accepts_this_td_and_no_other() {
 
     let td = |vmm: &str, cmdline: &str| {
         let log = dir.path().join(format!("{vmm}-{cmdline}.log"));
-        let mut args = tdx_args(&image, vmm);
+        let mut args = tdx_args(&image, vmm, dir.path());
         let at = args.iter().position(|a| a == "console=ttyS0").unwrap();
         args[at] = cmdline.to_owned();
         let measured: Value =
@@ -368,6 +373,25 @@ fn the_tdx_policy_accepts_this_td_and_no_other() {
     let mut os = good.clone();
     os["tdx"]["quote"]["body"]["rtmr_3"] = "33".repeat(48).into();
     assert_eq!(run(&os), (2, 3, 2, true));
+    // Another TD HOB (one byte the firmware does not check): another RTMR0 and HOB event.
+    let other = tempfile::tempdir().unwrap();
+    let args = tdx_args(&image, "qemu", other.path());
+    let mut hob = common::qemu_hob(512 << 20);
+    hob[common::HOB_UNCHECKED_BYTE] ^= 1;
+    std::fs::write(other.path().join("td-hob.bin"), &hob).unwrap();
+    let log = other.path().join("other.log");
+    let measured: Value =
+        serde_json::from_str(&run_tool(&args, &["--json", "--log-out", &arg(&log)])).unwrap();
+    assert_ne!(measured["rtmr0"], good["tdx"]["quote"]["body"]["rtmr_0"]);
+    assert_eq!(
+        run(&tdx_claims(&measured, &std::fs::read(&log).unwrap())),
+        (2, 3, 36, false)
+    );
+}
+
+/// `measure ARGS EXTRA`'s standard output.
+fn run_tool(args: &[String], extra: &[&str]) -> String {
+    run("measure", args, extra)
 }
 
 #[test]
@@ -386,13 +410,13 @@ fn tdx_refusals_and_exit_status() {
     let mut plain_vmm = direct_boot("console=ttyS0", "512M");
     plain_vmm.extend(["--vmm".to_owned(), "qemu".to_owned()]);
     assert_eq!(status(&plain_vmm), Some(2));
-    assert_eq!(status(&tdx_args(&image, "kvm")), Some(2));
-    // An image without TDVF metadata: refused, exit 1, nothing written.
     let dir = tempfile::tempdir().unwrap();
+    assert_eq!(status(&tdx_args(&image, "kvm", dir.path())), Some(2));
+    // An image without TDVF metadata: refused, exit 1, nothing written.
     let junk = dir.path().join("junk.bin");
     std::fs::write(&junk, vec![0u8; 0x10000]).unwrap();
     let policy = dir.path().join("p.rego");
-    let mut args = tdx_args(&arg(&junk), "qemu");
+    let mut args = tdx_args(&arg(&junk), "qemu", dir.path());
     args.extend(["--policy".to_owned(), arg(&policy)]);
     let mut all = vec!["refvals".to_owned()];
     all.extend(args);

@@ -4,6 +4,8 @@
 use std::fmt::Write as _;
 use td_layout::guid::Guid;
 use td_shim::eventlog::EventType;
+use td_shim::measurement::{ACPI_FILE_DESCRIPTOR, TD_HOB_DESCRIPTOR};
+use td_shim::tdx::hob;
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, KnownLayout, Unaligned};
 
@@ -177,19 +179,60 @@ fn tagged_event(d: &[u8]) -> Option<String> {
     Some(format!("tag {id:#010x}: {what}"))
 }
 
-/// td-shim's `TD_SHIM_PLATFORM_CONFIG_INFO` (descriptor[16], u32 length, info), else text
-/// (OVMF's "ACPI DATA").
+/// td-shim's `TD_SHIM_PLATFORM_CONFIG_INFO` (descriptor[16], u32 length, info): its descriptor
+/// (printable ASCII, not empty) and info, if the length is exactly the rest of `d`.
+pub(super) fn config_info(d: &[u8]) -> Option<(String, &[u8])> {
+    let (header, info) = prefix::<PlatformConfigHeader>(d)?;
+    let descriptor = ascii_z(&header.descriptor).filter(|s| !s.is_empty())?;
+    let len = usize::try_from(header.length.get()).ok()?;
+    (info.len() == len).then_some((descriptor, info))
+}
+
+/// td-shim's `TD_SHIM_PLATFORM_CONFIG_INFO`, with what the TD HOB and ACPI file events hold,
+/// else text (OVMF's "ACPI DATA").
 fn platform_config(d: &[u8]) -> Option<String> {
-    let header = prefix::<PlatformConfigHeader>(d);
-    let descriptor = header
-        .and_then(|(h, _)| ascii_z(&h.descriptor))
-        .filter(|s| !s.is_empty());
-    let info = header.and_then(|(h, info)| Some((usize::try_from(h.length.get()).ok()?, info)));
-    match (descriptor, info) {
-        (Some(desc), Some((len, info))) if info.len() == len => {
-            Some(format!("{desc}, {len} bytes of information"))
+    let Some((desc, info)) = config_info(d) else {
+        return text(d);
+    };
+    let len = info.len();
+    match desc.as_str() {
+        TD_HOB_DESCRIPTOR => Some(td_hob(info)),
+        ACPI_FILE_DESCRIPTOR => Some(match ascii_z(info).filter(|n| n.len() == len && len > 0) {
+            Some(name) => format!("{desc}: fw_cfg {name}"),
+            None => format!("{desc}, {len} bytes of information"),
+        }),
+        _ => Some(format!("{desc}, {len} bytes of information")),
+    }
+}
+
+/// RAM as MiB when it is a whole number of them, else bytes.
+pub(super) fn ram_text(bytes: u64) -> String {
+    if bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        byte_count(bytes)
+    }
+}
+
+/// The TD HOB list of a `td_hob` event, as the firmware reads it.
+fn td_hob(list: &[u8]) -> String {
+    let len = list.len();
+    match hob::parse(list) {
+        Ok(h) if h.list_len() == len => {
+            let ram = h.memory_map().map_or_else(
+                |_| "a memory map td-shim refuses".to_owned(),
+                |m| format!("{} of RAM", ram_text(m.ram_bytes())),
+            );
+            format!(
+                "{TD_HOB_DESCRIPTOR}: HOB list of {len} bytes, {} memory ranges, {ram}",
+                h.ranges().len()
+            )
         }
-        _ => text(d),
+        Ok(h) => format!(
+            "{TD_HOB_DESCRIPTOR}, {len} bytes: a HOB list of {} bytes, then other bytes",
+            h.list_len()
+        ),
+        Err(e) => format!("{TD_HOB_DESCRIPTOR}, {len} bytes: not a TD HOB ({e})"),
     }
 }
 
@@ -300,6 +343,46 @@ mod tests {
         assert_eq!(gpt(b"EFI PART"), None);
         assert_eq!(image_load(&[0; 32]).unwrap(), "image at 0x0, 0x0 bytes");
         assert_eq!(describe(EventType(0x1234), b"hello").unwrap(), "hello");
+        // Config info: the length must be the rest of the data; an ACPI file's info is its name.
+        let info = |desc: &str, info: &[u8]| {
+            let mut d = [0u8; 16];
+            d[..desc.len()].copy_from_slice(desc.as_bytes());
+            let mut v = d.to_vec();
+            v.extend_from_slice(&(info.len() as u32).to_le_bytes());
+            v.extend_from_slice(info);
+            v
+        };
+        assert_eq!(
+            platform_config(&info("td_acpi_file", b"etc/acpi/tables")).unwrap(),
+            "td_acpi_file: fw_cfg etc/acpi/tables"
+        );
+        assert_eq!(
+            platform_config(&info("td_acpi_file", b"a\0b")).unwrap(),
+            "td_acpi_file, 3 bytes of information"
+        );
+        assert_eq!(
+            platform_config(&info("td_cmdline", b"quiet")).unwrap(),
+            "td_cmdline, 5 bytes of information"
+        );
+        let mut short = info("td_cmdline", b"quiet");
+        short.pop();
+        assert_eq!(config_info(&short), None);
+        let hob = crate::measure::vmm::tests::qemu_hob(512 << 20);
+        assert_eq!(
+            platform_config(&info("td_hob", &hob)).unwrap(),
+            "td_hob: HOB list of 256 bytes, 4 memory ranges, 512 MiB of RAM"
+        );
+        let mut padded = hob.clone();
+        padded.extend_from_slice(&[0; 8]);
+        assert_eq!(
+            platform_config(&info("td_hob", &padded)).unwrap(),
+            "td_hob, 264 bytes: a HOB list of 256 bytes, then other bytes"
+        );
+        let text = platform_config(&info("td_hob", &hob[..100])).unwrap();
+        assert!(
+            text.starts_with("td_hob, 100 bytes: not a TD HOB ("),
+            "{text}"
+        );
         assert_eq!(shorten("x".repeat(101)).chars().count(), 101);
     }
 

@@ -207,7 +207,10 @@ mod tests {
             .iter()
             .map(|e| e.description.clone().unwrap_or_default())
             .collect();
-        assert_eq!(d[0], "td_hob, 5248 bytes of information");
+        assert_eq!(
+            d[0],
+            "td_hob: HOB list of 5248 bytes, 6 memory ranges, a memory map td-shim refuses"
+        );
         assert_eq!(d[1], "separator (0x00000000)");
         assert_eq!(d[3], "td_payload: base 0x901000, length 0x10000000");
         assert_eq!(d[4], "td_payload_info, 4096 bytes of information");

@@ -6,16 +6,19 @@
 //! needs: register names, type names and a short description of each event's data.
 //!
 //! The command is split along its seams: [`dump`] lists the events, [`replay`] replays them and
-//! reads a TDX quote, [`diff`] compares two logs, and `describe` names and describes what an
-//! event's data says (bounds-checked: the data is untrusted).
+//! reads a TDX quote, [`diff`] compares two logs, [`hob`] takes the TD HOB a TD measured out of
+//! its log, and `describe` names and describes what an event's data says (bounds-checked: the
+//! data is untrusted).
 
 mod describe;
 pub mod diff;
 pub mod dump;
+pub mod hob;
 pub mod replay;
 
 pub use diff::{diff, DiffReport, Difference, ExtraEvents, ACTUAL, EXPECTED};
 pub use dump::{dump, AlgorithmReport, DumpReport, SpecIdReport};
+pub use hob::{extract_hob, ExtractHobError, ExtractHobReport, ExtractedHob};
 pub use replay::{
     quote_registers, quote_v4, replay, Comparison, QuoteRegisters, QuoteReport, ReplayReport,
 };

@@ -127,3 +127,141 @@ pub fn build_linux_image(image: &Path) {
         &arg(image),
     ]);
 }
+
+/// A TD HOB list at TD_HOB as QEMU's `tdvf_hob_create()` writes it for `ram` bytes of RAM
+/// below 2 GiB: a 56-byte PHIT (version 9, EfiEndOfHobList just past the end), one 48-byte
+/// resource descriptor per piece (unaccepted below TempMem, TempMem and TD_HOB as system
+/// memory, unaccepted above; attribute 0x7), the 8-byte end of list (type 0xFFFF).
+pub fn qemu_hob(ram: u64) -> Vec<u8> {
+    use td_layout::layout::{TD_HOB, TEMP_MEM};
+    let ranges = [
+        (7u32, 0, TEMP_MEM.base),
+        (0, TEMP_MEM.base, TEMP_MEM.size),
+        (0, TD_HOB.base, TD_HOB.size),
+        (7, TD_HOB.end(), ram - TD_HOB.end()),
+    ];
+    let len = 56 + 48 * ranges.len() + 8;
+    let mut v = Vec::with_capacity(len);
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&56u16.to_le_bytes());
+    v.extend_from_slice(&[0; 4]);
+    v.extend_from_slice(&9u32.to_le_bytes());
+    v.extend_from_slice(&[0; 36]);
+    v.extend_from_slice(&(TD_HOB.base + len as u64).to_le_bytes());
+    for (kind, base, length) in ranges {
+        v.extend_from_slice(&3u16.to_le_bytes());
+        v.extend_from_slice(&48u16.to_le_bytes());
+        v.extend_from_slice(&[0; 4 + 16]);
+        v.extend_from_slice(&kind.to_le_bytes());
+        v.extend_from_slice(&7u32.to_le_bytes());
+        v.extend_from_slice(&base.to_le_bytes());
+        v.extend_from_slice(&length.to_le_bytes());
+    }
+    v.extend_from_slice(&0xFFFFu16.to_le_bytes());
+    v.extend_from_slice(&8u16.to_le_bytes());
+    v.extend_from_slice(&[0; 4]);
+    assert_eq!(v.len(), len);
+    v
+}
+
+/// Offset in [`qemu_hob`] of a byte the firmware does not check (the first descriptor's
+/// ResourceAttribute): changing it keeps the HOB valid.
+pub const HOB_UNCHECKED_BYTE: usize = 56 + 28;
+
+/// A 128-byte table-loader command: `kind`, the `names` (56 bytes each), then `tail`.
+pub fn loader_command(kind: u32, names: &[&str], tail: &[u8]) -> Vec<u8> {
+    let mut c = kind.to_le_bytes().to_vec();
+    for n in names {
+        let mut field = [0u8; 56];
+        field[..n.len()].copy_from_slice(n.as_bytes());
+        c.extend_from_slice(&field);
+    }
+    c.extend_from_slice(tail);
+    c.resize(128, 0);
+    c
+}
+
+/// ALLOCATE (1): load `name`, aligned to `align`, in `zone` (1 high memory, 2 F segment).
+pub fn loader_allocate(name: &str, align: u32, zone: u8) -> Vec<u8> {
+    let mut tail = align.to_le_bytes().to_vec();
+    tail.push(zone);
+    loader_command(1, &[name], &tail)
+}
+
+/// ADD_POINTER (2): add `src`'s address to the `size`-byte field at `offset` of `dest`.
+pub fn loader_add_pointer(dest: &str, src: &str, offset: u32, size: u8) -> Vec<u8> {
+    let mut tail = offset.to_le_bytes().to_vec();
+    tail.push(size);
+    loader_command(2, &[dest, src], &tail)
+}
+
+/// ADD_CHECKSUM (3): set the byte at `offset` of `file` so `[start, start + length)` sums to 0.
+pub fn loader_add_checksum(file: &str, offset: u32, start: u32, length: u32) -> Vec<u8> {
+    let tail: Vec<u8> = [offset, start, length]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    loader_command(3, &[file], &tail)
+}
+
+/// QEMU-like ACPI fw_cfg files: `etc/table-loader` first, then the files it allocates in its
+/// ALLOCATE order (which is not name order): tables, the RSDP (F segment), a TPM log.
+pub fn qemu_acpi() -> Vec<(String, Vec<u8>)> {
+    let mut script = loader_allocate("etc/acpi/tables", 64, 1);
+    script.extend(loader_allocate("etc/acpi/rsdp", 16, 2));
+    script.extend(loader_add_pointer(
+        "etc/acpi/rsdp",
+        "etc/acpi/tables",
+        16,
+        4,
+    ));
+    script.extend(loader_add_pointer(
+        "etc/acpi/rsdp",
+        "etc/acpi/tables",
+        24,
+        8,
+    ));
+    script.extend(loader_add_checksum("etc/acpi/rsdp", 8, 0, 20));
+    script.extend(loader_allocate("etc/tpm/log", 4096, 1));
+    let tables: Vec<u8> = (0..0x2000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let mut rsdp = vec![0u8; 36];
+    rsdp[..8].copy_from_slice(b"RSD PTR ");
+    rsdp[15] = 2;
+    rsdp[16..20].copy_from_slice(&0x40u32.to_le_bytes());
+    rsdp[24..32].copy_from_slice(&0x80u64.to_le_bytes());
+    vec![
+        ("etc/table-loader".into(), script),
+        ("etc/acpi/tables".into(), tables),
+        ("etc/acpi/rsdp".into(), rsdp),
+        ("etc/tpm/log".into(), vec![0xFF; 0x100]),
+    ]
+}
+
+/// Writes `files` under `dir` by fw_cfg name (`dir/etc/acpi/tables`), or with `sysfs` as Linux
+/// shows them (`dir/etc/acpi/tables/raw`).
+pub fn write_fw_cfg(dir: &Path, files: &[(String, Vec<u8>)], sysfs: bool) {
+    for (name, bytes) in files {
+        let path = if sysfs {
+            dir.join(name).join("raw")
+        } else {
+            dir.join(name)
+        };
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+    }
+}
+
+/// Writes the synthetic TD HOB for `ram` bytes and [`qemu_acpi`] under `dir`; returns the
+/// arguments `--td-hob FILE --acpi-dir DIR` for them.
+pub fn tdx_config_args(dir: &Path, ram: u64) -> Vec<String> {
+    let hob = dir.join("td-hob.bin");
+    std::fs::write(&hob, qemu_hob(ram)).unwrap();
+    let acpi = dir.join("fw_cfg");
+    write_fw_cfg(&acpi, &qemu_acpi(), false);
+    vec![
+        "--td-hob".into(),
+        arg(&hob),
+        "--acpi-dir".into(),
+        arg(&acpi),
+    ]
+}
