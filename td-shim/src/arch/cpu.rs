@@ -26,8 +26,12 @@ pub fn tdx_detected() -> bool {
     &sig == b"IntelTDX    "
 }
 
-/// Sets EFER.NXE so page-table entries may carry the NX bit.
+/// Sets EFER.NXE so page-table entries may carry the NX bit. EFER is written only if NXE is
+/// missing: a TD starts with it set, and a WRMSR of EFER in a TD raises #VE.
 pub fn enable_nx() {
+    if Efer::read().contains(EferFlags::NO_EXECUTE_ENABLE) {
+        return;
+    }
     // SAFETY: NXE only makes bit 63 of page-table entries meaningful; the live tables do not set it.
     unsafe { Efer::update(|f| f.insert(EferFlags::NO_EXECUTE_ENABLE)) };
 }

@@ -223,7 +223,7 @@ pub enum ApStart<'a> {
 }
 
 /// Bytes of stack each AP gets (it runs the acceptance loop and, on a fault, the fatal path).
-pub const AP_STACK_SIZE: usize = 0x4000;
+pub const AP_STACK_SIZE: usize = 0x2000;
 
 const JOB_NONE: u32 = 0;
 const JOB_ACCEPT: u32 = 1;
