@@ -194,6 +194,32 @@ reset_park:
     pause
     jmp reset_park
 
+/* An application processor started in real mode at a fixed address (SEV-ES/SNP: the address
+   the OVMF-style SEV-ES reset block names, CS base 0xFFFF0000): the same GDT and protected-mode
+   switch as the boot CPU, then the rendezvous below. */
+.code16
+.global sev_ap_reset_entry
+sev_ap_reset_entry:
+    cli
+    cld
+    /* o32 lgdt cs:[disp16] */
+    .byte 0x66, 0x2e, 0x0f, 0x01, 0x16
+    .word reset_gdt_pointer - 0xFFFF0000
+    mov eax, cr0
+    or al, 1
+    mov cr0, eax
+    /* o32 jmp far 0x08:reset_ap_from16 */
+    .byte 0x66, 0xea
+    .long reset_ap_from16
+    .word 0x08
+.code32
+reset_ap_from16:
+    mov ax, 0x18
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    jmp reset_ap_wait
+
 /* Application processors, in 32-bit protected mode with flat segments on this GDT, no paging:
    under TDX straight from the reset vector, on a plain VM from the start-up IPI trampoline
    (`arch::mp`). They wait in the rendezvous page (TempMem: accepted under TDX from the first
