@@ -68,13 +68,20 @@ pub const IMAGE_PAYLOAD: Region = Region {
     size: 0xF0_0000,
 };
 
-/// One page holding the TDX metadata: the metadata GUID, then the TDVF descriptor and its
-/// sections (see [`crate::metadata`]). First page of the boot firmware volume (BFV).
+/// One page holding the image's metadata for the VMM: from its start the TDX metadata (the
+/// metadata GUID, then the TDVF descriptor and its sections, see [`crate::metadata`]), and at
+/// [`SEV_METADATA_BASE`] the SEV metadata (see [`crate::sev`]). First page of the boot firmware
+/// volume (BFV).
 pub const IMAGE_METADATA: Region = Region {
     name: "metadata",
     base: IMAGE_PAYLOAD.end(),
     size: PAGE_SIZE,
 };
+
+/// Where the "ASEV" SEV metadata header sits: the second half of [`IMAGE_METADATA`], after the
+/// TDX metadata (checked at compile time in [`crate::sev`]). The footer table's SEV metadata
+/// entry gives its distance from the end of the image.
+pub const SEV_METADATA_BASE: u64 = IMAGE_METADATA.base + PAGE_SIZE / 2;
 
 /// The firmware: the load segments of the firmware ELF (code and data, copied to
 /// [`FW_CODE`] and [`FW_DATA`] at reset; the reset code itself runs in place), the footer table
@@ -181,6 +188,39 @@ pub const BOUNCE_PAGE_TABLE: Region = Region {
     size: PAGE_SIZE,
 };
 
+/// The SEV-SNP secrets page: the AMD-SP fills it at launch (VMPCKs, the guest OS area); SEV
+/// metadata section SNP_SECRETS ([`crate::sev`]). Unused under TDX and on a plain VM.
+pub const SNP_SECRETS: Region = Region {
+    name: "snp-secrets",
+    base: BOUNCE_PAGE_TABLE.end(),
+    size: PAGE_SIZE,
+};
+
+/// The SEV-SNP CPUID page: the VMM fills it with its CPUID table and the AMD-SP checks it
+/// against the platform at launch; SEV metadata section CPUID ([`crate::sev`]).
+pub const SNP_CPUID: Region = Region {
+    name: "snp-cpuid",
+    base: SNP_SECRETS.end(),
+    size: PAGE_SIZE,
+};
+
+/// The SEV-SNP kernel-hashes page: QEMU (`kernel-hashes=on`) writes the hashes of the kernel,
+/// initrd and command line of a direct boot at [`crate::sev::SEV_HASH_TABLE_OFFSET`] in it and
+/// the page is measured; SEV metadata section SNP_KERNEL_HASHES ([`crate::sev`]).
+pub const SNP_KERNEL_HASHES: Region = Region {
+    name: "snp-kernel-hashes",
+    base: SNP_CPUID.end(),
+    size: PAGE_SIZE,
+};
+
+/// Reserved for the firmware's GHCB under SEV-SNP (made shared at run time). Not a metadata
+/// section of its own: it is validated zero memory like the rest of [`TEMP_MEM`].
+pub const SNP_GHCB: Region = Region {
+    name: "snp-ghcb",
+    base: SNP_KERNEL_HASHES.end(),
+    size: PAGE_SIZE,
+};
+
 /// What the firmware hands an ELF payload: the [`crate::handoff::BootInfo`] and its memory map.
 pub const HANDOFF: Region = Region {
     name: "handoff",
@@ -275,12 +315,16 @@ pub const MIN_RAM_TOP: u64 = PAYLOAD_LOAD.end();
 
 /// The firmware's own regions inside [`TEMP_MEM`], in address order. The gaps between them are
 /// unused.
-pub const TEMP_MEM_REGIONS: [Region; 11] = [
+pub const TEMP_MEM_REGIONS: [Region; 15] = [
     FW_DATA,
     FW_STACK,
     RESET_PAGE_TABLES,
     AP_RENDEZVOUS,
     BOUNCE_PAGE_TABLE,
+    SNP_SECRETS,
+    SNP_CPUID,
+    SNP_KERNEL_HASHES,
+    SNP_GHCB,
     HANDOFF,
     EVENT_LOG,
     FW_CFG_BOUNCE,
@@ -347,6 +391,12 @@ const _: () = {
     // Everything the reset code touches in 32-bit mode is below 4 GiB and 4 KiB aligned.
     assert!(RESET_PAGE_TABLES.size == 6 * PAGE_SIZE);
     assert!(AP_RENDEZVOUS.end() <= FOUR_GIB && AP_RENDEZVOUS.is_aligned(PAGE_SIZE));
+    // The SEV-SNP pages sit in the free pages between the bounce page table and the hand-off
+    // area (their order in TEMP_MEM_REGIONS makes them disjoint from every other region).
+    assert!(SNP_SECRETS.base == 0x18_8000 && SNP_GHCB.end() <= HANDOFF.base);
+    assert!(SNP_SECRETS.size == PAGE_SIZE && SNP_CPUID.size == PAGE_SIZE);
+    assert!(SNP_KERNEL_HASHES.size == PAGE_SIZE && SNP_GHCB.size == PAGE_SIZE);
+    assert!(IMAGE_METADATA.contains_range(SEV_METADATA_BASE, 16));
     // The bounce buffer lies inside one 2 MiB page (one spare table splits it).
     assert!(FW_CFG_BOUNCE.base / 0x20_0000 == (FW_CFG_BOUNCE.end() - 1) / 0x20_0000);
     assert!(FW_STACK.end().is_multiple_of(16));

@@ -4,6 +4,7 @@
 //! - [`layout`]: every region of the image and of the firmware's RAM, checked at compile time.
 //! - [`metadata`]: the TDX metadata (TDVF descriptor and sections): build, locate, validate.
 //! - [`footer`]: the OVMF-style footer GUID table at the end of the image.
+//! - [`sev`]: the SEV metadata and footer entries (SEV-SNP), and QEMU's rules for them.
 //! - [`payload`]: the table that lists the payloads embedded in the image.
 //! - [`handoff`]: what the firmware hands an ELF payload.
 //!
@@ -18,3 +19,4 @@ pub mod handoff;
 pub mod layout;
 pub mod metadata;
 pub mod payload;
+pub mod sev;

@@ -990,7 +990,8 @@ where
 // contain; these say what a given VMM accepts, which is narrower (QEMU) or looser (Cloud
 // Hypervisor). research/tdx-boot.md §6 is the source of every rule.
 
-/// One rule a VMM applies to a TDX firmware image, for docs, tool output and error messages.
+/// One rule a VMM applies to a firmware image (TDX here, SEV-SNP in [`crate::sev`]), for docs,
+/// tool output and error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VmmRule {
     /// Short stable identifier, printed in error messages and `td-shim-tool inspect`.
