@@ -1,6 +1,13 @@
-//! `td-shim-tool build`: lays the firmware ELF's load segments, the payload table and the TDX
-//! metadata into a firmware image that ends at 4 GiB. The same inputs give the same bytes.
+//! `td-shim-tool build`: lays the firmware ELF's load segments, the payload table, the TDX
+//! metadata and the SEV metadata into a firmware image that ends at 4 GiB. The same inputs give
+//! the same bytes.
+//!
+//! One image serves TDX and SEV-SNP, as OVMF's do: the footer GUID table holds the TDX metadata
+//! entry (walked first) and the SEV entries (metadata, the APs' SEV-ES reset address read from
+//! the firmware's `sev_ap_reset_entry` symbol, the kernel-hashes table), see
+//! docs/image-format.md.
 
+use crate::elf_symbols::{find_global_symbol, SymbolError};
 use crate::inspect::{inspect, Vmm};
 use td_layout::footer::{
     write_footer_table, write_legacy_metadata_pointer, FooterEntry, FooterError,
@@ -8,11 +15,20 @@ use td_layout::footer::{
 };
 use td_layout::layout::{
     Region, FOOTER_TABLE_END, FW_CODE, FW_DATA, IMAGE_BASE, IMAGE_FIRMWARE, IMAGE_FOOTER,
-    IMAGE_METADATA, IMAGE_PAYLOAD, IMAGE_SIZE, PAYLOAD_LOAD, RESET_VECTOR,
+    IMAGE_METADATA, IMAGE_PAYLOAD, IMAGE_SIZE, PAYLOAD_LOAD, RESET_VECTOR, SEV_METADATA_BASE,
 };
 use td_layout::metadata::{td_shim_sections, write_metadata, MetadataError, GUID_SIZE};
 use td_layout::payload::{write_payload_table, PayloadKind, PayloadTableError};
+use td_layout::sev::{
+    ap_reset_eip_ok, check_qemu_snp_rules, td_shim_sev_sections, write_sev_metadata,
+    SevMetadataError, AP_RESET_SEGMENT, SEV_ES_RESET_BLOCK_GUID, SEV_HASH_TABLE_BASE,
+    SEV_HASH_TABLE_GUID, SEV_HASH_TABLE_SIZE, SEV_METADATA_FROM_END, SEV_METADATA_GUID,
+};
 use td_loader::elf::{ElfError, ElfFile, ElfType};
+
+/// The firmware ELF's global symbol the APs start at under SEV-ES and SEV-SNP: a real-mode entry
+/// in the reset code (td-shim `arch/reset.rs`). Its address is the SEV-ES reset block's value.
+pub const SEV_AP_RESET_SYMBOL: &str = "sev_ap_reset_entry";
 
 /// Why an image could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +86,26 @@ pub enum BuildError {
     /// No segment holds the reset vector.
     #[error("firmware: no load segment holds the reset vector at {RESET_VECTOR:#x}")]
     NoResetVector,
+    /// The firmware ELF has no usable `sev_ap_reset_entry` symbol.
+    #[error(
+        "firmware: the global symbol `{SEV_AP_RESET_SYMBOL}` (the APs' SEV-ES reset entry): {0}"
+    )]
+    ApResetSymbol(SymbolError),
+    /// `sev_ap_reset_entry` is outside the real-mode reset segment.
+    #[error(
+        "firmware: `{SEV_AP_RESET_SYMBOL}` is at {addr:#x}, not in the last 64 KiB [{:#x}, 4 GiB): \
+         SEV-ES/SNP APs start there in real mode with CS base 0xFFFF0000", AP_RESET_SEGMENT.base
+    )]
+    ApResetOutsideSegment {
+        /// The symbol's value.
+        addr: u64,
+    },
+    /// `sev_ap_reset_entry` is not in bytes the image holds at their run address.
+    #[error("firmware: `{SEV_AP_RESET_SYMBOL}` at {addr:#x} is not in a load segment that runs in place in the image")]
+    ApResetNotInImage {
+        /// The symbol's value.
+        addr: u64,
+    },
     /// The payload is not a loadable ELF.
     #[error("payload: {0}")]
     PayloadElf(ElfError),
@@ -96,6 +132,9 @@ pub enum BuildError {
     /// Writing the TDX metadata failed.
     #[error("metadata: {0}")]
     Metadata(MetadataError),
+    /// Writing the SEV metadata failed.
+    #[error("SEV metadata: {0}")]
+    SevMetadata(SevMetadataError),
     /// Writing the footer table failed.
     #[error("footer: {0}")]
     Footer(FooterError),
@@ -128,7 +167,8 @@ pub enum Payload<'a> {
 /// Builds an image from the firmware ELF and the payload.
 pub fn build_image(firmware: &[u8], payload: Payload<'_>) -> Result<Vec<u8>, BuildError> {
     let mut image = vec![0u8; IMAGE_SIZE as usize];
-    place_firmware(&mut image, firmware)?;
+    let in_place = place_firmware(&mut image, firmware)?;
+    let ap_reset = sev_ap_reset_address(firmware, &in_place)?;
     let region = &mut image[image_range(&IMAGE_PAYLOAD)];
     match payload {
         Payload::Elf(elf) => {
@@ -169,19 +209,38 @@ pub fn build_image(firmware: &[u8], payload: Payload<'_>) -> Result<Vec<u8>, Bui
     }
     .map_err(BuildError::PayloadTable)?;
 
-    write_metadata(
-        &td_shim_sections(),
-        &mut image[image_range(&IMAGE_METADATA)],
-    )
-    .map_err(BuildError::Metadata)?;
+    let metadata_page = &mut image[image_range(&IMAGE_METADATA)];
+    write_metadata(&td_shim_sections(), metadata_page).map_err(BuildError::Metadata)?;
+    // The SEV metadata follows in the same page (td-layout checks they do not meet).
+    let sev_at = (SEV_METADATA_BASE - IMAGE_METADATA.base) as usize;
+    write_sev_metadata(&td_shim_sev_sections(), &mut metadata_page[sev_at..])
+        .map_err(BuildError::SevMetadata)?;
     let descriptor = IMAGE_METADATA.image_offset() + GUID_SIZE as u64;
     let from_end = (IMAGE_SIZE - descriptor) as u32;
+    let mut hash_table = [0u8; 8];
+    hash_table[..4].copy_from_slice(&(SEV_HASH_TABLE_BASE as u32).to_le_bytes());
+    hash_table[4..].copy_from_slice(&(SEV_HASH_TABLE_SIZE as u32).to_le_bytes());
+    // Walk order: the TDX entry first (next to the footer), then the SEV entries.
     let table_len = write_footer_table(
         &mut image,
-        &[FooterEntry {
-            guid: TDX_METADATA_OFFSET_GUID,
-            data: &from_end.to_le_bytes(),
-        }],
+        &[
+            FooterEntry {
+                guid: TDX_METADATA_OFFSET_GUID,
+                data: &from_end.to_le_bytes(),
+            },
+            FooterEntry {
+                guid: SEV_METADATA_GUID,
+                data: &SEV_METADATA_FROM_END.to_le_bytes(),
+            },
+            FooterEntry {
+                guid: SEV_ES_RESET_BLOCK_GUID,
+                data: &ap_reset.to_le_bytes(),
+            },
+            FooterEntry {
+                guid: SEV_HASH_TABLE_GUID,
+                data: &hash_table,
+            },
+        ],
     )
     .map_err(BuildError::Footer)?;
     // The footer area is reserved for the tool; the table must stay inside it.
@@ -193,23 +252,48 @@ pub fn build_image(firmware: &[u8], payload: Payload<'_>) -> Result<Vec<u8>, Bui
     write_legacy_metadata_pointer(&mut image, descriptor as u32).map_err(BuildError::Footer)?;
 
     // The image must validate, and load under both VMMs' TDX rules (QEMU: BFV, CFV, TD_HOB and
-    // TempMem only, through the footer table; Cloud Hypervisor: also through the legacy pointer).
+    // TempMem only, through the footer table; Cloud Hypervisor: also through the legacy pointer)
+    // and under QEMU's SEV-SNP rules, with the measured direct boot possible.
     let report = inspect(&image).map_err(|e| BuildError::SelfCheck(e.to_string()))?;
-    for vmm in [Vmm::QemuTdx, Vmm::CloudHypervisorTdx] {
+    for vmm in [Vmm::QemuTdx, Vmm::CloudHypervisorTdx, Vmm::QemuSnp] {
         report
             .require(vmm)
             .map_err(|e| BuildError::SelfCheck(e.to_string()))?;
     }
+    let snp = check_qemu_snp_rules(&image).map_err(|e| BuildError::SelfCheck(e.to_string()))?;
+    if snp.hash_table.is_none() || snp.ap_reset_eip != ap_reset {
+        return Err(BuildError::SelfCheck(
+            "the SEV entries do not read back as written".into(),
+        ));
+    }
     Ok(image)
 }
 
-// Copies each load segment's file bytes to its load (physical) address in the image.
-fn place_firmware(image: &mut [u8], firmware: &[u8]) -> Result<(), BuildError> {
+/// The APs' SEV-ES reset address: the firmware's global `sev_ap_reset_entry`, which must lie in
+/// the real-mode reset segment (the last 64 KiB) and in a segment placed in the image at its
+/// run address (`in_place`: the image ranges of such segments).
+fn sev_ap_reset_address(firmware: &[u8], in_place: &[(u64, u64)]) -> Result<u32, BuildError> {
+    let sym =
+        find_global_symbol(firmware, SEV_AP_RESET_SYMBOL).map_err(BuildError::ApResetSymbol)?;
+    let addr = sym.value;
+    if !ap_reset_eip_ok(addr) {
+        return Err(BuildError::ApResetOutsideSegment { addr });
+    }
+    if !in_place.iter().any(|&(b, e)| b <= addr && addr < e) {
+        return Err(BuildError::ApResetNotInImage { addr });
+    }
+    u32::try_from(addr).map_err(|_| BuildError::ApResetOutsideSegment { addr })
+}
+
+// Copies each load segment's file bytes to its load (physical) address in the image. Returns
+// the image ranges of the segments that run in place (the reset code and entry).
+fn place_firmware(image: &mut [u8], firmware: &[u8]) -> Result<Vec<(u64, u64)>, BuildError> {
     let elf = ElfFile::parse(firmware).map_err(BuildError::FirmwareElf)?;
     if elf.elf_type() != ElfType::Executable {
         return Err(BuildError::FirmwareNotFixed);
     }
     let mut placed: Vec<(usize, u64, u64)> = Vec::new();
+    let mut in_place: Vec<(u64, u64)> = Vec::new();
     let mut reset_vector = false;
     for (index, seg) in elf.load_segments().enumerate() {
         let filesz = seg.data.len() as u64;
@@ -258,6 +342,9 @@ fn place_firmware(image: &mut [u8], firmware: &[u8]) -> Result<(), BuildError> {
             });
         }
         placed.push((index, seg.paddr, end));
+        if seg.vaddr == seg.paddr {
+            in_place.push((seg.paddr, end));
+        }
         if seg.vaddr == seg.paddr && seg.paddr <= RESET_VECTOR && RESET_VECTOR + 16 <= end {
             reset_vector = true;
         }
@@ -267,5 +354,5 @@ fn place_firmware(image: &mut [u8], firmware: &[u8]) -> Result<(), BuildError> {
     if !reset_vector {
         return Err(BuildError::NoResetVector);
     }
-    Ok(())
+    Ok(in_place)
 }

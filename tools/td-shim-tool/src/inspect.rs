@@ -2,7 +2,8 @@
 //! OVMF-style footer table or a legacy TDX metadata pointer (OVMF/TDVF, upstream td-shim, ours);
 //! for our own images it also lists the layout regions and the payload table. It also reports
 //! whether the image passes the TDX loader rules of upstream QEMU and of Cloud Hypervisor
-//! (`td_layout::metadata::check_qemu_rules`, `check_cloud_hypervisor_rules`); with
+//! (`td_layout::metadata::check_qemu_rules`, `check_cloud_hypervisor_rules`) and QEMU's SEV-SNP
+//! rules (`td_layout::sev::check_qemu_snp_rules`, with the SEV metadata it finds); with
 //! `--check VMM`, breaking them is a refusal ([`Report::require`]).
 
 use serde::Serialize;
@@ -16,6 +17,10 @@ use td_layout::metadata::{
     QEMU_RULE_TD_HOB,
 };
 use td_layout::payload::{PayloadTable, PAYLOAD_TABLE_MAGIC};
+use td_layout::sev::{
+    check_qemu_snp_rules, SnpImage, QEMU_SNP_RULES, SEV_ES_RESET_BLOCK_GUID, SEV_HASH_TABLE_GUID,
+    SEV_METADATA_GUID, SEV_SECRET_BLOCK_GUID,
+};
 
 /// Why an image was refused.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +59,10 @@ pub enum Vmm {
     QemuTdx,
     /// Cloud Hypervisor with TDX: section types 0-6, footer table or legacy pointer.
     CloudHypervisorTdx,
+    /// Upstream QEMU with `-object sev-snp-guest` and `-bios` (target/i386/sev.c), with the
+    /// digest sev-snp-measure predicts: the SEV metadata, the SEV-ES reset block and the
+    /// kernel-hashes table, found through the footer GUID table.
+    QemuSnp,
 }
 
 impl Vmm {
@@ -62,14 +71,15 @@ impl Vmm {
         match self {
             Vmm::QemuTdx => "qemu-tdx",
             Vmm::CloudHypervisorTdx => "cloud-hypervisor-tdx",
+            Vmm::QemuSnp => "qemu-snp",
         }
     }
 }
 
-/// Whether the image passes one VMM's TDX loader rules.
+/// Whether the image passes one VMM's loader rules.
 #[derive(Debug, Serialize)]
 pub struct VmmCheck {
-    /// "qemu-tdx" or "cloud-hypervisor-tdx".
+    /// "qemu-tdx", "cloud-hypervisor-tdx" or "qemu-snp".
     pub vmm: &'static str,
     /// True when no rule is broken.
     pub passes: bool,
@@ -109,6 +119,7 @@ fn vmm_checks(image: &[u8]) -> Vec<VmmCheck> {
         }
     }
     let ch = check_cloud_hypervisor_rules(image);
+    let snp = check_qemu_snp_rules(image);
     vec![
         VmmCheck {
             vmm: Vmm::QemuTdx.name(),
@@ -137,7 +148,85 @@ fn vmm_checks(image: &[u8]) -> Vec<VmmCheck> {
                 .map(|source| vec![format!("finds the metadata through the {}", source.name())])
                 .unwrap_or_default(),
         },
+        VmmCheck {
+            vmm: Vmm::QemuSnp.name(),
+            passes: snp.is_ok(),
+            failed_rule: snp.as_ref().err().map(|e| e.rule().id),
+            message: snp.as_ref().err().map(ToString::to_string),
+            rules: QEMU_SNP_RULES.iter().map(|r| r.id).collect(),
+            unconfirmed_rules: QEMU_SNP_RULES
+                .iter()
+                .filter(|r| !r.confirmed)
+                .map(|r| r.id)
+                .collect(),
+            notes: snp.as_ref().map(snp_notes).unwrap_or_default(),
+        },
     ]
+}
+
+fn snp_notes(snp: &SnpImage<'_>) -> Vec<String> {
+    let mib = snp.ram_needed.div_ceil(1 << 20);
+    let mut notes = vec![format!(
+        "the SEV metadata sections need guest RAM up to {:#x} (-m {mib}M or more)",
+        snp.ram_needed
+    )];
+    notes.push(match snp.hash_table {
+        Some((base, size)) => format!(
+            "measured direct boot: QEMU (kernel-hashes=on) writes the kernel, initrd and \
+             command-line hashes at {base:#x} ({size:#x}-byte area)"
+        ),
+        None => "no measured direct boot: QEMU refuses -kernel with kernel-hashes=on for this \
+                 image"
+            .to_string(),
+    });
+    notes
+}
+
+/// The SEV metadata of an image that passes QEMU's SNP rules.
+#[derive(Debug, Serialize)]
+pub struct SevReport {
+    /// The SEV metadata entry's value: the "ASEV" header's distance from the end of the image.
+    pub metadata_from_end: u32,
+    /// Offset of the header in the file.
+    pub metadata_offset: usize,
+    /// The sections, in the order the VMM measures them.
+    pub sections: Vec<SevSectionReport>,
+    /// The APs' SEV-ES reset address.
+    pub ap_reset_eip: u32,
+    /// GPA of the kernel-hashes table area, if the image can measure a direct boot.
+    pub hash_table_gpa: Option<u32>,
+    /// Its size.
+    pub hash_table_size: Option<u32>,
+}
+
+/// One SEV metadata section.
+#[derive(Debug, Serialize)]
+pub struct SevSectionReport {
+    /// Section type name (edk2's).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Guest-physical address.
+    pub gpa: u32,
+    /// Bytes.
+    pub size: u32,
+}
+
+fn sev_report(snp: &SnpImage<'_>) -> SevReport {
+    SevReport {
+        metadata_from_end: snp.metadata_from_end,
+        metadata_offset: snp.metadata_offset,
+        sections: snp
+            .sections()
+            .map(|s| SevSectionReport {
+                kind: s.kind().map_or("unknown", |k| k.name()),
+                gpa: s.gpa,
+                size: s.size,
+            })
+            .collect(),
+        ap_reset_eip: snp.ap_reset_eip,
+        hash_table_gpa: snp.hash_table.map(|(b, _)| b),
+        hash_table_size: snp.hash_table.map(|(_, s)| s),
+    }
 }
 
 fn section_name(code: u32) -> String {
@@ -214,11 +303,14 @@ pub struct Report {
     pub descriptor_offset: usize,
     /// TDX metadata sections, in MRTD order.
     pub sections: Vec<SectionReport>,
+    /// The SEV metadata, if the image passes QEMU's SEV-SNP rules (see `vmm_rules` otherwise).
+    pub sev: Option<SevReport>,
     /// Our layout's regions, if the image is one of ours.
     pub regions: Option<Vec<RegionReport>>,
     /// Our payload table, if the image is one of ours.
     pub payloads: Option<Vec<PayloadReport>>,
-    /// Whether the image passes each VMM's TDX loader rules: QEMU, then Cloud Hypervisor.
+    /// Whether the image passes each VMM's loader rules: QEMU TDX, Cloud Hypervisor TDX, QEMU
+    /// SEV-SNP.
     pub vmm_rules: Vec<VmmCheck>,
 }
 
@@ -227,6 +319,14 @@ fn guid_name(g: &Guid) -> &'static str {
         "footer"
     } else if *g == TDX_METADATA_OFFSET_GUID {
         "tdx-metadata-offset"
+    } else if *g == SEV_METADATA_GUID {
+        "sev-metadata-offset"
+    } else if *g == SEV_ES_RESET_BLOCK_GUID {
+        "sev-es-reset-block"
+    } else if *g == SEV_HASH_TABLE_GUID {
+        "sev-hash-table"
+    } else if *g == SEV_SECRET_BLOCK_GUID {
+        "sev-secret-block"
     } else {
         "unknown"
     }
@@ -311,6 +411,7 @@ pub fn inspect(image: &[u8]) -> Result<Report, InspectError> {
         metadata_source: md.source().name(),
         descriptor_offset: md.descriptor_offset(),
         sections,
+        sev: check_qemu_snp_rules(image).ok().as_ref().map(sev_report),
         regions,
         payloads,
         vmm_rules: vmm_checks(image),
@@ -379,6 +480,43 @@ impl Report {
                 x.attribute_names.join("|")
             );
         }
+        match &self.sev {
+            Some(sev) => {
+                let _ = writeln!(
+                    s,
+                    "SEV metadata: \"ASEV\" at file offset {:#x} ({:#x} from the end), {} sections, \
+                     measured in this order",
+                    sev.metadata_offset,
+                    sev.metadata_from_end,
+                    sev.sections.len()
+                );
+                let _ = writeln!(s, "  {:<17} {:>12} {:>10}", "type", "address", "size");
+                for x in &sev.sections {
+                    let _ = writeln!(s, "  {:<17} {:>#12x} {:>#10x}", x.kind, x.gpa, x.size);
+                }
+                let eip = sev.ap_reset_eip;
+                let _ = writeln!(
+                    s,
+                    "  SEV-ES AP reset address {eip:#x} (CS base {:#x}, IP {:#x})",
+                    eip & 0xFFFF_0000,
+                    eip & 0xFFFF
+                );
+                match (sev.hash_table_gpa, sev.hash_table_size) {
+                    (Some(gpa), Some(size)) => {
+                        let _ = writeln!(s, "  kernel-hashes table at {gpa:#x}, {size:#x} bytes");
+                    }
+                    _ => {
+                        let _ = writeln!(s, "  no kernel-hashes table");
+                    }
+                }
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "SEV metadata: none usable under SEV-SNP (see qemu-snp below)"
+                );
+            }
+        }
         if let Some(regions) = &self.regions {
             let _ = writeln!(s, "layout (td-shim):");
             for r in regions {
@@ -404,7 +542,7 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "VMM TDX loader rules (checked in software, not on a TDX host):"
+            "VMM loader rules (checked in software, not on a TDX or SEV-SNP host):"
         );
         for c in &self.vmm_rules {
             let verdict = match &c.message {

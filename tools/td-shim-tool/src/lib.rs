@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod build;
+pub mod elf_symbols;
 pub mod eventlog;
 pub mod files;
 pub mod initramfs;

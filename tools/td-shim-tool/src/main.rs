@@ -48,7 +48,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Lay the firmware ELF, the payload and the TDX metadata into an image ending at 4 GiB.
+    /// Lay the firmware ELF, the payload and the TDX and SEV metadata into an image ending at
+    /// 4 GiB (one image for TDX and SEV-SNP).
     Build {
         /// The firmware ELF (target/x86_64-unknown-none/release/td-shim).
         #[arg(long)]
@@ -72,17 +73,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print an image's regions, TDX metadata sections and footer table, after validating them.
+    /// Print an image's regions, TDX metadata sections, SEV metadata and footer table, after
+    /// validating them.
     ///
     /// The report always says whether the image passes the TDX loader rules of upstream QEMU
-    /// (qemu-tdx) and Cloud Hypervisor (cloud-hypervisor-tdx), and which rule fails.
+    /// (qemu-tdx) and Cloud Hypervisor (cloud-hypervisor-tdx) and QEMU's SEV-SNP rules
+    /// (qemu-snp), and which rule fails.
     Inspect {
         /// The firmware image (ours, upstream td-shim's or OVMF/TDVF's).
         image: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
-        /// After the report, exit 1 if the image breaks a rule of this VMM's TDX loader (the
+        /// After the report, exit 1 if the image breaks a rule of this VMM's loader (the
         /// message names the rule). Without it, rule failures are reported and the exit is 0.
         #[arg(long, value_enum, value_name = "VMM")]
         check: Option<td_shim_tool::inspect::Vmm>,

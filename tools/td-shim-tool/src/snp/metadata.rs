@@ -8,29 +8,9 @@ use td_layout::guid::Guid;
 
 use super::SnpError;
 
-/// Footer entry `dc886566-984a-4798-a75e-5585a7bf67cc`: u32 LE, the offset of the "ASEV"
-/// header counted back from the end of the image.
-pub const SEV_METADATA_GUID: Guid = Guid::from_fields(
-    0xdc88_6566,
-    0x984a,
-    0x4798,
-    [0xa7, 0x5e, 0x55, 0x85, 0xa7, 0xbf, 0x67, 0xcc],
-);
-/// Footer entry `00f771de-1a7e-4fcb-890e-68c77e2fb44e`: u32 LE, the APs' reset EIP.
-pub const SEV_ES_RESET_BLOCK_GUID: Guid = Guid::from_fields(
-    0x00f7_71de,
-    0x1a7e,
-    0x4fcb,
-    [0x89, 0x0e, 0x68, 0xc7, 0x7e, 0x2f, 0xb4, 0x4e],
-);
-/// Footer entry `7255371f-3a3b-4b04-927b-1da6efa8d454`: u32 LE GPA and u32 LE size of the
-/// area QEMU writes the kernel-hashes table into.
-pub const SEV_HASH_TABLE_GUID: Guid = Guid::from_fields(
-    0x7255_371f,
-    0x3a3b,
-    0x4b04,
-    [0x92, 0x7b, 0x1d, 0xa6, 0xef, 0xa8, 0xd4, 0x54],
-);
+/// The footer entries an SEV VMM reads (defined with the rest of the SEV self-description in
+/// td-layout): the SEV metadata offset, the APs' SEV-ES reset address, the kernel-hashes table.
+pub use td_layout::sev::{SEV_ES_RESET_BLOCK_GUID, SEV_HASH_TABLE_GUID, SEV_METADATA_GUID};
 
 /// "ASEV" read as a little-endian u32.
 const ASEV: u32 = u32::from_le_bytes(*b"ASEV");
