@@ -12,10 +12,15 @@
 //! guest features, and for a direct boot a random kernel, initrd (or none) and command line
 //! (or none). Where the oracle refuses (a kernel with a firmware that cannot measure one), the
 //! tool must refuse too.
+//!
+//! [`our_image_against_sev_snp_measure`] does the same on our own image, built afresh by
+//! `td-shim-tool build` from the firmware ELF `cargo xtask build` left: fixed cases, with and
+//! without a direct boot (kernel, initrd, command line), several vCPU counts, types, VMMs and
+//! guest features, and the SEV-ES and SEV modes.
 
 mod common;
 
-use common::{arg, root};
+use common::{arg, artefacts, ok, root};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -267,4 +272,216 @@ fn differential_against_sev_snp_measure() {
         failures.join("\n")
     );
     assert!(agreed_digests > 0, "no case produced a digest");
+}
+
+/// Runs one launch through both tools: (ours, theirs) as (success, stdout, stderr).
+fn both(
+    oracle: &Path,
+    mode: &str,
+    image: &str,
+    common: &[String],
+    cmdline: Option<&str>,
+) -> ((bool, String, String), (bool, String, String), String) {
+    let mut ours = vec![
+        "measure".to_string(),
+        "--platform=snp".into(),
+        format!("--mode={mode}"),
+        format!("--image={image}"),
+    ];
+    let mut theirs = vec![format!("--mode={mode}"), format!("--ovmf={image}")];
+    for a in common {
+        if let Some(vmm) = a.strip_prefix("--vmm-type=") {
+            ours.push(a.clone());
+            theirs.push(format!(
+                "--vmm-type={}",
+                if vmm == "qemu" { "QEMU" } else { vmm }
+            ));
+        } else {
+            ours.push(a.clone());
+            theirs.push(a.clone());
+        }
+    }
+    if let Some(c) = cmdline {
+        ours.push(format!("--cmdline={c}"));
+        theirs.push(format!("--append={c}"));
+    }
+    let described = format!(
+        "td-shim-tool {}\n  sev-snp-measure {}",
+        ours.join(" "),
+        theirs.join(" ")
+    );
+    (
+        run(Command::new(env!("CARGO_BIN_EXE_td-shim-tool")).args(&ours)),
+        run(Command::new(oracle).args(&theirs)),
+        described,
+    )
+}
+
+#[test]
+fn our_image_against_sev_snp_measure() {
+    let oracle = oracle();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    // Our image, built now from the firmware and test payload ELFs.
+    let a = artefacts();
+    let image_path = dir.path().join("td-shim.bin");
+    ok(&[
+        "build",
+        "--firmware",
+        &arg(&a.firmware),
+        "--payload",
+        &arg(&a.payload),
+        "-o",
+        &arg(&image_path),
+    ]);
+    ok(&["inspect", &arg(&image_path), "--check", "qemu-snp"]);
+    let image = arg(&image_path);
+
+    let mut rng = Rng(0x5EB5_2026_0D1F_F002);
+    let kernel = write(dir.path(), "kernel", &rng.bytes(1 << 20));
+    let initrd = write(dir.path(), "initrd", &rng.bytes(2 << 20));
+    let empty = write(dir.path(), "empty", b"");
+    // (mode, vCPUs, vCPU type, VMM, guest features, kernel, initrd, command line)
+    type Case<'a> = (
+        &'a str,
+        u32,
+        &'a str,
+        &'a str,
+        u64,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case<'_>> = vec![
+        ("snp", 1, "EPYC-v4", "qemu", 0x1, None, None, None),
+        ("snp", 2, "EPYC-v4", "qemu", 0x1, None, None, None),
+        ("snp", 4, "EPYC-Milan", "qemu", 0x21, None, None, None),
+        ("snp", 64, "EPYC-Genoa", "qemu", 0x1, None, None, None),
+        ("snp", 288, "EPYC-Turin", "qemu", 0x1, None, None, None),
+        ("snp", 1, "EPYC-v4", "qemu", 0x1, Some(&kernel), None, None),
+        (
+            "snp",
+            1,
+            "EPYC-v4",
+            "qemu",
+            0x1,
+            Some(&kernel),
+            Some(&initrd),
+            None,
+        ),
+        (
+            "snp",
+            4,
+            "EPYC-Rome",
+            "qemu",
+            0x1,
+            Some(&kernel),
+            Some(&initrd),
+            Some("console=ttyS0 td_shim.nonce=00ff"),
+        ),
+        (
+            "snp",
+            8,
+            "EPYC-Milan-v2",
+            "qemu",
+            0x21,
+            Some(&kernel),
+            None,
+            Some("quiet"),
+        ),
+        (
+            "snp",
+            1,
+            "EPYC-v4",
+            "qemu",
+            0x1,
+            Some(&empty),
+            Some(&empty),
+            Some(""),
+        ),
+        ("snp", 3, "EPYC-Genoa-v1", "ec2", 0x1, None, None, None),
+        (
+            "snp",
+            3,
+            "EPYC-Genoa-v1",
+            "ec2",
+            0x1,
+            Some(&kernel),
+            Some(&initrd),
+            Some("ro"),
+        ),
+        ("snp", 2, "EPYC-Milan", "gce", 0x1, None, None, None),
+        (
+            "snp",
+            16,
+            "EPYC-Milan",
+            "gce",
+            0x1,
+            Some(&kernel),
+            None,
+            None,
+        ),
+        ("snp:ovmf-hash", 1, "EPYC-v4", "qemu", 0x1, None, None, None),
+        ("seves", 1, "EPYC-v4", "qemu", 0x1, None, None, None),
+        (
+            "seves",
+            4,
+            "EPYC-Rome-v3",
+            "qemu",
+            0x1,
+            Some(&kernel),
+            Some(&initrd),
+            Some("a"),
+        ),
+        ("sev", 1, "EPYC-v4", "qemu", 0x1, None, None, None),
+        (
+            "sev",
+            1,
+            "EPYC-v4",
+            "qemu",
+            0x1,
+            Some(&kernel),
+            None,
+            Some("console=ttyS0"),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (i, (mode, vcpus, vcpu_type, vmm, features, k, ird, c)) in cases.iter().enumerate() {
+        let mut common = Vec::new();
+        if matches!(*mode, "snp" | "seves") {
+            common.push(format!("--vcpus={vcpus}"));
+            common.push(format!("--vcpu-type={vcpu_type}"));
+            common.push(format!("--vmm-type={vmm}"));
+        }
+        if *mode == "snp" {
+            common.push(format!("--guest-features={features:#x}"));
+        }
+        if let Some(k) = k {
+            common.push(format!("--kernel={k}"));
+        }
+        if let Some(ird) = ird {
+            common.push(format!("--initrd={ird}"));
+        }
+        let (ours, theirs, described) = both(&oracle, mode, &image, &common, *c);
+        let verdict = if ours.0 && theirs.0 && ours.1 == theirs.1 {
+            "same digest"
+        } else {
+            failures.push(format!(
+                "case {i}:\n  {described}\n  ours: {} {}{}\n  theirs: {} {}{}",
+                ours.0, ours.1, ours.2, theirs.0, theirs.1, theirs.2
+            ));
+            "DIFFER"
+        };
+        println!(
+            "our image, case {i:2}: {mode:13} vcpus={vcpus:>3} {vcpu_type:13} {vmm:4} \
+             features={features:#x} kernel={} initrd={} cmdline={c:?}: {verdict} {}",
+            k.is_some(),
+            ird.is_some(),
+            ours.1
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "td-shim-tool and sev-snp-measure disagree on our image:\n{}",
+        failures.join("\n")
+    );
 }
