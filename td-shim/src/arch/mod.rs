@@ -8,4 +8,5 @@ pub mod io;
 pub mod live_tables;
 pub mod mp;
 pub mod phys;
+pub mod sev;
 mod reset;

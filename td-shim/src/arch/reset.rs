@@ -64,12 +64,82 @@ reset_flat32:
     test esi, esi
     jnz reset_ap_wait
 
-    /* Entered in real mode (a plain VM): before any RAM is written, make sure the firmware's
-       working memory exists. fw_cfg item 0x03 is the RAM size (u64 LE); without a device the
-       port reads 0xFF and the check passes, and the memory map check in Rust says what is
-       wrong. Under TDX (32-bit entry) the TempMem section guarantees these pages. */
+    /* Entered in 32-bit mode: TDX, whose TempMem section guarantees the working memory. */
     cmp ebp, 16
     jne reset_ram_ok
+
+    /* Entered in real mode: a plain VM, or an AMD SEV guest, where port I/O and (SEV-ES/SNP)
+       CPUID raise #VC. So first: an IDT whose only entry is #VC (29), answering CPUID through
+       the GHCB MSR protocol, then CPUID 0x80000000 / 0x8000001F (SEV bit), and only then the
+       SEV_STATUS MSR (on a CPU without it RDMSR raises #GP). Nothing here writes RAM: the #VC
+       handler's stack is used only under SEV-ES/SNP, where TempMem is pre-validated. */
+    mov esp, {stack_top}
+    lidt [reset_idt_pointer]
+    mov eax, 0x80000000
+    cpuid
+    cmp eax, 0x8000001F
+    jb reset_not_sev
+    mov eax, 0x8000001F
+    cpuid
+    test eax, 2
+    jz reset_not_sev
+    mov ecx, {sev_status_msr}
+    rdmsr
+    test eax, 1
+    jz reset_not_sev
+    test eax, 4
+    jz reset_sev_without_snp
+    /* SEV-SNP. The C-bit position comes from the CPUID page the PSP validated at launch
+       (function 0x8000001F, EBX[5:0]), not from the hypervisor's CPUID answer. */
+    mov ebx, eax
+    shl ebx, 16
+    mov ecx, dword ptr [{cpuid_page}]
+    cmp ecx, {cpuid_max}
+    ja reset_snp_bad_cpuid
+    mov edi, {cpuid_page} + 16
+reset_snp_scan:
+    test ecx, ecx
+    jz reset_snp_bad_cpuid
+    cmp dword ptr [edi], 0x8000001F
+    jne reset_snp_next
+    cmp dword ptr [edi + 4], 0
+    je reset_snp_found
+reset_snp_next:
+    add edi, 48
+    dec ecx
+    jmp reset_snp_scan
+reset_snp_found:
+    mov eax, dword ptr [edi + 28]
+    and eax, 0x3F
+    /* Only a position above the 4 GiB the tables map and below 52 makes sense. */
+    cmp eax, 32
+    jb reset_snp_bad_cpuid
+    cmp eax, 51
+    ja reset_snp_bad_cpuid
+    or ebx, eax
+    /* ebx = SEV_STATUS[15:0] << 16 | C-bit: the entry registers tell Rust it is SNP. The
+       TempMem sections of the SEV metadata are pre-validated: no RAM check by port I/O. */
+    jmp reset_ram_ok
+
+reset_snp_bad_cpuid:
+    mov eax, 0x100 | ({term_set} << 12) | ({term_cpuid} << 16)
+    jmp reset_ghcb_terminate
+reset_sev_without_snp:
+    /* SEV-ES: terminate through the GHCB MSR protocol. Plain SEV has no GHCB; its port I/O
+       works, so say it on COM1 and stop. */
+    test eax, 2
+    jz reset_sev_plain
+    mov eax, 0x100 | ({term_gen_set} << 12) | ({term_snp_unsupported} << 16)
+    jmp reset_ghcb_terminate
+reset_sev_plain:
+    mov esi, offset reset_msg_sev
+    jmp reset_say_and_stop
+
+reset_not_sev:
+    xor ebx, ebx
+    /* Before any RAM is written, make sure the firmware's working memory exists. fw_cfg item
+       0x03 is the RAM size (u64 LE); without a device the port reads 0xFF and the check
+       passes, and the memory map check in Rust says what is wrong. */
     mov dx, {fw_cfg_selector}
     mov ax, {fw_cfg_ram_size}
     out dx, ax
@@ -95,6 +165,7 @@ reset_ram_high:
     /* Too little RAM: say so on COM1 (QEMU's UART sends without set-up), end through
        isa-debug-exit if present, else halt. */
     mov esi, offset reset_msg_small_ram
+reset_say_and_stop:
     mov dx, {com1}
 reset_msg_loop:
     lodsb
@@ -110,6 +181,19 @@ reset_msg_done:
 reset_ram_enough:
     xor ebx, ebx
 reset_ram_ok:
+    /* The leaf entries' high half: the C-bit under SNP (ebx[7:0] = its position, >= 32),
+       nothing otherwise (ebx = 0 on a plain VM; under TDX ebx is the GPA width, no bit). */
+    xor edx, edx
+    cmp ebp, 16
+    jne reset_no_cbit
+    test ebx, ebx
+    jz reset_no_cbit
+    mov ecx, ebx
+    and ecx, 0x3F
+    sub ecx, 32
+    mov edx, 1
+    shl edx, cl
+reset_no_cbit:
 
     /* Identity page tables: PML4, PDPT, four page directories of 2 MiB pages. */
     mov edi, {pt}
@@ -126,6 +210,7 @@ reset_ram_ok:
     mov ecx, 2048
 reset_pd_loop:
     mov [edi], eax
+    mov [edi + 4], edx
     add eax, 0x200000
     add edi, 8
     loop reset_pd_loop
@@ -193,6 +278,62 @@ reset_park:
     cli
     pause
     jmp reset_park
+
+/* #VC in 32-bit mode before Rust (SEV-ES/SNP only): CPUID through the GHCB MSR protocol
+   (request 0x004, one register at a time, response 0x005 checked); anything else, or a bad
+   response, terminates through the same protocol. The answers come from the hypervisor and are
+   used only to detect SEV; the C-bit comes from the CPUID page. */
+.code32
+reset_vc32:
+    cmp dword ptr [esp], {exit_cpuid}
+    jne reset_vc_unexpected
+    push esi
+    mov esi, eax
+    sub esp, 16
+    xor ebx, ebx
+reset_vc_cpuid:
+    mov eax, ebx
+    shl eax, 30
+    or eax, {ghcb_cpuid_req}
+    mov edx, esi
+    mov ecx, {ghcb_msr}
+    wrmsr
+    /* VMGEXIT (rep vmmcall) */
+    .byte 0xf3, 0x0f, 0x01, 0xd9
+    mov ecx, {ghcb_msr}
+    rdmsr
+    mov ecx, eax
+    and ecx, 0xFFF
+    cmp ecx, {ghcb_cpuid_resp}
+    jne reset_vc_bad_response
+    mov [esp + ebx * 4], edx
+    inc ebx
+    cmp ebx, 4
+    jb reset_vc_cpuid
+    pop eax
+    pop ebx
+    pop ecx
+    pop edx
+    pop esi
+    /* The error code, then past the 2-byte CPUID. */
+    add esp, 4
+    add dword ptr [esp], 2
+    iretd
+reset_vc_unexpected:
+    mov eax, 0x100 | ({term_set} << 12) | ({term_vc} << 16)
+    jmp reset_ghcb_terminate
+reset_vc_bad_response:
+    mov eax, 0x100 | ({term_set} << 12) | ({term_ghcb} << 16)
+reset_ghcb_terminate:
+    xor edx, edx
+    mov ecx, {ghcb_msr}
+    wrmsr
+    .byte 0xf3, 0x0f, 0x01, 0xd9
+reset_ghcb_stop:
+    /* No hlt: under SEV-ES it is intercepted and would come back as #VC. */
+    cli
+    pause
+    jmp reset_ghcb_stop
 
 /* An application processor started in real mode at a fixed address (SEV-ES/SNP: the address
    the OVMF-style SEV-ES reset block names, CS base 0xFFFF0000): the same GDT and protected-mode
@@ -270,6 +411,20 @@ reset_gdt:
 reset_gdt_pointer:
     .word 4 * 8 - 1
     .long reset_gdt
+/* The early IDT: vectors 0-29, only #VC (29) present; 32-bit interrupt gates on selector 0x08.
+   The reset code lies in the last 64 KiB, so a handler's offset is 0xFFFF____. */
+.balign 8
+reset_idt:
+    .fill 29, 8, 0
+    .word reset_vc32 - 0xFFFF0000
+    .word 0x08
+    .word 0x8E00
+    .word 0xFFFF
+reset_idt_pointer:
+    .word 30 * 8 - 1
+    .long reset_idt
+reset_msg_sev:
+    .ascii "td-shim: FATAL platform: AMD SEV without SNP is not supported\r\n\0"
 reset_msg_small_ram:
     .ascii "td-shim: FATAL memory: the VM has less than 8 MiB of RAM; the firmware needs [0x100000, 0x800000) for its working memory\r\n\0"
 
@@ -297,6 +452,19 @@ reset_vector:
     com1 = const crate::serial::COM1,
     debug_exit_port = const td_layout::handoff::DEBUG_EXIT_PORT,
     debug_exit_fatal = const td_layout::handoff::DEBUG_EXIT_FIRMWARE_FATAL,
+    sev_status_msr = const crate::sev_entry::SEV_STATUS_MSR,
+    cpuid_page = const td_layout::layout::SNP_CPUID.base,
+    cpuid_max = const crate::sev_entry::CPUID_PAGE_MAX_ENTRIES,
+    ghcb_msr = const crate::sev_entry::GHCB_MSR,
+    ghcb_cpuid_req = const crate::sev_entry::GHCB_MSR_CPUID_REQ,
+    ghcb_cpuid_resp = const crate::sev_entry::GHCB_MSR_CPUID_RESP,
+    exit_cpuid = const crate::sev_entry::EXIT_CPUID,
+    term_set = const crate::sev_entry::TERM_REASON_SET,
+    term_cpuid = const crate::sev_entry::TERM_BAD_CPUID_PAGE,
+    term_gen_set = const crate::sev_entry::TERM_SNP_UNSUPPORTED.0,
+    term_snp_unsupported = const crate::sev_entry::TERM_SNP_UNSUPPORTED.1,
+    term_vc = const crate::sev_entry::TERM_UNEXPECTED_VC,
+    term_ghcb = const crate::sev_entry::TERM_GHCB_PROTOCOL,
     rdv = const AP_RENDEZVOUS.base,
     rdv_go = const crate::mp::RENDEZVOUS_GO_WORD,
     rdv_cr3 = const crate::mp::RENDEZVOUS_CR3,

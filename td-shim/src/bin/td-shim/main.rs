@@ -5,10 +5,11 @@
 #![no_main]
 
 use td_shim::arch::live_tables::LiveTables;
-use td_shim::arch::{cpu, phys};
+use td_shim::arch::{cpu, phys, sev};
 use td_shim::boot::{self, Entry};
 use td_shim::plain::PlainPlatform;
 use td_shim::platform::Platform;
+use td_shim::sev_entry::{SnpEntry, TERM_REASON_SET, TERM_SNP_PLATFORM_MISSING};
 use td_shim::tdx::bounce::StaticSharedBuffer;
 use td_shim::tdx::instr::TdcallInstr;
 use td_shim::tdx::platform::TdxPlatform;
@@ -39,6 +40,12 @@ fn detect() -> &'static dyn Platform {
 /// registers (TDX: vCPU index and GPA width; plain VM: 0).
 #[no_mangle]
 extern "sysv64" fn shim_entry(entry_mode: u32, vcpu_index: u32, ebx: u32) -> ! {
+    // The reset code found SEV-SNP active (and set the C-bit in its page tables). The SNP
+    // platform is not built yet, and here every CPUID or port access would raise a #VC that
+    // nothing in long mode handles: end with a GHCB termination request, before either.
+    if SnpEntry::from_entry(entry_mode, ebx).is_some() {
+        sev::ghcb_terminate(TERM_REASON_SET as u8, TERM_SNP_PLATFORM_MISSING as u8)
+    }
     boot::run(
         detect(),
         Entry {
