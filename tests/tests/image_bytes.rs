@@ -36,7 +36,45 @@ fn footer_table_and_tdvf_descriptor_at_their_spec_offsets() {
     // Footer entry: GUID at len-0x30, total table length u16 at len-0x32.
     assert_eq!(img[len - 0x30..len - 0x20], FOOTER_GUID);
     let table_len = u16_at(&img, len - 0x32) as usize;
-    assert_eq!(table_len, 18 + 22, "footer entry plus one TDX entry");
+    // The footer entry (18), the TDX metadata offset (22), then SEV's: the metadata offset
+    // (22), the SEV-ES reset block (22) and the kernel-hashes table (26), walked from the end.
+    assert_eq!(
+        table_len,
+        18 + 22 + 22 + 22 + 26,
+        "footer, TDX and three SEV entries"
+    );
+    // Each entry is data, u16 length, GUID: walk them from the footer entry down to the
+    // table's start, which they must fill exactly.
+    let table_start = len - 0x20 - table_len;
+    let mut end = len - 0x32;
+    let mut guids = Vec::new();
+    while end > table_start {
+        guids.push(img[end - 16..end].to_vec());
+        let entry_len = u16_at(&img, end - 18) as usize;
+        assert!(entry_len >= 18 && entry_len <= end - table_start);
+        end -= entry_len;
+    }
+    assert_eq!(end, table_start, "the entries fill the table");
+    let guid = |s: &str| {
+        // Mixed-endian GUID bytes from the canonical text.
+        let h: Vec<u8> = (0..s.len())
+            .step_by(2)
+            .filter_map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+            .collect();
+        let mut g = vec![h[3], h[2], h[1], h[0], h[5], h[4], h[7], h[6]];
+        g.extend_from_slice(&h[8..16]);
+        g
+    };
+    assert_eq!(
+        guids,
+        [
+            TDX_OFFSET_GUID.to_vec(),
+            guid("dc886566984a4798a75e5585a7bf67cc"),
+            guid("00f771de1a7e4fcb890e68c77e2fb44e"),
+            guid("7255371f3a3b4b04927b1da6efa8d454"),
+        ],
+        "TDX metadata offset, SEV metadata offset, SEV-ES reset block, kernel-hashes table"
+    );
     // The TDX entry just before: GUID, u16 length 22, then 4 bytes of data before that.
     let guid_at = len - 0x32 - 16;
     assert_eq!(img[guid_at..guid_at + 16], TDX_OFFSET_GUID);
