@@ -1202,6 +1202,57 @@ pub fn build_boot_params(
     Ok(())
 }
 
+/// `cc_blob_sev_info.magic`: "AMDE" (Linux `CC_BLOB_SEV_HDR_MAGIC`).
+pub const CC_BLOB_SEV_MAGIC: u32 = 0x4544_4D41;
+/// `cc_blob_sev_info.version` as OVMF writes it.
+pub const CC_BLOB_SEV_VERSION: u16 = 1;
+/// Bytes of `cc_blob_sev_info`.
+pub const CC_BLOB_SEV_LEN: usize = 40;
+
+/// `struct cc_blob_sev_info` (Linux `arch/x86/include/asm/sev.h`, OVMF
+/// `ConfidentialComputingSevSnpBlob.h`): where an SEV-SNP guest's secrets page and CPUID page
+/// are, for the kernel's SNP guest driver and its CPUID handling.
+#[derive(IntoBytes, FromBytes, KnownLayout, Immutable, Unaligned, Debug, Clone, Copy)]
+#[repr(C)]
+struct CcBlobSevInfo {
+    magic: U32,
+    version: zerocopy::little_endian::U16,
+    reserved: zerocopy::little_endian::U16,
+    secrets_phys: U64,
+    secrets_len: U32,
+    rsvd1: U32,
+    cpuid_phys: U64,
+    cpuid_len: U32,
+    rsvd2: U32,
+}
+
+const _: () = assert!(core::mem::size_of::<CcBlobSevInfo>() == CC_BLOB_SEV_LEN);
+
+/// The bytes of a `cc_blob_sev_info` naming the secrets page `(address, length)` and the CPUID
+/// page `(address, length)`.
+pub fn cc_blob_sev_info(secrets: (u64, u32), cpuid: (u64, u32)) -> [u8; CC_BLOB_SEV_LEN] {
+    let blob = CcBlobSevInfo {
+        magic: U32::new(CC_BLOB_SEV_MAGIC),
+        version: CC_BLOB_SEV_VERSION.into(),
+        reserved: 0.into(),
+        secrets_phys: U64::new(secrets.0),
+        secrets_len: U32::new(secrets.1),
+        rsvd1: U32::new(0),
+        cpuid_phys: U64::new(cpuid.0),
+        cpuid_len: U32::new(cpuid.1),
+        rsvd2: U32::new(0),
+    };
+    let mut out = [0u8; CC_BLOB_SEV_LEN];
+    out.copy_from_slice(blob.as_bytes());
+    out
+}
+
+/// The data of a `SETUP_CC_BLOB` node (Linux `struct cc_setup_data`): the blob's address as a
+/// u32, so the blob must lie below 4 GiB. `None` otherwise.
+pub fn cc_setup_data(blob_address: u64) -> Option<[u8; 4]> {
+    u32::try_from(blob_address).ok().map(u32::to_le_bytes)
+}
+
 /// Writes a `setup_data` node at the start of `out`: `next` (address of the next node, 0 for the
 /// last), `type` = `kind`, `len` = `data.len()`, then `data`. Returns the bytes written
 /// (16 + `data.len()`). On an error `out` is left unchanged.
@@ -1243,6 +1294,27 @@ mod tests {
     use proptest::prelude::*;
     use std::vec;
     use std::vec::Vec;
+
+    #[test]
+    fn the_cc_blob_is_linuxs_layout() {
+        let b = cc_blob_sev_info((0x18_8000, 4096), (0x18_9000, 4096));
+        assert_eq!(&b[0..4], b"AMDE");
+        assert_eq!(&b[4..8], &[1, 0, 0, 0], "version 1, reserved 0");
+        assert_eq!(u64::from_le_bytes(b[8..16].try_into().unwrap()), 0x18_8000);
+        assert_eq!(u32::from_le_bytes(b[16..20].try_into().unwrap()), 4096);
+        assert_eq!(&b[20..24], &[0; 4]);
+        assert_eq!(u64::from_le_bytes(b[24..32].try_into().unwrap()), 0x18_9000);
+        assert_eq!(u32::from_le_bytes(b[32..36].try_into().unwrap()), 4096);
+        assert_eq!(&b[36..40], &[0; 4]);
+        // The node's data is the blob's 32-bit address.
+        assert_eq!(cc_setup_data(0x19_2000), Some([0x00, 0x20, 0x19, 0x00]));
+        assert_eq!(cc_setup_data(1 << 32), None);
+        let mut node = [0u8; 20];
+        let data = cc_setup_data(0x19_2000).unwrap();
+        assert_eq!(write_setup_data(&mut node, 0, SETUP_CC_BLOB, &data), Ok(20));
+        assert_eq!(&node[8..12], &[7, 0, 0, 0]);
+        assert_eq!(&node[12..16], &[4, 0, 0, 0]);
+    }
 
     // The synthetic bzImage: a boot sector, 4 setup sectors, a 0x600-byte protected-mode kernel.
     const FILE_LEN: usize = 0x1000;
