@@ -70,6 +70,7 @@ pub struct IdentityMapper<'a> {
     tables: &'a mut [PageTable],
     phys_base: u64,
     used: usize,
+    leaf_mask: u64,
 }
 
 impl<'a> IdentityMapper<'a> {
@@ -83,7 +84,22 @@ impl<'a> IdentityMapper<'a> {
             tables,
             phys_base,
             used: 1,
+            leaf_mask: 0,
         })
+    }
+
+    /// Sets an address bit every leaf entry made from now on carries: the SEV C-bit, which makes
+    /// a page private (encrypted). `mask` must be 0 or one bit in [2^32, 2^52), and every range
+    /// mapped afterwards must lie below it.
+    pub fn set_leaf_mask(&mut self, mask: u64) -> Result<(), PagingError> {
+        if mask != 0 && (!mask.is_power_of_two() || !(1 << 32..MAX_PHYS).contains(&mask)) {
+            return Err(PagingError::Remap {
+                what: "the leaf mask is not one address bit in [2^32, 2^52)",
+                addr: mask,
+            });
+        }
+        self.leaf_mask = mask;
+        Ok(())
     }
 
     /// The value for CR3: the physical address of the PML4.
@@ -125,22 +141,29 @@ impl<'a> IdentityMapper<'a> {
         if !base.is_multiple_of(LARGE_PAGE) || !size.is_multiple_of(LARGE_PAGE) {
             return Err(PagingError::Unaligned { base, size });
         }
+        let limit = match self.leaf_mask {
+            0 => 1 << 47,
+            m => m.min(1 << 47),
+        };
         match base.checked_add(size) {
-            Some(end) if end <= 1 << 47 => {}
+            Some(end) if end <= limit => {}
             _ => return Err(PagingError::OutOfRange { base, size }),
         }
         let mut addr = base;
         while addr < base + size {
             let pdpt = self.next_table(0, ((addr >> 39) & 0x1FF) as usize)?;
             let pd = self.next_table(pdpt, ((addr >> 30) & 0x1FF) as usize)?;
-            self.tables[pd][((addr >> 21) & 0x1FF) as usize]
-                .set_addr(PhysAddr::new(addr), flags | F::PRESENT | F::HUGE_PAGE);
+            self.tables[pd][((addr >> 21) & 0x1FF) as usize].set_addr(
+                PhysAddr::new(addr | self.leaf_mask),
+                flags | F::PRESENT | F::HUGE_PAGE,
+            );
             addr += LARGE_PAGE;
         }
         Ok(())
     }
 
-    /// Walks the tables for `addr`: the physical address and the leaf's flags, if mapped.
+    /// Walks the tables for `addr`: the physical address (with the leaf mask, if any) and the
+    /// leaf's flags, if mapped.
     pub fn translate(&self, addr: u64) -> Option<(u64, F)> {
         let mut table = 0;
         for shift in [39u64, 30] {
@@ -463,6 +486,62 @@ mod tests {
         assert!(payload.contains(F::WRITABLE) && !payload.contains(F::NO_EXECUTE));
         assert!(m.translate(7 * GIB).is_none());
         assert_eq!(m.root(), 0x20_0000);
+    }
+
+    #[test]
+    fn a_leaf_mask_marks_every_leaf_and_nothing_else() {
+        let mut t = tables(16);
+        let mut m = IdentityMapper::new(&mut t, 0x40_0000).unwrap();
+        m.set_leaf_mask(1 << 51).unwrap();
+        let space = AddressSpace {
+            ram_top: 6 * GIB,
+            code: (0x20_0000, 0x20_0000),
+            image: (0xFF00_0000, 0x100_0000),
+            payload: (0x100_0000, 0x200_0000),
+            low_memory_exec: false,
+        };
+        map_firmware_address_space(&mut m, &space, true).unwrap();
+        for va in [0x1000u64, 0x20_1000, 0xFFFF_FFF0, 5 * GIB + 0x123] {
+            assert_eq!(m.translate(va).unwrap().0, va | 1 << 51, "{va:#x}");
+        }
+        // Non-leaf entries point at the tables themselves, unmasked.
+        let mut mem = ArrayMemory {
+            tables: &mut t,
+            base: 0x40_0000,
+        };
+        let pml4 = mem.table(0x40_0000).unwrap()[0].addr().as_u64();
+        assert_eq!(pml4 & (1 << 51), 0);
+        // And the 4 KiB remap keeps the mask of a split page: private stays private.
+        let mut t = tables(16);
+        let mut m = IdentityMapper::new(&mut t, 0x40_0000).unwrap();
+        m.set_leaf_mask(1 << 51).unwrap();
+        m.map(0, 4 * GIB, F::WRITABLE).unwrap();
+        let spare = 0x40_0000 + m.tables_used() as u64 * TABLE;
+        let mut mem = ArrayMemory {
+            tables: &mut t,
+            base: 0x40_0000,
+        };
+        // SNP: the GHCB page shared (no C-bit), its neighbours private as before.
+        remap_4k(&mut mem, 0x40_0000, spare, 0x18_B000, 0x1000, 0).unwrap();
+        assert_eq!(walk(&mut mem, 0x40_0000, 0x18_B008).unwrap().0, 0x18_B008);
+        assert_eq!(
+            walk(&mut mem, 0x40_0000, 0x18_A008).unwrap().0,
+            0x18_A008 | 1 << 51
+        );
+        // Refused: not one bit, or below 4 GiB; ranges at or above the mask bit.
+        let mut t = tables(4);
+        let mut m = IdentityMapper::new(&mut t, 0).unwrap();
+        assert!(m.set_leaf_mask(3 << 40).is_err());
+        assert!(m.set_leaf_mask(1 << 31).is_err());
+        assert!(m.set_leaf_mask(1 << 52).is_err());
+        m.set_leaf_mask(1 << 40).unwrap();
+        assert_eq!(
+            m.map(1 << 40, LARGE_PAGE, F::empty()),
+            Err(PagingError::OutOfRange {
+                base: 1 << 40,
+                size: LARGE_PAGE
+            })
+        );
     }
 
     #[test]

@@ -64,6 +64,12 @@ pub trait Platform: Sync {
         &[]
     }
 
+    /// The address bit that makes a mapping private, set in every leaf of the firmware's page
+    /// tables: the C-bit under SEV-SNP. 0 elsewhere (TDX marks shared pages instead).
+    fn private_mask(&self) -> u64 {
+        0
+    }
+
     /// Makes `[base, base + len)` of private RAM usable (TDG.MEM.PAGE.ACCEPT under TDX,
     /// PVALIDATE under SNP). RAM in a plain VM needs nothing.
     fn accept_memory(&self, base: u64, len: u64) -> Result<(), BootError>;

@@ -32,6 +32,8 @@ pub const CPUID_PAGE_MAX_ENTRIES: u32 = 64;
 /// Termination reason-code set for the firmware's own codes (set 0 is the GHCB
 /// specification's; 0xF is ours, not a standard value).
 pub const TERM_REASON_SET: u32 = 0xF;
+const _: () = assert!(TERM_REASON_SET <= 0xF, "a reason set is 4 bits");
+
 /// Our code: the CPUID page has no valid leaf 0x8000001F (or more than 64 entries, or a C-bit
 /// position outside 32..=51).
 pub const TERM_BAD_CPUID_PAGE: u32 = 1;
@@ -103,6 +105,5 @@ mod tests {
         assert_eq!(GHCB_MSR, 0xC001_0130);
         assert_eq!((GHCB_MSR_CPUID_REQ, GHCB_MSR_CPUID_RESP), (4, 5));
         assert_eq!(EXIT_CPUID, 0x72);
-        assert!(TERM_REASON_SET <= 0xF);
     }
 }

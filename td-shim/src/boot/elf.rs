@@ -26,7 +26,12 @@ pub(super) fn boot(
         .into());
     }
     platform.before_handoff()?;
-    enable_paging(&map, (PAYLOAD_LOAD.base, PAYLOAD_LOAD.size), false)?;
+    enable_paging(
+        platform,
+        &map,
+        (PAYLOAD_LOAD.base, PAYLOAD_LOAD.size),
+        false,
+    )?;
 
     let payload = crate::payload::copy_elf_payload(table)?;
     let config = VmmConfig {

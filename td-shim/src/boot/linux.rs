@@ -197,7 +197,7 @@ pub(super) fn boot(
     // fw_cfg is done with: the platform takes back shared memory before the final tables.
     platform.before_handoff()?;
     // Low memory is executable for the kernel's 5-level paging trampoline (LA57 CPUs).
-    let tables_used = enable_paging(&map, (load, u64::from(image.init_size())), true)?;
+    let tables_used = enable_paging(platform, &map, (load, u64::from(image.init_size())), true)?;
     // The APs go to the wakeup loop now that the final page tables (which they keep using) are
     // loaded.
     if let Some(helpers) = helpers {

@@ -202,6 +202,7 @@ fn accept_ram(
 /// Builds the firmware's page tables, with `exec` (the payload's window) executable, and
 /// switches to them. Returns how many bytes of page tables are in use.
 fn enable_paging(
+    platform: &dyn Platform,
     map: &MemoryMap,
     exec: (u64, u64),
     low_memory_exec: bool,
@@ -209,6 +210,7 @@ fn enable_paging(
     let nx = cpu::nx_supported();
     let tables = phys::take_page_tables().ok_or(BootError::RegionUnavailable("page-tables"))?;
     let mut mapper = IdentityMapper::new(tables, PAGE_TABLES.base)?;
+    mapper.set_leaf_mask(platform.private_mask())?;
     let space = AddressSpace {
         ram_top: map.ram_top(),
         code: (FW_CODE.base, FW_CODE.size),
