@@ -335,9 +335,7 @@ impl<'a> FwCfg<'a> {
 
     fn pio_read(&self, key: u16, buf: &mut [u8]) {
         self.io.outw(SELECTOR_PORT, key);
-        for b in buf {
-            *b = self.io.inb(DATA_PORT);
-        }
+        self.io.read_bytes(DATA_PORT, buf);
     }
 
     /// Whether reads go through DMA.

@@ -14,4 +14,12 @@ pub trait PortIo {
     fn outl(&self, port: u16, value: u32);
     /// Reads a 32-bit word from `port`.
     fn inl(&self, port: u16) -> u32;
+    /// Reads `dst.len()` bytes from `port`, one after the other (what `rep insb` does). The
+    /// default reads byte by byte; a platform where each access is an exit to the VMM (the GHCB
+    /// under SEV-SNP) can move many bytes per exit.
+    fn read_bytes(&self, port: u16, dst: &mut [u8]) {
+        for b in dst {
+            *b = self.inb(port);
+        }
+    }
 }

@@ -230,6 +230,11 @@ pub(super) fn boot(
             handoff_and_log: (HANDOFF.base, EVENT_LOG.end() - HANDOFF.base),
         },
     );
+    // What the platform keeps (the TD HOB; under SNP its pages inside TempMem) stays reserved
+    // though TempMem went back to Linux (a region outside TempMem is still reserved: no-op).
+    for r in platform.reserved_regions() {
+        map.retype_ram_within(r.base, r.size, td_layout::handoff::E820_RESERVED);
+    }
     if park {
         // The mailbox and the loop the APs run stay the firmware's: ACPI NVS, as ACPI asks.
         map.carve(
