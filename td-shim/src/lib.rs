@@ -32,6 +32,7 @@ pub mod plain;
 pub mod platform;
 pub mod port_io;
 pub mod serial;
+pub mod snp;
 pub mod sev_entry;
 pub mod tdx;
 

@@ -1,0 +1,47 @@
+//! AMD SEV-SNP, host-testable (being built): the GHCB protocols, page state change and
+//! PVALIDATE planning, and SEV detection. Only the instruction layer will execute SNP
+//! instructions (VMGEXIT, PVALIDATE, the GHCB MSR); everything here is plain Rust over the
+//! [`cpu::SevCpu`] trait, tested on the host against a model of the hypervisor and the SNP
+//! hardware (`model`, tests only). Nothing here is wired into the firmware yet.
+//!
+//! | Module | What |
+//! |---|---|
+//! | [`cpu`] | [`cpu::SevCpu`]: the GHCB MSR, VMGEXIT, PVALIDATE, the post-validation touch |
+//! | [`detect`] | SEV / SEV-ES / SNP from CPUID and SEV_STATUS; refused SNP features |
+//! | [`msr_protocol`] | the GHCB MSR protocol: SEV information, CPUID, hypervisor features, GHCB registration, one-page PSC, termination |
+//! | [`ghcb`] | the GHCB page, one NAE event ([`ghcb::Session::call`]), CPUID/IOIO/MSR/RDTSC/MMIO events |
+//! | [`psc`] | page state change through the GHCB: the buffer, partial processing, checked responses |
+//! | [`validate`] | RAM → PSC private + PVALIDATE in 2 MiB / 4 KiB runs; size mismatch, CF = 1, the ROM range |
+//!
+//! # Sources
+//!
+//! Research notes /work/shared/research/sev.md §2. Every
+//! constant was checked against primary sources: the GHCB specification as Linux quotes it
+//! (`arch/x86/include/asm/sev-common.h`, `arch/x86/include/asm/svm.h`,
+//! `arch/x86/include/uapi/asm/svm.h`, `arch/x86/include/asm/msr-index.h`), Linux's guest code
+//! (`arch/x86/boot/startup/sev-shared.c`, `arch/x86/coco/sev/vc-shared.c`,
+//! `arch/x86/coco/sev/vc-handle.c`, `arch/x86/coco/sev/core.c`). Each module says which parts
+//! it follows. Where Linux and these modules differ, the module says so (they are stricter: e.g.
+//! bounded PSC retries, checked PSC entries, all RDMSR outputs required).
+//!
+//! # Verified in software versus needs hardware
+//!
+//! Verified on the host: every encoder and decoder against the layouts above; every status
+//! path (wrong MSR-protocol response codes, GHCB errors and injected exceptions, missing
+//! outputs, partial, stalled and tampered PSC buffers, PVALIDATE FAIL_INPUT /
+//! FAIL_SIZEMISMATCH / CF = 1); the sequences sent, against a model that checks the
+//! MSR-protocol order, the GHCB registration, version, usage, valid bits and SW_SCRATCH,
+//! IOIO/MMIO encodings, PSC buffers and PVALIDATE alignment and page state. Needs hardware:
+//! everything the instruction layer will do, and that KVM answers as the model does.
+
+pub mod cpu;
+pub mod detect;
+pub mod ghcb;
+pub mod msr_protocol;
+pub mod psc;
+pub mod validate;
+
+#[cfg(test)]
+pub(crate) mod model;
+#[cfg(test)]
+mod tests;
