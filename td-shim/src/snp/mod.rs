@@ -1,8 +1,9 @@
 //! AMD SEV-SNP, host-testable (being built): the GHCB protocols, page state change and
-//! PVALIDATE planning, and SEV detection. Only the instruction layer will execute SNP
-//! instructions (VMGEXIT, PVALIDATE, the GHCB MSR); everything here is plain Rust over the
-//! [`cpu::SevCpu`] trait, tested on the host against a model of the hypervisor and the SNP
-//! hardware (`model`, tests only). Nothing here is wired into the firmware yet.
+//! PVALIDATE planning, the CPUID page, and the #VC handler's decoding and emulation. Only the
+//! instruction layer will execute SNP instructions (VMGEXIT, PVALIDATE, the GHCB MSR);
+//! everything here is plain Rust over the [`cpu::SevCpu`] trait, tested on the host against a
+//! model of the hypervisor and the SNP hardware (`model`, tests only). Nothing here is wired
+//! into the firmware yet.
 //!
 //! | Module | What |
 //! |---|---|
@@ -12,6 +13,8 @@
 //! | [`ghcb`] | the GHCB page, one NAE event ([`ghcb::Session::call`]), CPUID/IOIO/MSR/RDTSC/MMIO events |
 //! | [`psc`] | page state change through the GHCB: the buffer, partial processing, checked responses |
 //! | [`validate`] | RAM → PSC private + PVALIDATE in 2 MiB / 4 KiB runs; size mismatch, CF = 1, the ROM range |
+//! | [`cpuid`] | the CPUID page: parse, lookup with Linux's post-processing, C-bit |
+//! | [`vc`] | the #VC handler: decode, emulate through the GHCB and the CPUID page |
 //!
 //! # Sources
 //!
@@ -31,15 +34,18 @@
 //! outputs, partial, stalled and tampered PSC buffers, PVALIDATE FAIL_INPUT /
 //! FAIL_SIZEMISMATCH / CF = 1); the sequences sent, against a model that checks the
 //! MSR-protocol order, the GHCB registration, version, usage, valid bits and SW_SCRATCH,
-//! IOIO/MMIO encodings, PSC buffers and PVALIDATE alignment and page state. Needs hardware:
-//! everything the instruction layer will do, and that KVM answers as the model does.
+//! IOIO/MMIO encodings, PSC buffers and PVALIDATE alignment and page state; CPUID-page parsing
+//! and lookups; #VC decoding and emulation. Needs hardware: everything the instruction layer
+//! will do, that KVM answers as the model does, and the PSP's CPUID-page checks.
 
 pub mod cpu;
+pub mod cpuid;
 pub mod detect;
 pub mod ghcb;
 pub mod msr_protocol;
 pub mod psc;
 pub mod validate;
+pub mod vc;
 
 #[cfg(test)]
 pub(crate) mod model;
