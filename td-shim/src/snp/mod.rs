@@ -1,9 +1,9 @@
-//! AMD SEV-SNP, host-testable (being built): the GHCB protocols, page state change and
-//! PVALIDATE planning, the CPUID page, and the #VC handler's decoding and emulation. Only the
-//! instruction layer will execute SNP instructions (VMGEXIT, PVALIDATE, the GHCB MSR);
-//! everything here is plain Rust over the [`cpu::SevCpu`] trait, tested on the host against a
-//! model of the hypervisor and the SNP hardware (`model`, tests only). Nothing here is wired
-//! into the firmware yet.
+//! AMD SEV-SNP, host-testable: the GHCB protocols, page state change and PVALIDATE planning,
+//! the CPUID page, the #VC handler's decoding and emulation, and the kernel-hashes table of
+//! measured direct boot. Only `instr` executes SNP instructions (VMGEXIT, PVALIDATE, the GHCB
+//! MSR); everything else is plain Rust over the [`cpu::SevCpu`] trait, tested on the host
+//! against a model of the hypervisor and the SNP hardware (`model`, tests only). Nothing here is
+//! wired into the firmware yet.
 //!
 //! | Module | What |
 //! |---|---|
@@ -15,15 +15,17 @@
 //! | [`validate`] | RAM → PSC private + PVALIDATE in 2 MiB / 4 KiB runs; size mismatch, CF = 1, the ROM range |
 //! | [`cpuid`] | the CPUID page: parse, lookup with Linux's post-processing, C-bit |
 //! | [`vc`] | the #VC handler: decode, emulate through the GHCB and the CPUID page |
+//! | [`hashes`] | the kernel-hashes table (QEMU `kernel-hashes=on`): parse, verify |
 //!
 //! # Sources
 //!
-//! Research notes /work/shared/research/sev.md §2. Every
+//! Research notes /work/shared/research/sev.md §2 (and §1.6 for the hashes table). Every
 //! constant was checked against primary sources: the GHCB specification as Linux quotes it
 //! (`arch/x86/include/asm/sev-common.h`, `arch/x86/include/asm/svm.h`,
 //! `arch/x86/include/uapi/asm/svm.h`, `arch/x86/include/asm/msr-index.h`), Linux's guest code
 //! (`arch/x86/boot/startup/sev-shared.c`, `arch/x86/coco/sev/vc-shared.c`,
-//! `arch/x86/coco/sev/vc-handle.c`, `arch/x86/coco/sev/core.c`). Each module says which parts
+//! `arch/x86/coco/sev/vc-handle.c`, `arch/x86/coco/sev/core.c`), QEMU `target/i386/sev.c` for
+//! the hashes table, OVMF `BlobVerifierLibSevHashes` for its GUIDs. Each module says which parts
 //! it follows. Where Linux and these modules differ, the module says so (they are stricter: e.g.
 //! bounded PSC retries, checked PSC entries, all RDMSR outputs required).
 //!
@@ -35,13 +37,16 @@
 //! FAIL_SIZEMISMATCH / CF = 1); the sequences sent, against a model that checks the
 //! MSR-protocol order, the GHCB registration, version, usage, valid bits and SW_SCRATCH,
 //! IOIO/MMIO encodings, PSC buffers and PVALIDATE alignment and page state; CPUID-page parsing
-//! and lookups; #VC decoding and emulation. Needs hardware: everything the instruction layer
-//! will do, that KVM answers as the model does, and the PSP's CPUID-page checks.
+//! and lookups; #VC decoding and emulation; the hashes table against a table built byte by
+//! byte from QEMU's layout (and the empty-input table hash the host tool's golden vector
+//! gives). Needs hardware: everything the instruction layer will do, that KVM answers as the
+//! model does, and the PSP's CPUID-page checks.
 
 pub mod cpu;
 pub mod cpuid;
 pub mod detect;
 pub mod ghcb;
+pub mod hashes;
 pub mod msr_protocol;
 pub mod psc;
 pub mod validate;

@@ -6,6 +6,7 @@ extern crate std;
 mod cpuid;
 mod detect;
 mod ghcb;
+mod hashes;
 mod msr_protocol;
 mod psc;
 mod validate;
