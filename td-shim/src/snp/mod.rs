@@ -16,6 +16,7 @@
 //! | [`cpuid`] | the CPUID page: parse, lookup with Linux's post-processing, C-bit |
 //! | [`vc`] | the #VC handler: decode, emulate through the GHCB and the CPUID page |
 //! | [`hashes`] | the kernel-hashes table (QEMU `kernel-hashes=on`): parse, verify |
+//! | `instr` | the instructions (firmware builds only) |
 //!
 //! # Sources
 //!
@@ -31,22 +32,29 @@
 //!
 //! # Verified in software versus needs hardware
 //!
-//! Verified on the host: every encoder and decoder against the layouts above; every status
-//! path (wrong MSR-protocol response codes, GHCB errors and injected exceptions, missing
-//! outputs, partial, stalled and tampered PSC buffers, PVALIDATE FAIL_INPUT /
-//! FAIL_SIZEMISMATCH / CF = 1); the sequences sent, against a model that checks the
-//! MSR-protocol order, the GHCB registration, version, usage, valid bits and SW_SCRATCH,
-//! IOIO/MMIO encodings, PSC buffers and PVALIDATE alignment and page state; CPUID-page parsing
-//! and lookups; #VC decoding and emulation; the hashes table against a table built byte by
-//! byte from QEMU's layout (and the empty-input table hash the host tool's golden vector
-//! gives). Needs hardware: everything the instruction layer will do, that KVM answers as the
-//! model does, and the PSP's CPUID-page checks.
+//! Verified here, on the host: every encoder and decoder against the layouts above; every
+//! status path of every call (wrong MSR-protocol response codes, GHCB errors and injected
+//! exceptions, missing outputs, partial and stalled PSC, tampered PSC buffers, PVALIDATE
+//! FAIL_INPUT / FAIL_SIZEMISMATCH / CF = 1); the sequences the firmware sends, against a model
+//! that checks the MSR-protocol order, the GHCB registration, protocol version, usage and valid
+//! bits, SW_SCRATCH, IOIO/MMIO encodings, PSC buffers and PVALIDATE alignment and page state;
+//! CPUID-page parsing and lookups; #VC decoding and emulation; the hashes table against a
+//! table built byte by byte from QEMU's layout (and the empty-input table hash the host tool's
+//! golden vector gives).
+//!
+//! Needs hardware (not run anywhere yet): that VMGEXIT, PVALIDATE and the GHCB MSR behave on a
+//! real EPYC and KVM as the specification and Linux say (`instr`); that KVM's answers have the
+//! shapes the model gives (e.g. that it marks RAX/RDX valid after RDMSR, that it leaves
+//! `end_entry` unchanged in a PSC); the cache-eviction touch's effect; and everything about
+//! the PSP's CPUID-page checks.
 
 pub mod cpu;
 pub mod cpuid;
 pub mod detect;
 pub mod ghcb;
 pub mod hashes;
+#[cfg(target_os = "none")]
+pub mod instr;
 pub mod msr_protocol;
 pub mod psc;
 pub mod validate;
