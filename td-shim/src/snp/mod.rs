@@ -40,7 +40,7 @@
 //! bits, SW_SCRATCH, IOIO/MMIO encodings, PSC buffers and PVALIDATE alignment and page state;
 //! CPUID-page parsing and lookups; #VC decoding and emulation; the hashes table against a
 //! table built byte by byte from QEMU's layout (and the empty-input table hash the host tool's
-//! golden vector gives).
+//! golden vector gives). The parsers are fuzzed (`fuzz/`).
 //!
 //! Needs hardware (not run anywhere yet): that VMGEXIT, PVALIDATE and the GHCB MSR behave on a
 //! real EPYC and KVM as the specification and Linux say (`instr`); that KVM's answers have the

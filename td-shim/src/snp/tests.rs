@@ -1,5 +1,5 @@
 //! Host tests of the SNP modules against the model of the hypervisor and the SNP hardware
-//! (`super::model`), plus property tests of the parsers.
+//! (`super::model`), plus property tests of the parsers and the fuzz seeds.
 
 extern crate std;
 
@@ -9,6 +9,7 @@ mod ghcb;
 mod hashes;
 mod msr_protocol;
 mod psc;
+mod seeds;
 mod validate;
 mod vc;
 
