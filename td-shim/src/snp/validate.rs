@@ -38,6 +38,15 @@
 //! wrong, and validating those pages again would re-key them under the hypervisor's mapping
 //! (Oak refuses such E820 entries too).
 //!
+//! # Sharing a page (the GHCB, a DMA buffer)
+//!
+//! [`make_shared_4k`] goes the other way in Linux's order (`__page_state_change`): PVALIDATE
+//! rescind first, so no validated page is ever shared, then the page state change to shared
+//! through the MSR protocol (it runs before the GHCB exists). CF = 1 on the rescind is fatal as
+//! in Linux (the firmware only shares pages it knows to be validated). The caller then maps the
+//! page with the C-bit clear and flushes the TLB. Back to private (the GHCB before the hand-off):
+//! [`validate_ram`] of the one page with [`MsrPsc`].
+//!
 //! # After validation
 //!
 //! Validated memory is **not** zeroed: its contents are whatever the page held. With
@@ -418,4 +427,24 @@ pub fn validate_ram<C: SevCpu + ?Sized, P: PageStateChanger + ?Sized>(
         }
     }
     Ok(stats)
+}
+
+/// Makes the validated private 4 KiB page at `gpa` shared: PVALIDATE rescind, then the page
+/// state change to shared through the MSR protocol (see the module documentation).
+pub fn make_shared_4k<C: SevCpu + ?Sized>(cpu: &C, gpa: u64) -> Result<(), ValidateError> {
+    range_end(gpa, PAGE_4K)?;
+    let size = PageSize::Size4K;
+    let r = cpu.pvalidate(gpa, size, false);
+    if r.cf {
+        return Err(ValidateError::AlreadyValidated { va: gpa, size });
+    }
+    if r.eax != pvalidate_status::SUCCESS {
+        return Err(ValidateError::Pvalidate {
+            va: gpa,
+            size,
+            result: r,
+        });
+    }
+    msr_protocol::page_state_change(cpu, gpa, PageOp::Shared)
+        .map_err(|error| ValidateError::MsrPsc { gpa, error })
 }

@@ -358,6 +358,60 @@ fn large_ranges_use_full_batches() {
     m.assert_clean();
 }
 
+#[test]
+fn a_page_is_shared_after_its_validation_is_rescinded() {
+    let m = Model::new();
+    m.add_ram(0, 1 << 30);
+    msr_protocol::negotiate(&m).unwrap();
+    m.pre_validate(GHCB_GPA, PAGE_4K);
+    make_shared_4k(&m, GHCB_GPA).unwrap();
+    assert!(!m.is_private(GHCB_GPA));
+    // Rescind, then the change: in that order.
+    let calls = m.calls();
+    assert!(matches!(
+        calls[1],
+        Call::Pvalidate {
+            va: GHCB_GPA,
+            validate: false,
+            ..
+        }
+    ));
+    assert!(matches!(calls[2], Call::Msr { request, .. } if request == 0x0020_0000_0080_0014));
+    // And back to private, validated again.
+    validate_ram(&m, &mut MsrPsc(&m), GHCB_GPA, PAGE_4K, &[], false).unwrap();
+    assert!(m.is_validated(GHCB_GPA));
+    m.assert_clean();
+
+    // Not validated (CF = 1), a failed rescind, a refused change, an unaligned page.
+    m.inject(Inject::Pvalidate(PvalidateResult { eax: 0, cf: true }));
+    assert_eq!(
+        make_shared_4k(&m, GHCB_GPA),
+        Err(ValidateError::AlreadyValidated {
+            va: GHCB_GPA,
+            size: PageSize::Size4K
+        })
+    );
+    let input = PvalidateResult {
+        eax: pvalidate_status::FAIL_INPUT,
+        cf: false,
+    };
+    m.inject(Inject::Pvalidate(input));
+    assert!(matches!(
+        make_shared_4k(&m, GHCB_GPA),
+        Err(ValidateError::Pvalidate { result, .. }) if result == input
+    ));
+    m.inject(Inject::MsrResponse(0x9_0000_0015));
+    assert!(matches!(
+        make_shared_4k(&m, GHCB_GPA),
+        Err(ValidateError::MsrPsc { gpa: GHCB_GPA, .. })
+    ));
+    assert!(matches!(
+        make_shared_4k(&m, GHCB_GPA + 8),
+        Err(ValidateError::Unaligned { .. })
+    ));
+    m.assert_clean();
+}
+
 proptest! {
     #[test]
     fn pieces_and_holes_tile_the_range(
