@@ -32,8 +32,8 @@ pub mod plain;
 pub mod platform;
 pub mod port_io;
 pub mod serial;
-pub mod snp;
 pub mod sev_entry;
+pub mod snp;
 pub mod tdx;
 
 use core::fmt;
@@ -67,6 +67,9 @@ pub enum BootError {
     Mp(mp::MpError),
     /// The platform was detected but this firmware cannot run on it yet.
     UnsupportedPlatform(&'static str),
+    /// SEV-SNP measured direct boot: the kernel-hashes table is missing or a blob from the VMM
+    /// does not match it.
+    KernelHashes(snp::hashes::HashesError),
 }
 
 impl fmt::Display for BootError {
@@ -81,6 +84,7 @@ impl fmt::Display for BootError {
             Self::Linux(e) => write!(f, "linux: {e}"),
             Self::LinuxBoot(e) => write!(f, "{e}"),
             Self::Acpi(e) => write!(f, "{e}"),
+            Self::KernelHashes(e) => write!(f, "snp: measured direct boot: {e}"),
             Self::Measurement(e) => write!(f, "measurement: {e}"),
             Self::Mp(e) => write!(f, "{e}"),
             Self::RegionUnavailable(r) => write!(f, "firmware region {r} is unavailable (already taken, or not where the layout puts it)"),
@@ -113,6 +117,7 @@ from_error!(
     Linux(td_loader::linux::LinuxError),
     LinuxBoot(linux::LinuxBootError),
     Acpi(acpi::AcpiError),
+    KernelHashes(snp::hashes::HashesError),
     Measurement(eventlog::WriteError),
     Mp(mp::MpError)
 );

@@ -162,6 +162,22 @@ impl<'a> IdentityMapper<'a> {
         Ok(())
     }
 
+    /// Remaps the 4 KiB pages of `[base, base + len)` to `page | phys_or` in these tables
+    /// ([`remap_4k`]; SNP: `phys_or` 0 maps a page shared), taking a fresh table from the pool
+    /// for the split of its 2 MiB page.
+    pub fn remap_4k(&mut self, base: u64, len: u64, phys_or: u64) -> Result<(), PagingError> {
+        let capacity = self.tables.len();
+        if self.used >= capacity {
+            return Err(PagingError::OutOfTables { capacity });
+        }
+        let spare = self.used;
+        self.tables[spare].zero();
+        self.used += 1;
+        let spare_phys = self.phys_base + spare as u64 * TABLE;
+        let root = self.phys_base;
+        remap_4k(self, root, spare_phys, base, len, phys_or)
+    }
+
     /// Walks the tables for `addr`: the physical address (with the leaf mask, if any) and the
     /// leaf's flags, if mapped.
     pub fn translate(&self, addr: u64) -> Option<(u64, F)> {
@@ -230,6 +246,20 @@ pub fn map_firmware_address_space(
         mapper.map(0, LARGE_PAGE, F::WRITABLE)?;
     }
     Ok(())
+}
+
+impl TableMemory for IdentityMapper<'_> {
+    fn table(&mut self, phys: u64) -> Option<&mut PageTable> {
+        let offset = phys.checked_sub(self.phys_base)?;
+        if !offset.is_multiple_of(TABLE) {
+            return None;
+        }
+        let index = usize::try_from(offset / TABLE).ok()?;
+        if index >= self.used {
+            return None;
+        }
+        self.tables.get_mut(index)
+    }
 }
 
 /// Page tables in memory, reached by their physical address (the firmware: identity-mapped
@@ -340,6 +370,26 @@ mod tests {
 
     fn tables(n: usize) -> Vec<PageTable> {
         (0..n).map(|_| PageTable::new()).collect()
+    }
+
+    impl IdentityMapper<'_> {
+        /// The physical address of `va` through 2 MiB and 4 KiB leaves.
+        fn translate_4k(&mut self, va: u64) -> Option<u64> {
+            let root = self.phys_base;
+            let mut t = root;
+            for shift in [39u64, 30, 21, 12] {
+                let e = self.table(t)?[((va >> shift) & 0x1FF) as usize].clone();
+                if e.is_unused() {
+                    return None;
+                }
+                if shift == 12 || (shift == 21 && e.flags().contains(F::HUGE_PAGE)) {
+                    let size = 1u64 << shift;
+                    return Some((e.addr().as_u64() & !(size - 1)) + (va & (size - 1)));
+                }
+                t = e.addr().as_u64();
+            }
+            None
+        }
     }
 
     /// Tables in an array at `base`, as [`TableMemory`].
@@ -528,6 +578,17 @@ mod tests {
             walk(&mut mem, 0x40_0000, 0x18_A008).unwrap().0,
             0x18_A008 | 1 << 51
         );
+        // The mapper's own remap: the GHCB page shared in the firmware's final tables.
+        let mut t = tables(16);
+        let mut m = IdentityMapper::new(&mut t, 0x40_0000).unwrap();
+        m.set_leaf_mask(1 << 51).unwrap();
+        m.map(0, 4 * GIB, F::WRITABLE).unwrap();
+        let before = m.tables_used();
+        m.remap_4k(0x18_B000, 0x1000, 0).unwrap();
+        assert_eq!(m.tables_used(), before + 1, "one table for the split");
+        assert_eq!(m.translate_4k(0x18_B010), Some(0x18_B010));
+        assert_eq!(m.translate_4k(0x18_C010), Some(0x18_C010 | 1 << 51));
+        assert_eq!(m.translate_4k(0x20_0010), Some(0x20_0010 | 1 << 51));
         // Refused: not one bit, or below 4 GiB; ranges at or above the mask bit.
         let mut t = tables(4);
         let mut m = IdentityMapper::new(&mut t, 0).unwrap();

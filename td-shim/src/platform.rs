@@ -99,6 +99,40 @@ pub trait Platform: Sync {
         false
     }
 
+    /// Pages that stay shared with the VMM while the firmware runs, mapped without the
+    /// platform's `private_mask` in the final page tables too (SNP: the GHCB page). None
+    /// elsewhere.
+    fn shared_pages(&self) -> &'static [td_layout::layout::Region] {
+        &[]
+    }
+
+    /// Checks the blobs of QEMU's direct boot (setup sectors, protected-mode kernel, initrd, the
+    /// command line with its NUL) before they are used, where the hardware measured what they
+    /// must be (SNP: the kernel-hashes table in the launch digest). Nothing to check where the
+    /// firmware measures them instead (plain VM, TDX).
+    fn verify_direct_boot(
+        &self,
+        setup: &[u8],
+        kernel: &[u8],
+        initrd: Option<&[u8]>,
+        cmdline_with_nul: &[u8],
+    ) -> Result<(), BootError> {
+        let _ = (setup, kernel, initrd, cmdline_with_nul);
+        Ok(())
+    }
+
+    /// The confidential-computing blob Linux finds through `setup_data` (SNP: where the secrets
+    /// and CPUID pages are). None elsewhere.
+    fn cc_blob(&self) -> Option<[u8; td_loader::linux::CC_BLOB_SEV_LEN]> {
+        None
+    }
+
+    /// Whether the firmware starts the APs and parks them in the ACPI wakeup mailbox (plain VM,
+    /// TDX). SNP: no, Linux creates its APs itself through the hypervisor.
+    fn parks_aps(&self) -> bool {
+        true
+    }
+
     /// Runs once before the payload is entered, after the last fw_cfg read and before the
     /// final page tables are built: the platform takes back what the OS must not inherit (TDX:
     /// the shared bounce buffer is converted back to private and accepted again).

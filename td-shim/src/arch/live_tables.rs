@@ -1,6 +1,7 @@
-//! The live page tables as [`SharedPageTables`]: the TDX bounce buffer's pages are remapped to
-//! their shared alias and back in whatever tables CR3 points at (the reset page tables while
-//! fw_cfg is in use), through the host-tested [`crate::paging::remap_4k`].
+//! The live page tables as [`SharedPageTables`] (TDX) and `RemapPages` (SEV-SNP): pages are
+//! remapped to their shared alias and back in whatever tables CR3 points at (the reset page
+//! tables while the firmware runs), through the host-tested [`crate::paging::remap_4k`]. Under
+//! TDX the shared side carries the shared bit; under SNP the private side carries the C-bit.
 
 use crate::paging::{remap_4k, TableMemory};
 use crate::tdx::bounce::SharedPageTables;
@@ -44,7 +45,7 @@ impl LiveTables {
         }
     }
 
-    fn remap(&self, gpa: u64, len: u64, alias: u64) -> Result<(), &'static str> {
+    fn remap_live(&self, gpa: u64, len: u64, alias: u64) -> Result<(), &'static str> {
         let _one = self.lock.lock();
         let (frame, _) = Cr3::read();
         let root = frame.start_address().as_u64();
@@ -76,10 +77,17 @@ impl Default for LiveTables {
 
 impl SharedPageTables for LiveTables {
     fn map_shared(&self, gpa: u64, len: u64, shared_bit: u64) -> Result<(), &'static str> {
-        self.remap(gpa, len, shared_bit)
+        self.remap_live(gpa, len, shared_bit)
     }
 
     fn map_private(&self, gpa: u64, len: u64) -> Result<(), &'static str> {
-        self.remap(gpa, len, 0)
+        self.remap_live(gpa, len, 0)
+    }
+}
+
+/// SEV-SNP: the C-bit is the private side (`phys_or` = C-bit) and 0 the shared side.
+impl crate::snp::platform::RemapPages for LiveTables {
+    fn remap(&self, gpa: u64, len: u64, phys_or: u64) -> Result<(), &'static str> {
+        self.remap_live(gpa, len, phys_or)
     }
 }

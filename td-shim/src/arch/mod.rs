@@ -8,5 +8,5 @@ pub mod io;
 pub mod live_tables;
 pub mod mp;
 pub mod phys;
-pub mod sev;
 mod reset;
+pub mod sev;

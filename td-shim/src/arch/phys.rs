@@ -74,6 +74,29 @@ pub fn td_hob() -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(TD_HOB.base as *const u8, TD_HOB.size as usize) }
 }
 
+/// The SEV-SNP CPUID page as the PSP validated it at launch (SNP only: the SEV metadata's CPUID
+/// section). Read-only for the firmware; reserved for the OS.
+pub fn snp_cpuid_page() -> &'static [u8] {
+    let r = td_layout::layout::SNP_CPUID;
+    // SAFETY: under SNP the page is validated private RAM in TempMem, identity-mapped, written
+    // only by the PSP before launch and never by the firmware.
+    unsafe { core::slice::from_raw_parts(r.base as *const u8, r.size as usize) }
+}
+
+/// The SEV-SNP kernel-hashes area (QEMU writes the table there at launch with
+/// `kernel-hashes=on`; zeros otherwise). Read-only for the firmware.
+pub fn snp_kernel_hashes() -> &'static [u8] {
+    use td_layout::sev::{SEV_HASH_TABLE_BASE, SEV_HASH_TABLE_SIZE};
+    // SAFETY: under SNP the area is validated private RAM in TempMem (measured at launch),
+    // identity-mapped and never written by the firmware.
+    unsafe {
+        core::slice::from_raw_parts(
+            SEV_HASH_TABLE_BASE as *const u8,
+            SEV_HASH_TABLE_SIZE as usize,
+        )
+    }
+}
+
 /// Takes `which` as a mutable slice, once.
 pub fn take(which: RamRegion) -> Option<&'static mut [u8]> {
     let bit = 1 << which as u32;

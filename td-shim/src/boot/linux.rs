@@ -17,6 +17,8 @@ use td_loader::linux::BootParamsInput;
 
 /// The zero page sits at the start of the hand-off region, the command line right after it.
 const CMDLINE_OFFSET: usize = 4096;
+/// The last bytes of the hand-off region: the CC blob and its `setup_data` node (SNP).
+const CC_AREA: usize = 64;
 
 /// Where the bytes of a Linux boot come from.
 pub(super) enum Source {
@@ -158,8 +160,18 @@ pub(super) fn boot(
 
     let handoff =
         phys::take(phys::RamRegion::Handoff).ok_or(BootError::RegionUnavailable("handoff"))?;
-    let (zero_page, cmdline_area) = handoff.split_at_mut(CMDLINE_OFFSET);
+    let (zero_page, rest) = handoff.split_at_mut(CMDLINE_OFFSET);
+    let (cmdline_area, cc_area) = rest.split_at_mut(rest.len().saturating_sub(CC_AREA));
     let cmdline_len = source.read_cmdline(fw_cfg, cmdline_area)?;
+    // Where the hardware measured what QEMU's blobs must be (SNP's kernel-hashes table), they
+    // are checked before anything else looks at them.
+    if let Source::FwCfg { setup, cmdline, .. } = &source {
+        let (setup_bytes, kernel_bytes) = bz.split_at(*setup as usize);
+        let raw_cmdline = cmdline_area
+            .get(..*cmdline as usize)
+            .ok_or(linux::LinuxBootError::BadCmdline { size: *cmdline })?;
+        platform.verify_direct_boot(setup_bytes, kernel_bytes, initrd, raw_cmdline)?;
+    }
 
     let image = td_loader::linux::parse(bz)?;
     // Where the kernel goes, by the same code `td-shim-tool measure` runs on the host
@@ -244,6 +256,22 @@ pub(super) fn boot(
             td_layout::handoff::E820_NVS,
         )?;
     }
+    // The CC blob (SNP: the secrets and CPUID pages) in the last bytes of the hand-off region,
+    // announced by a SETUP_CC_BLOB node right after it.
+    let mut setup_data = 0;
+    if let Some(blob) = platform.cc_blob() {
+        let cc_base = HANDOFF.end() - CC_AREA as u64;
+        let node_at = blob.len().next_multiple_of(8);
+        let data = td_loader::linux::cc_setup_data(cc_base)
+            .ok_or(BootError::RegionUnavailable("cc blob"))?;
+        let (blob_area, node_area) = cc_area.split_at_mut(node_at);
+        blob_area
+            .get_mut(..blob.len())
+            .ok_or(BootError::RegionUnavailable("cc blob"))?
+            .copy_from_slice(&blob);
+        td_loader::linux::write_setup_data(node_area, 0, td_loader::linux::SETUP_CC_BLOB, &data)?;
+        setup_data = cc_base + node_at as u64;
+    }
     let e820 = linux::e820(&map);
     let zero_page: &mut [u8; 4096] = zero_page
         .try_into()
@@ -258,7 +286,7 @@ pub(super) fn boot(
             initrd: staging.initrd,
             acpi_rsdp: tables.rsdp,
             e820: &e820,
-            setup_data: 0,
+            setup_data,
         },
     )?;
     log_map("linux: e820", &map);

@@ -107,7 +107,9 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
     // For Linux the APs are started now: they help accept memory, then park in the wakeup
     // mailbox. An ELF payload gets the boot CPU alone.
     let helpers = match (linux, params.vcpus.checked_sub(1)) {
-        (true, Some(aps)) if aps > 0 => Some(start_aps(platform, &mut map, aps)?),
+        (true, Some(aps)) if aps > 0 && platform.parks_aps() => {
+            Some(start_aps(platform, &mut map, aps)?)
+        }
         _ => None,
     };
     accept_ram(platform, &map, helpers.as_ref())?;
@@ -219,6 +221,10 @@ fn enable_paging(
         low_memory_exec,
     };
     map_firmware_address_space(&mut mapper, &space, nx)?;
+    // Pages still shared with the VMM (SNP: the GHCB) keep their mapping without the C-bit.
+    for r in platform.shared_pages() {
+        mapper.remap_4k(r.base, r.size, 0)?;
+    }
     log::info!(
         "paging: identity map up to {:#x} in {} tables, nx {}",
         map.ram_top().max(1 << 32),

@@ -56,6 +56,7 @@ pub mod hashes;
 #[cfg(target_os = "none")]
 pub mod instr;
 pub mod msr_protocol;
+pub mod platform;
 pub mod psc;
 pub mod validate;
 pub mod vc;
