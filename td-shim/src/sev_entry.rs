@@ -41,9 +41,6 @@ pub const TERM_BAD_CPUID_PAGE: u32 = 1;
 pub const TERM_UNEXPECTED_VC: u32 = 2;
 /// Our code: the hypervisor answered the MSR protocol with the wrong response code.
 pub const TERM_GHCB_PROTOCOL: u32 = 3;
-/// Our code: SEV-SNP detected, but this firmware has no SNP platform yet (the binary ends
-/// there, before the first CPUID or port access).
-pub const TERM_SNP_PLATFORM_MISSING: u32 = 4;
 /// SEV-ES without SNP ends with the GHCB specification's own reason: set 0, code 2 ("SEV-SNP
 /// features not supported").
 pub const TERM_SNP_UNSUPPORTED: (u32, u32) = (0, 2);
