@@ -1,4 +1,4 @@
-//! The layout of td-shim and sev-shim images and of the guest memory they use, and the image's
+//! The layout of td-shim images and of the guest memory they use, and the image's
 //! self-description that VMMs and tools read.
 //!
 //! - [`layout`]: every region of the image and of the firmware's RAM, checked at compile time.

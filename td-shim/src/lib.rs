@@ -1,4 +1,4 @@
-//! The platform-neutral boot core of td-shim and sev-shim.
+//! The platform-neutral boot core of td-shim (plain VM, TDX, SEV-SNP).
 //!
 //! Everything here is written once against the [`platform::Platform`] trait and builds for the
 //! host too, where its tests run. Code that needs the CPU itself (assembly, control registers,
