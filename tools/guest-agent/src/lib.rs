@@ -34,6 +34,11 @@ pub mod failure;
 pub mod measurement;
 pub mod mp_wakeup;
 pub mod report;
+// The SEV-SNP attestation report parser is td-shim-tool's `snp::report`, compiled here from the
+// same file (it needs only `core`, `zerocopy` and `thiserror`): the agent does not depend on
+// td-shim-tool, and one parser serves both.
+#[path = "../../td-shim-tool/src/snp/report.rs"]
+pub mod snp_report;
 mod tree;
 
 pub use collect::collect;

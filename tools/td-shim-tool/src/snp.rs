@@ -20,6 +20,7 @@ pub mod cli;
 pub mod digest;
 pub mod hashes;
 pub mod metadata;
+pub mod report;
 pub mod vmsa;
 
 use serde::Serialize;
