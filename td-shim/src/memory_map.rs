@@ -316,6 +316,19 @@ pub fn carve_firmware_regions(map: &mut MemoryMap) -> Result<(), MemoryMapError>
     map.carve(TEMP_MEM.name, TEMP_MEM.base, TEMP_MEM.size, E820_RESERVED)
 }
 
+/// A range as `(base, length)`, if not empty.
+pub type Piece = Option<(u64, u64)>;
+
+/// `[base, end)` split at `limit`: the part below and the part at or above it.
+pub fn split_at(base: u64, end: u64, limit: u64) -> (Piece, Piece) {
+    let low_end = end.min(limit);
+    let high_base = base.max(limit);
+    (
+        (low_end > base).then(|| (base, low_end - base)),
+        (end > high_base).then(|| (high_base, end - high_base)),
+    )
+}
+
 /// The bookkeeping of the firmware's RAM arena: which usable RAM below 4 GiB has been handed
 /// out. It never hands out page 0 (a null pointer to Rust), memory above 4 GiB (not mapped
 /// before the firmware's own page tables), an empty range, or anything twice.
@@ -394,6 +407,19 @@ pub fn release_for_linux(map: &mut MemoryMap, keep: &InUseAtHandoff) {
 mod tests {
     extern crate std;
     use super::*;
+
+    #[test]
+    fn split_at_a_limit() {
+        const G4: u64 = 1 << 32;
+        assert_eq!(split_at(0, 0x8000_0000, G4), (Some((0, 0x8000_0000)), None));
+        assert_eq!(split_at(G4, G4 + 0x1000, G4), (None, Some((G4, 0x1000))));
+        assert_eq!(
+            split_at(0xC000_0000, G4 + 0x2000, G4),
+            (Some((0xC000_0000, 0x4000_0000)), Some((G4, 0x2000)))
+        );
+        assert_eq!(split_at(5, 5, G4), (None, None));
+        assert_eq!(split_at(0, u64::MAX, u64::MAX), (Some((0, u64::MAX)), None));
+    }
     use proptest::prelude::*;
     use std::vec;
 

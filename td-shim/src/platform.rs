@@ -70,6 +70,13 @@ pub trait Platform: Sync {
         0
     }
 
+    /// Whether [`Platform::accept_memory`] reaches RAM through its virtual address (SNP:
+    /// PVALIDATE), so only RAM the live page tables map may be given: the pipeline then accepts
+    /// RAM above 4 GiB only once its own page tables (which map all RAM) are live.
+    fn accept_needs_mapping(&self) -> bool {
+        false
+    }
+
     /// Makes `[base, base + len)` of private RAM usable (TDG.MEM.PAGE.ACCEPT under TDX,
     /// PVALIDATE under SNP). RAM in a plain VM needs nothing.
     fn accept_memory(&self, base: u64, len: u64) -> Result<(), BootError>;

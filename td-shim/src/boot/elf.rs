@@ -16,6 +16,7 @@ pub(super) fn boot(
     mut map: MemoryMap,
     params: &LaunchParams,
     table: &PayloadTable<'_>,
+    deferred: alloc::vec::Vec<(u64, u64)>,
 ) -> Result<Infallible, BootError> {
     if !map.is_ram(PAYLOAD_LOAD.base, PAYLOAD_LOAD.size) {
         return Err(MemoryMapError::NotRam {
@@ -32,6 +33,7 @@ pub(super) fn boot(
         (PAYLOAD_LOAD.base, PAYLOAD_LOAD.size),
         false,
     )?;
+    super::accept_deferred(platform, &deferred)?;
 
     let payload = crate::payload::copy_elf_payload(table)?;
     let config = VmmConfig {

@@ -123,6 +123,7 @@ pub(super) fn boot(
     params: &LaunchParams,
     source: Source,
     helpers: Option<mp::Helpers>,
+    deferred: alloc::vec::Vec<(u64, u64)>,
 ) -> Result<Infallible, BootError> {
     let mut arena = RamArena::new(&map).ok_or(BootError::RegionUnavailable("ram"))?;
     // With more than one vCPU the APs are parked in the multiprocessor wakeup mailbox, which
@@ -210,6 +211,7 @@ pub(super) fn boot(
     platform.before_handoff()?;
     // Low memory is executable for the kernel's 5-level paging trampoline (LA57 CPUs).
     let tables_used = enable_paging(platform, &map, (load, u64::from(image.init_size())), true)?;
+    super::accept_deferred(platform, &deferred)?;
     // The APs go to the wakeup loop now that the final page tables (which they keep using) are
     // loaded.
     if let Some(helpers) = helpers {

@@ -112,7 +112,7 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
         }
         _ => None,
     };
-    accept_ram(platform, &map, helpers.as_ref())?;
+    let deferred = accept_ram(platform, &map, helpers.as_ref())?;
     log::info!(
         "memory: {} MiB of RAM, top {:#x}",
         map.ram_bytes() >> 20,
@@ -127,6 +127,7 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
             &params,
             linux::Source::fw_cfg(f)?,
             helpers,
+            deferred,
         );
     }
     if linux {
@@ -138,9 +139,10 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
             &params,
             linux::Source::Image(alloc::boxed::Box::new(table)),
             helpers,
+            deferred,
         )
     } else {
-        elf::boot(platform, map, &params, &table)
+        elf::boot(platform, map, &params, &table, deferred)
     }
 }
 
@@ -174,19 +176,32 @@ fn start_aps(
     Ok(helpers)
 }
 
-/// Accepts all RAM of `map` (TDX: TDG.MEM.PAGE.ACCEPT; nothing on a plain VM), split across
-/// the helpers if there are any. Only whole 4 KiB pages can be accepted: partial pages at the
-/// ends of a range (a plain VM's e820 may have them) are left out of the split.
+/// Accepts all RAM of `map` (TDX: TDG.MEM.PAGE.ACCEPT; SNP: PVALIDATE; nothing on a plain
+/// VM), split across the helpers if there are any. Only whole 4 KiB pages can be accepted:
+/// partial pages at the ends of a range (a plain VM's e820 may have them) are left out of the
+/// split. Returns the RAM left for [`accept_deferred`]: where accepting needs a mapping
+/// ([`Platform::accept_needs_mapping`]), RAM above 4 GiB, which the reset page tables do not
+/// map.
 fn accept_ram(
     platform: &dyn Platform,
     map: &MemoryMap,
     helpers: Option<&mp::Helpers>,
-) -> Result<(), BootError> {
+) -> Result<alloc::vec::Vec<(u64, u64)>, BootError> {
+    let mut deferred = alloc::vec::Vec::new();
     let Some(helpers) = helpers else {
+        let limit = if platform.accept_needs_mapping() {
+            td_layout::layout::FOUR_GIB
+        } else {
+            u64::MAX
+        };
         for r in map.ram() {
-            platform.accept_memory(r.base, r.length)?;
+            let (low, high) = crate::memory_map::split_at(r.base, r.end(), limit);
+            if let Some((base, len)) = low {
+                platform.accept_memory(base, len)?;
+            }
+            deferred.extend(high);
         }
-        return Ok(());
+        return Ok(deferred);
     };
     let page = td_layout::layout::PAGE_SIZE;
     let ranges: alloc::vec::Vec<(u64, u64)> = map
@@ -198,6 +213,20 @@ fn accept_ram(
         })
         .collect();
     helpers.accept(ranges, |base, len| platform.accept_memory(base, len))?;
+    Ok(deferred)
+}
+
+/// Accepts the RAM [`accept_ram`] deferred, once the firmware's own page tables (which map all
+/// RAM) are live. The payload is not entered before.
+fn accept_deferred(platform: &dyn Platform, deferred: &[(u64, u64)]) -> Result<(), BootError> {
+    for &(base, len) in deferred {
+        platform.accept_memory(base, len)?;
+    }
+    if let Some(top) = deferred.last().map(|&(b, l)| b.saturating_add(l)) {
+        log::info!(
+            "memory: RAM above 4 GiB accepted on the firmware's page tables, up to {top:#x}"
+        );
+    }
     Ok(())
 }
 

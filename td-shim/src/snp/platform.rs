@@ -11,7 +11,7 @@
 //! | `owns_vector` / `handle_exception` | #VC (29) / [`super::vc::handle`], CPUID from the CPUID page |
 //! | `fw_cfg_dma` | `None`: fw_cfg is read through the data port (one exit per byte: slow for a kernel; a shared bounce buffer is future work) |
 //! | `memory_map` | fw_cfg `etc/e820` (untrusted, validated as on a plain VM) |
-//! | `accept_memory` | page state change to private through the GHCB, then PVALIDATE ([`super::validate::validate_ram`]); CF = 1 is fatal; RAM above 4 GiB refused (not mapped while it would be validated) |
+//! | `accept_memory` | page state change to private through the GHCB, then PVALIDATE ([`super::validate::validate_ram`]); CF = 1 is fatal; `accept_needs_mapping`: RAM above 4 GiB is validated once the firmware's page tables map it |
 //! | `vcpu_count` | fw_cfg (untrusted; the launch digest covers the VMSAs, one per vCPU) |
 //! | `extend_rtmr` / `emulated_rtmrs` | SNP has no runtime registers: nothing is extended and the CC event log is informational; the launch digest covers the firmware and, through the kernel-hashes table, the kernel, initrd and command line |
 //! | `private_mask` | the C-bit |
@@ -40,7 +40,7 @@ use crate::sev_entry::SnpEntry;
 use crate::BootError;
 use core::sync::atomic::{AtomicBool, Ordering};
 use td_layout::handoff::PlatformKind;
-use td_layout::layout::{Region, FOUR_GIB, SNP_CPUID, SNP_GHCB, SNP_SECRETS};
+use td_layout::layout::{Region, SNP_CPUID, SNP_GHCB, SNP_SECRETS};
 
 /// Vector of #VC.
 pub const VECTOR_VC: u8 = 29;
@@ -317,19 +317,10 @@ impl<C: SevCpu + Sync> Platform for SnpPlatform<C> {
         Ok(MemoryMap::from_e820_bytes(&e820)?)
     }
 
-    /// PVALIDATE takes a virtual address, and while RAM is validated the reset page tables
-    /// (identity map of [0, 4 GiB)) are live: RAM above 4 GiB is refused with a message rather
-    /// than faulted on (a guest with `-m` above ~2 GiB on q35 needs the firmware's own tables
-    /// first; not done yet).
+    /// PVALIDATE takes a virtual address: `[base, base + len)` must be identity-mapped when
+    /// this runs ([`Platform::accept_needs_mapping`]: the pipeline validates RAM above 4 GiB only
+    /// on its own page tables).
     fn accept_memory(&self, base: u64, len: u64) -> Result<(), BootError> {
-        if base.checked_add(len).is_none_or(|end| end > FOUR_GIB) {
-            log::error!(
-                "snp: RAM [{base:#x}, +{len:#x}) lies above 4 GiB, which the firmware cannot validate yet"
-            );
-            return Err(BootError::RegionUnavailable(
-                "RAM above 4 GiB (SEV-SNP: not validated by this firmware yet; use less memory)",
-            ));
-        }
         let evict = self.ready.get().is_some_and(|r| r.evict);
         let stats = self
             .session(|s| {
@@ -350,6 +341,10 @@ impl<C: SevCpu + Sync> Platform for SnpPlatform<C> {
                 ),
             )
         })
+    }
+
+    fn accept_needs_mapping(&self) -> bool {
+        true
     }
 
     fn vcpu_count(&self, fw_cfg: Option<&FwCfg<'_>>) -> Result<u32, BootError> {
