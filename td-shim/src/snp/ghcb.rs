@@ -696,6 +696,37 @@ impl<'a, C: SevCpu + ?Sized> Session<'a, C> {
         }
     }
 
+    /// REP INSB: fills `dst` from `port`, up to [`SHARED_BUFFER_SIZE`] bytes per event through
+    /// the shared buffer (SW_SCRATCH = its GPA, SW_EXITINFO2 = the count), as Linux's #VC
+    /// handler does for string IN. Returns the number of events.
+    pub fn io_read_string(&mut self, port: u16, dst: &mut [u8]) -> Result<u64, GhcbError> {
+        let info = ioio_exit_info(port, Width::W8, true, AddrSize::A64).ok_or(
+            GhcbError::InvalidArgument {
+                what: "port",
+                value: u64::from(port),
+            },
+        )? | ioio::TYPE_STR
+            | ioio::REP;
+        let scratch = self.shared_buffer_gpa();
+        let mut events = 0u64;
+        for chunk in dst.chunks_mut(SHARED_BUFFER_SIZE) {
+            let g = self.begin();
+            g.set(Field::SwScratch, scratch);
+            self.call(exit_code::IOIO, info, chunk.len() as u64)?;
+            let from =
+                self.ghcb
+                    .shared_buffer()
+                    .get(..chunk.len())
+                    .ok_or(GhcbError::InvalidArgument {
+                        what: "string IN longer than the shared buffer",
+                        value: chunk.len() as u64,
+                    })?;
+            chunk.copy_from_slice(from);
+            events = events.saturating_add(1);
+        }
+        Ok(events)
+    }
+
     /// IN of `width` (8, 16 or 32 bits) from `port`; the value is cut to the width.
     pub fn io_read(&mut self, port: u16, width: Width) -> Result<u32, GhcbError> {
         let info =

@@ -96,6 +96,7 @@ struct State {
     validated_2m: BTreeSet<u64>,
     touched: Vec<(u64, u64)>,
     ports: BTreeMap<u16, u64>,
+    port_streams: BTreeMap<u16, Vec<u8>>,
     port_writes: Vec<(u16, u64, u64)>,
     mmio: BTreeMap<u64, u64>,
     mmio_writes: Vec<(u64, u64, u64)>,
@@ -131,6 +132,7 @@ impl Model {
                 validated_2m: BTreeSet::new(),
                 touched: Vec::new(),
                 ports: BTreeMap::new(),
+                port_streams: BTreeMap::new(),
                 port_writes: Vec::new(),
                 mmio: BTreeMap::new(),
                 mmio_writes: Vec::new(),
@@ -197,6 +199,14 @@ impl Model {
     /// What port `port` reads as (raw, upper bits included).
     pub fn set_port(&self, port: u16, value: u64) {
         self.s.borrow_mut().ports.insert(port, value);
+    }
+
+    /// The bytes successive byte INs (string or not) of `port` return, in order (then zeros).
+    pub fn set_port_stream(&self, port: u16, bytes: &[u8]) {
+        self.s
+            .borrow_mut()
+            .port_streams
+            .insert(port, bytes.to_vec());
     }
 
     /// What an MMIO read at `gpa` returns (raw, cut to the access size by the model).
@@ -475,6 +485,35 @@ impl State {
                     .map(|(f, v)| (f, u64::from(v)))
                     .collect();
             }
+            exit_code::IOIO if info1 & (ioio::TYPE_STR | ioio::REP) != 0 => {
+                // REP INSB into the shared buffer (Linux vc_handle_ioio, KVM
+                // sev_es_string_io): SW_SCRATCH is the shared buffer's GPA, SW_EXITINFO2 the
+                // count; only the byte IN form is modelled.
+                let port = (info1 >> ioio::PORT_SHIFT & 0xFFFF) as u16;
+                let want = ioio::TYPE_STR
+                    | ioio::REP
+                    | ioio::TYPE_IN
+                    | ioio::DATA_8
+                    | ioio::ADDR_64
+                    | u64::from(port) << ioio::PORT_SHIFT;
+                let scratch = gpa | 0x800;
+                if info1 != want {
+                    self.violation(format!("string IOIO info {info1:#x}: only REP INSB"));
+                } else if !valid(Field::SwScratch) || g.get(Field::SwScratch) != scratch {
+                    self.violation(format!(
+                        "string IOIO without SW_SCRATCH at the shared buffer ({scratch:#x})"
+                    ));
+                } else if info2 == 0 || info2 > 2032 {
+                    self.violation(format!("string IOIO count {info2}"));
+                } else {
+                    let stream = self.port_streams.entry(port).or_default();
+                    let n = info2 as usize;
+                    let take = n.min(stream.len());
+                    let mut bytes: Vec<u8> = stream.drain(..take).collect();
+                    bytes.resize(n, 0);
+                    g.shared_buffer_mut()[..n].copy_from_slice(&bytes);
+                }
+            }
             exit_code::IOIO => {
                 if !valid(Field::Rax) {
                     self.violation("IOIO without RAX".into());
@@ -506,7 +545,11 @@ impl State {
                     if g.get(Field::Rax) != 0 {
                         self.violation(format!("IN with RAX {:#x}", g.get(Field::Rax)));
                     }
-                    let v = self.ports.get(&port).copied().unwrap_or(0);
+                    let streamed = match self.port_streams.get_mut(&port) {
+                        Some(s) if size == 1 && !s.is_empty() => Some(u64::from(s.remove(0))),
+                        _ => None,
+                    };
+                    let v = streamed.unwrap_or_else(|| self.ports.get(&port).copied().unwrap_or(0));
                     out.push((Field::Rax, v));
                 } else {
                     let v = g.get(Field::Rax);

@@ -9,7 +9,7 @@
 //! | `early_init` | MSR protocol: version 2 negotiated, SNP required of the hypervisor; the CPUID page parsed and its C-bit checked against the reset code's and the hypervisor's; SEV_STATUS features checked ([`super::detect`]); the GHCB page rescinded, made shared (MSR-protocol page state change), mapped without the C-bit, registered |
 //! | `io` | the platform itself: IOIO events through the GHCB; a failure goes to the fatal path |
 //! | `owns_vector` / `handle_exception` | #VC (29) / [`super::vc::handle`], CPUID from the CPUID page |
-//! | `fw_cfg_dma` | `None`: fw_cfg is read through the data port (one exit per byte: slow for a kernel; a shared bounce buffer is future work) |
+//! | `fw_cfg_dma` | `None`: fw_cfg is read through the data port with REP INSB through the GHCB's shared buffer (2032 bytes per exit; a DMA bounce buffer would need fewer) |
 //! | `memory_map` | fw_cfg `etc/e820` (untrusted, validated as on a plain VM) |
 //! | `accept_memory` | page state change to private through the GHCB, then PVALIDATE ([`super::validate::validate_ram`]); CF = 1 is fatal; `accept_needs_mapping`: RAM above 4 GiB is validated once the firmware's page tables map it |
 //! | `vcpu_count` | fw_cfg (untrusted; the launch digest covers the VMSAs, one per vCPU) |
@@ -262,6 +262,13 @@ impl<C: SevCpu + Sync> PortIo for SnpPlatform<C> {
     }
     fn inl(&self, port: u16) -> u32 {
         self.io_read(port, Width::W32)
+    }
+    /// REP INSB through the GHCB's shared buffer: 2032 bytes per exit instead of one (fw_cfg's
+    /// data port, which has no DMA here).
+    fn read_bytes(&self, port: u16, dst: &mut [u8]) {
+        if let Err(e) = self.session(|s| s.io_read_string(port, dst)) {
+            io_fatal(e)
+        }
     }
 }
 

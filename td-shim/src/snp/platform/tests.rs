@@ -188,6 +188,24 @@ fn port_io_goes_through_the_ghcb() {
 }
 
 #[test]
+fn fw_cfg_reads_go_2032_bytes_per_exit() {
+    let (p, cpu, _) = platform(std::vec![0; 0x400], Vec::new());
+    p.early_init().unwrap();
+    let data: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+    model(cpu).set_port_stream(0x511, &data);
+    let calls_before = model(cpu).calls().len();
+    let mut got = std::vec![0u8; 5000];
+    p.io().read_bytes(0x511, &mut got);
+    assert_eq!(got, data);
+    assert_eq!(
+        model(cpu).calls().len() - calls_before,
+        3,
+        "2032 + 2032 + 936"
+    );
+    model(cpu).assert_clean();
+}
+
+#[test]
 fn accepting_ram_validates_every_page_once() {
     let (p, cpu, _) = platform(std::vec![0; 0x400], Vec::new());
     p.early_init().unwrap();
