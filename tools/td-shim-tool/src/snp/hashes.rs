@@ -13,39 +13,12 @@
 //! bytes and one NUL (SHA-256("\0") for an empty or absent command line).
 
 use sha2::{Digest, Sha256};
-use td_layout::guid::Guid;
 
 use super::digest::PAGE_SIZE;
 use super::SnpError;
 
-/// GUID of the table header.
-pub const TABLE_GUID: Guid = Guid::from_fields(
-    0x9438_d606,
-    0x4f22,
-    0x4cc9,
-    [0xb4, 0x79, 0xa7, 0x93, 0xd4, 0x11, 0xfd, 0x21],
-);
-/// GUID of the kernel entry.
-pub const KERNEL_GUID: Guid = Guid::from_fields(
-    0x4de7_9437,
-    0xabd2,
-    0x427f,
-    [0xb8, 0x35, 0xd5, 0xb1, 0x72, 0xd2, 0x04, 0x5b],
-);
-/// GUID of the initrd entry.
-pub const INITRD_GUID: Guid = Guid::from_fields(
-    0x44ba_f731,
-    0x3a2f,
-    0x4bd7,
-    [0x9a, 0xf1, 0x41, 0xe2, 0x91, 0x69, 0x78, 0x1d],
-);
-/// GUID of the command-line entry.
-pub const CMDLINE_GUID: Guid = Guid::from_fields(
-    0x97d0_2dd8,
-    0xbd20,
-    0x4c94,
-    [0xaa, 0x78, 0xe7, 0x71, 0x4d, 0x36, 0xab, 0x2a],
-);
+/// The table's and the entries' GUIDs: the firmware's, which checks the table at boot.
+pub use td_shim::snp::hashes::{CMDLINE_GUID, INITRD_GUID, KERNEL_GUID, TABLE_GUID};
 
 /// Bytes of one entry.
 pub const ENTRY_SIZE: usize = 16 + 2 + 32;
