@@ -21,6 +21,7 @@ pub mod digest;
 pub mod hashes;
 pub mod metadata;
 pub mod report;
+pub mod verify;
 pub mod vmsa;
 
 use serde::Serialize;
@@ -451,6 +452,17 @@ fn page_type_name(t: PageType) -> &'static str {
     }
 }
 
+/// The section type as `measure --json` names it: edk2's name in lower case.
+const fn section_name(kind: SectionType) -> &'static str {
+    match kind {
+        SectionType::SnpSecMem => "snp_sec_mem",
+        SectionType::SnpSecrets => "snp_secrets",
+        SectionType::Cpuid => "cpuid",
+        SectionType::SvsmCaa => "svsm_caa",
+        SectionType::SnpKernelHashes => "snp_kernel_hashes",
+    }
+}
+
 /// Computes the digest of `image` and describes it.
 pub fn report(image: &[u8], params: &LaunchParams) -> Result<SnpReport, SnpError> {
     let digest = compute(image, params)?;
@@ -464,7 +476,7 @@ pub fn report(image: &[u8], params: &LaunchParams) -> Result<SnpReport, SnpError
             .map(|s| SectionReport {
                 gpa: format!("{:#x}", s.gpa),
                 size: s.size,
-                kind: s.kind.name(),
+                kind: section_name(s.kind),
                 measured_as: match measurement_of(s.kind, params.vmm, with_kernel) {
                     Measured::As(t) => page_type_name(t),
                     Measured::HashesPage => "normal",

@@ -24,46 +24,9 @@ pub const MAX_SECTIONS: u32 = 256;
 /// is one digest update, so this bounds the work on untrusted input.
 pub const MAX_SECTION_BYTES: u64 = 256 << 20;
 
-/// The type of an SEV metadata section, which decides how the VMM hands its pages over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SectionType {
-    /// 1: memory the firmware validates early (ZERO pages; UNMEASURED on GCE).
-    SnpSecMem,
-    /// 2: the secrets page.
-    SnpSecrets,
-    /// 3: the CPUID page.
-    Cpuid,
-    /// 4: the SVSM calling area (ZERO pages).
-    SvsmCaa,
-    /// 0x10: where QEMU writes the kernel-hashes table (a NORMAL page with `--kernel`, ZERO
-    /// pages without).
-    SnpKernelHashes,
-}
-
-impl SectionType {
-    /// The type for a section's u32, if it is one of those defined.
-    pub const fn from_u32(value: u32) -> Option<Self> {
-        match value {
-            1 => Some(Self::SnpSecMem),
-            2 => Some(Self::SnpSecrets),
-            3 => Some(Self::Cpuid),
-            4 => Some(Self::SvsmCaa),
-            0x10 => Some(Self::SnpKernelHashes),
-            _ => None,
-        }
-    }
-
-    /// The name used in reports (edk2's, without the prefix).
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::SnpSecMem => "snp_sec_mem",
-            Self::SnpSecrets => "snp_secrets",
-            Self::Cpuid => "cpuid",
-            Self::SvsmCaa => "svsm_caa",
-            Self::SnpKernelHashes => "snp_kernel_hashes",
-        }
-    }
-}
+/// The type of an SEV metadata section, which decides how the VMM hands its pages over: the
+/// layout crate's definition, shared with the image builder.
+pub use td_layout::sev::SevSectionType as SectionType;
 
 /// One SEV metadata section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +117,7 @@ pub fn read_sections(image: &[u8], offset: u32) -> Result<Vec<Section>, SnpError
                 u32_at(s, 8).unwrap_or(0),
             );
             let kind =
-                SectionType::from_u32(kind).ok_or(SnpError::UnknownSectionType { index, kind })?;
+                SectionType::from_code(kind).ok_or(SnpError::UnknownSectionType { index, kind })?;
             Ok(Section { gpa, size, kind })
         })
         .collect::<Result<Vec<_>, SnpError>>()?;
