@@ -25,6 +25,7 @@ pub mod linux;
 pub mod measurement;
 pub mod memory_map;
 pub mod mp;
+pub mod pages;
 pub mod paging;
 pub mod payload;
 #[cfg(target_os = "none")]

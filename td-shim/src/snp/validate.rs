@@ -56,7 +56,7 @@
 //!
 //! Addresses are GPAs and virtual addresses at once (the firmware's identity map).
 
-use super::cpu::{pvalidate_status, PageSize, PvalidateResult, SevCpu, PAGE_2M, PAGE_4K};
+use super::cpu::{pvalidate_status, PageSize, PvalidateResult, SevCpu, PAGE_4K};
 use super::ghcb::Session;
 use super::msr_protocol::{self, MsrProtocolError};
 use super::psc::{self, PageOp, PscEntry, PscError, MAX_ENTRIES};
@@ -233,10 +233,6 @@ fn range_end(base: u64, len: u64) -> Result<u64, ValidateError> {
     }
 }
 
-const fn down_2m(a: u64) -> u64 {
-    a & !(PAGE_2M - 1)
-}
-
 /// Plans `[base, base + len)` (4 KiB aligned, below 2^52).
 pub fn plan(base: u64, len: u64) -> Result<Plan, ValidateError> {
     let end = range_end(base, len)?;
@@ -245,15 +241,15 @@ pub fn plan(base: u64, len: u64) -> Result<Plan, ValidateError> {
         pages: to.saturating_sub(from) / size.bytes(),
         size,
     };
-    // end <= 2^52, so rounding up cannot overflow.
-    let head_end = down_2m(base.saturating_add(PAGE_2M - 1)).min(end);
-    let body_end = down_2m(end).max(head_end);
+    let size = |is_2m| {
+        if is_2m {
+            PageSize::Size2M
+        } else {
+            PageSize::Size4K
+        }
+    };
     Ok(Plan {
-        runs: [
-            run(base, head_end, PageSize::Size4K),
-            run(head_end, body_end, PageSize::Size2M),
-            run(body_end, end, PageSize::Size4K),
-        ],
+        runs: crate::pages::runs(base, end).map(|(from, to, is_2m)| run(from, to, size(is_2m))),
         next: 0,
     })
 }

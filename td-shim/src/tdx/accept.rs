@@ -30,6 +30,7 @@
 //! parallel is the caller's (the mailbox work is not here yet).
 
 use super::calls::{leaf, mem_page_accept, AcceptOutcome, PageLevel, Tdcall, TdxError};
+use crate::pages::{down_2m, up_2m};
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -145,16 +146,6 @@ fn range_end(base: u64, len: u64) -> Result<u64, AcceptError> {
         .ok_or(AcceptError::Overflow { base, len })
 }
 
-/// `addr` rounded down to 2 MiB.
-const fn down_2m(addr: u64) -> u64 {
-    addr & !(PAGE_2M - 1)
-}
-
-/// `addr` rounded up to 2 MiB, if that fits in 64 bits.
-fn up_2m(addr: u64) -> Option<u64> {
-    addr.checked_add(PAGE_2M - 1).map(down_2m)
-}
-
 /// Plans the accept of `[base, base + len)`, which must be 4 KiB aligned and not wrap.
 pub fn plan(base: u64, len: u64) -> Result<Plan, AcceptError> {
     let end = range_end(base, len)?;
@@ -164,14 +155,15 @@ pub fn plan(base: u64, len: u64) -> Result<Plan, AcceptError> {
         pages: to.saturating_sub(from) / level.size(),
         level,
     };
-    let head_end = up_2m(base).map_or(end, |a| a.min(end));
-    let body_end = down_2m(end).max(head_end);
+    let level = |is_2m| {
+        if is_2m {
+            PageLevel::Size2M
+        } else {
+            PageLevel::Size4K
+        }
+    };
     Ok(Plan {
-        runs: [
-            run(base, head_end, PageLevel::Size4K),
-            run(head_end, body_end, PageLevel::Size2M),
-            run(body_end, end, PageLevel::Size4K),
-        ],
+        runs: crate::pages::runs(base, end).map(|(from, to, is_2m)| run(from, to, level(is_2m))),
         next: 0,
     })
 }
