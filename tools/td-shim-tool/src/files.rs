@@ -67,6 +67,14 @@ impl Limit {
         regular_only: false,
         rule: "a TDX quote with its certificate chain is a few KiB; at most 1 MiB is read",
     };
+    /// An SEV-SNP attestation report: exactly 1184 bytes; at most 64 KiB is read, so a wrong
+    /// file is named by its size rather than read whole.
+    pub const SNP_REPORT: Self = Self {
+        what: "SEV-SNP attestation report",
+        max: 64 << 10,
+        regular_only: false,
+        rule: "an SEV-SNP attestation report is 1184 bytes; at most 64 KiB is read",
+    };
     /// A firmware image to inspect: at most 64 MiB. It is mapped just below 4 GiB, under the
     /// MMIO of the platform: td-shim's is 16 MiB, OVMF's and TDVF's 2 to 16 MiB.
     pub const FIRMWARE_IMAGE: Self = Self {

@@ -191,9 +191,11 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
     },
-    /// Check a TDX quote's measurements: the CC event log's replay against its RTMRs, and its
-    /// MRTD and RTMRs against expected values. Measurements only: the quote's signature and
-    /// certificate chain are NOT verified.
+    /// Check a TDX quote's measurements (the CC event log's replay against its RTMRs, and its
+    /// MRTD and RTMRs against expected values) or, with --platform snp, an SEV-SNP attestation
+    /// report's launch digest, nonce and guest policy. Measurements only: the quote's signature
+    /// and certificate chain are NOT verified, nor the SNP report's signature, VCEK and AMD
+    /// certificate chain.
     ///
     /// The quote must be version 4 with TEE type 0x81 (TDX). The log is replayed as `eventlog
     /// replay` does (RTMR0-2 always, RTMR3 if the log extends it); the first register that
@@ -207,6 +209,16 @@ enum Command {
     /// chain, nor the TCB status. Anyone can write a quote that passes this command; trusting
     /// one takes a verifier with Intel's collateral (Trustee's attestation service / KBS, or
     /// another DCAP verifier).
+    ///
+    /// With --platform snp: --report is the 1184-byte attestation report (version 2 to 5).
+    /// Compared, in this order, when given: MEASUREMENT with the expected launch digest
+    /// (--expected, the JSON `measure --platform snp --json` prints, or --measurement HEX),
+    /// REPORT_DATA with --nonce (zero-padded to 64 bytes), POLICY with --guest-policy. The first
+    /// difference is named; exit status as for TDX. A policy that allows debugging or a
+    /// migration agent, a VMPL other than 0 or an unsigned report is a warning. NOT checked:
+    /// the report's signature (ECDSA P-384 by the VCEK or VLEK), the VCEK's certificate chain
+    /// up to AMD's ARK, and whether the TCB is current: anyone can write a report that passes;
+    /// trusting one takes a verifier with AMD's certificates (Trustee's SNP verifier, snpguest).
     Verify(verify::VerifyArgs),
 }
 
@@ -300,6 +312,11 @@ impl Cli {
         }
         if let Some(message) = self.check_vmm_config() {
             return Err(usage(ErrorKind::ArgumentConflict, message));
+        }
+        if let Command::Verify(args) = &self.command {
+            if let Some(message) = args.usage_error() {
+                return Err(usage(ErrorKind::ArgumentConflict, message));
+            }
         }
         let (boot, mrtd_only_ok, vmm, log_out) = match &self.command {
             Command::Measure { boot, .. } if matches!(boot.platform, PlatformArg::Snp) => {
@@ -685,6 +702,11 @@ fn run(cli: Cli) -> Result<()> {
                 Some(path) => write(path, format!("{message}\n").as_bytes()),
                 None => Ok(files::write_stdout(format!("{message}\n").as_bytes())?),
             }
+        }
+        Command::Verify(args) if args.platform == verify::VerifyPlatform::Snp => {
+            let report = args.run_snp()?;
+            print(args.json, &report, || report.to_text())?;
+            Ok(report.result()?)
         }
         Command::Verify(args) => {
             let report = args.run()?;

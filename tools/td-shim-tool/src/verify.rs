@@ -19,9 +19,14 @@
 //!
 //! A debug TD (TD_ATTRIBUTES bit 0) is reported with a warning, not a mismatch: its
 //! measurements may be right, but the host can read and change its memory.
+//!
+//! `verify --platform snp` checks an SEV-SNP attestation report instead ([`crate::snp::verify`]:
+//! MEASUREMENT, REPORT_DATA and POLICY against expected values; its signature is not verified
+//! either). The arguments are shared ([`VerifyArgs`]); each platform refuses the other's.
 
 use crate::eventlog::{self, EventLogCommandError, EventReport};
 use crate::files::{self, FileError, Limit};
+use crate::snp::verify::{SnpExpected, SnpVerifyReport};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -96,6 +101,20 @@ pub enum VerifyError {
         /// The declared signature-data length.
         declared: u32,
     },
+    /// The SEV-SNP attestation report was refused (`verify --platform snp`).
+    #[error("report: {0}")]
+    SnpReport(#[from] crate::snp::report::ReportError),
+    /// The expected-values file is JSON, but not what `measure --platform snp --json` prints.
+    #[error(
+        "{path}: {reason}; give the JSON that `td-shim-tool measure --platform snp --image IMG \
+         --vcpus N --vcpu-type TYPE --json` prints, or --measurement HEX"
+    )]
+    SnpExpectedShape {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The event log was refused (the message starts with "event log").
     #[error(transparent)]
     Log(#[from] EventLogCommandError),
@@ -118,6 +137,9 @@ pub enum VerifyError {
         /// What is wrong.
         reason: String,
     },
+    /// A required input is missing (the CLI checks this before; the library says it again).
+    #[error("{0}")]
+    Missing(&'static str),
     /// A value differs: the first one, in the order the report lists them.
     #[error("{first}{}", more_text(*.more))]
     Mismatch {
@@ -244,21 +266,51 @@ impl Expected {
     }
 }
 
+/// The platform whose evidence `verify` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyPlatform {
+    /// Intel TDX: a quote (--quote) and the CC event log (--log).
+    Tdx,
+    /// AMD SEV-SNP: an attestation report (--report).
+    Snp,
+}
+
 /// `td-shim-tool verify`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// The TDX quote (version 4), as the guest got it (configfs-tsm `outblob`).
+    /// The evidence's platform: tdx (--quote and --log) or snp (--report).
+    #[arg(long, value_enum, default_value = "tdx")]
+    pub platform: VerifyPlatform,
+    /// With --platform tdx (required): the TDX quote (version 4), as the guest got it
+    /// (configfs-tsm `outblob`).
     #[arg(long)]
-    pub quote: PathBuf,
-    /// The CC event log taken in the same boot (the CCEL log area, e.g.
-    /// /sys/firmware/acpi/tables/data/CCEL).
+    pub quote: Option<PathBuf>,
+    /// With --platform tdx (required): the CC event log taken in the same boot (the CCEL log
+    /// area, e.g. /sys/firmware/acpi/tables/data/CCEL).
     #[arg(long)]
-    pub log: PathBuf,
+    pub log: Option<PathBuf>,
+    /// With --platform snp (required): the SEV-SNP attestation report (1184 bytes), as the
+    /// guest got it (configfs-tsm `outblob` with provider sev_guest, or the guest agent's
+    /// `report_base64`).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// The expected values: the JSON `td-shim-tool measure --platform tdx --image IMG --json`
-    /// prints (MRTD; the RTMRs too if it was given --memory and --vcpus).
+    /// prints (MRTD; the RTMRs too if it was given --memory and --vcpus); with --platform snp,
+    /// the JSON `measure --platform snp ... --json` prints (its launch_digest, mode snp).
     #[arg(long, value_name = "EXPECTED.json",
-          conflicts_with_all = ["mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3"])]
+          conflicts_with_all = ["mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "measurement"])]
     pub expected: Option<PathBuf>,
+    /// With --platform snp: the expected launch digest (MEASUREMENT), 96 hex digits.
+    #[arg(long, value_name = "HEX", value_parser = parse_digest)]
+    pub measurement: Option<Digest>,
+    /// With --platform snp: the nonce the report must carry in REPORT_DATA, 1 to 64 bytes in
+    /// hex, zero-padded on the right to 64 bytes.
+    #[arg(long, value_name = "HEX", value_parser = crate::snp::verify::parse_nonce)]
+    pub nonce: Option<[u8; crate::snp::report::REPORT_DATA_SIZE]>,
+    /// With --platform snp: the expected guest policy (POLICY, the 64 bits the VMM launched
+    /// with; QEMU's default is 0x30000), 0x-hex or decimal.
+    #[arg(long, value_name = "POLICY", value_parser = crate::snp::cli::parse_u64)]
+    pub guest_policy: Option<u64>,
     /// The expected MRTD, 96 hex digits.
     #[arg(long, value_name = "HEX", value_parser = parse_digest)]
     pub mrtd: Option<Digest>,
@@ -277,7 +329,11 @@ pub struct VerifyArgs {
     /// Print the verdict as JSON: {"quote": {"version", "tee_type", "mrtd", "rtmrs",
     /// "report_data", "td_attributes", "debug", ...}, "replay": {"rtmrs", "matches_quote",
     /// "first_mismatch", ...}, "expected": {"source", "mrtd", "rtmrs", "mismatches"},
-    /// "warnings", "signature_verified": false, "verdict": "ok" or "mismatch"}.
+    /// "warnings", "signature_verified": false, "verdict": "ok" or "mismatch"}. With
+    /// --platform snp: {"platform": "snp", "report": {"version", "policy", "vmpl",
+    /// "measurement", "report_data", "host_data", "reported_tcb", "chip_id", ...}, "expected":
+    /// {"source", "measurement", "report_data", "guest_policy", "compared", "mismatches"},
+    /// "warnings", "signature_verified": false, "verdict"}.
     #[arg(long)]
     pub json: bool,
 }
@@ -303,10 +359,81 @@ impl VerifyArgs {
     /// Reads the inputs (bounded) and checks them. A mismatch is in the report
     /// ([`VerifyReport::result`]); an error here means an input was refused.
     pub fn run(&self) -> Result<VerifyReport, VerifyError> {
-        let quote = read(&self.quote, &Limit::QUOTE)?;
-        let log = read(&self.log, &Limit::EVENT_LOG)?;
+        let (Some(quote), Some(log)) = (&self.quote, &self.log) else {
+            return Err(VerifyError::Missing(
+                "--platform tdx needs --quote and --log",
+            ));
+        };
+        let quote = read(quote, &Limit::QUOTE)?;
+        let log = read(log, &Limit::EVENT_LOG)?;
         let expected = self.expected()?;
         verify(&quote, &log, &expected)
+    }
+
+    /// The SEV-SNP expected values: the launch digest from --expected or --measurement, the
+    /// nonce and the guest policy.
+    pub fn snp_expected(&self) -> Result<SnpExpected, VerifyError> {
+        let mut expected = match &self.expected {
+            Some(path) => {
+                let bytes = files::read(path, &Expected::LIMIT)?;
+                SnpExpected::from_measure_json(&path.display().to_string(), &bytes)?
+            }
+            None => SnpExpected {
+                source: self.measurement.map(|_| "command line".to_owned()),
+                measurement: self.measurement,
+                ..SnpExpected::default()
+            },
+        };
+        expected.report_data = self.nonce;
+        expected.guest_policy = self.guest_policy;
+        Ok(expected)
+    }
+
+    /// `verify --platform snp`: reads the report (bounded) and checks it. A mismatch is in the
+    /// report ([`SnpVerifyReport::result`]); an error here means an input was refused.
+    pub fn run_snp(&self) -> Result<SnpVerifyReport, VerifyError> {
+        let Some(report) = &self.report else {
+            return Err(VerifyError::Missing("--platform snp needs --report"));
+        };
+        let bytes = read(report, &Limit::SNP_REPORT)?;
+        let expected = self.snp_expected()?;
+        crate::snp::verify::verify(&bytes, &expected)
+    }
+
+    /// The usage rules clap cannot state (the options of the other platform), as the message of
+    /// the first broken.
+    pub fn usage_error(&self) -> Option<&'static str> {
+        match self.platform {
+            VerifyPlatform::Tdx => {
+                if self.report.is_some()
+                    || self.measurement.is_some()
+                    || self.nonce.is_some()
+                    || self.guest_policy.is_some()
+                {
+                    Some("--report, --measurement, --nonce and --guest-policy need --platform snp")
+                } else if self.quote.is_none() || self.log.is_none() {
+                    Some(
+                        "the following required arguments were not provided: --quote <QUOTE> \
+                         --log <LOG>",
+                    )
+                } else {
+                    None
+                }
+            }
+            VerifyPlatform::Snp => {
+                let tdx_values = [self.mrtd, self.rtmr0, self.rtmr1, self.rtmr2, self.rtmr3];
+                if self.quote.is_some()
+                    || self.log.is_some()
+                    || tdx_values.iter().any(Option::is_some)
+                {
+                    Some("--quote, --log, --mrtd and --rtmr0..--rtmr3 need --platform tdx")
+                } else if self.report.is_none() {
+                    Some("the following required arguments were not provided: --report <FILE>")
+                } else {
+                    None
+                }
+            }
+        }
     }
 }
 

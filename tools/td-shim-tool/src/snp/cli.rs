@@ -59,7 +59,8 @@ pub struct SnpArgs {
     pub ovmf_hash: Option<[u8; 48]>,
 }
 
-fn parse_u64(s: &str) -> Result<u64, String> {
+/// A number, 0x-hex or decimal (the CLI's value parser).
+pub fn parse_u64(s: &str) -> Result<u64, String> {
     let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16),
         None => s.parse(),
