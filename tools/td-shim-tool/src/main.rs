@@ -174,9 +174,24 @@ enum Command {
     /// says so on standard error, and the --policy does not check RTMR0 (it checks the
     /// launch-parameters event only). The --policy then also checks MRTD, the TCB status and
     /// the DEBUG attribute (docs/tdx-measurement.md §8).
+    ///
+    /// With --platform snp (needs --image, --vcpus and --vcpu-type; the launch as for `measure
+    /// --platform snp`, mode snp): snp_launch_measurement (the launch digest, [hex, base64]),
+    /// and from --guest-policy (default 0x30000, QEMU's) snp_guest_abi_major,
+    /// snp_guest_abi_minor (numbers), snp_single_socket and snp_smt_allowed (booleans): the IDs
+    /// Trustee's default SNP policy reads. A guest policy allowing debugging or a migration
+    /// agent is refused. The --policy also checks the reported TCB under snp_bootloader,
+    /// snp_tee_svn, snp_snp_svn and snp_microcode, which refvals does not write (the host's
+    /// firmware: register them yourself) (docs/sev-measurement.md §7).
     Refvals {
         #[command(flatten)]
         boot: BootInputs,
+        #[command(flatten)]
+        snp: snp::cli::SnpArgs,
+        /// With --platform snp: the guest policy the VMM launches with (QEMU sev-snp-guest's
+        /// `policy`), 0x-hex or decimal. Default 0x30000.
+        #[arg(long, value_name = "POLICY", value_parser = snp::cli::parse_u64)]
+        guest_policy: Option<u64>,
         /// With --platform tdx: the VMM's page order for MRTD, as for `measure`. Default qemu.
         #[arg(long, value_enum)]
         vmm: Option<VmmArg>,
@@ -229,7 +244,8 @@ enum PlatformArg {
     Plain,
     /// Intel TDX: `measure` also computes MRTD from the --image's TDVF metadata.
     Tdx,
-    /// AMD SEV-SNP: `measure` computes the launch digest of the --image's SEV metadata (only).
+    /// AMD SEV-SNP: `measure` computes the launch digest of the --image's SEV metadata (only);
+    /// `refvals` writes it and the guest policy's fields as reference values.
     Snp,
 }
 
@@ -278,8 +294,8 @@ struct BootInputs {
     vcpus: Option<u32>,
     /// The platform the VM runs on: plain (td-shim's only platform so far), or tdx (the
     /// same RTMR plan, with platform=tdx in the launch parameters and the VMM's configuration
-    /// in RTMR0, plus MRTD for `measure` and `refvals`), or snp (`measure` only: the SEV-SNP
-    /// launch digest).
+    /// in RTMR0, plus MRTD for `measure` and `refvals`), or snp (`measure` and `refvals`: the
+    /// SEV-SNP launch digest only; no --memory).
     #[arg(long, value_enum, default_value = "plain")]
     platform: PlatformArg,
     /// With --platform tdx: the TD HOB as the VMM wrote it, either the HOB list alone (as
@@ -330,6 +346,9 @@ impl Cli {
                 vmm.is_some(),
                 log_out.is_some(),
             ),
+            Command::Refvals { boot, .. } if matches!(boot.platform, PlatformArg::Snp) => {
+                return Ok(())
+            }
             Command::Refvals { boot, vmm, .. } => (boot, false, vmm.is_some(), false),
             _ => return Ok(()),
         };
@@ -406,9 +425,31 @@ impl Cli {
                 ),
                 _ => None,
             },
-            Command::Refvals { boot, .. } if matches!(boot.platform, PlatformArg::Snp) => {
-                Some("refvals does not support --platform snp yet".into())
-            }
+            Command::Refvals {
+                boot,
+                snp,
+                vmm,
+                guest_policy,
+                ..
+            } => match boot.platform {
+                PlatformArg::Snp if boot.memory.is_some() => {
+                    Some("--platform snp takes no --memory".into())
+                }
+                PlatformArg::Snp if vmm.is_some() => {
+                    Some("--vmm is not used by --platform snp".into())
+                }
+                PlatformArg::Snp if snp.mode() != snp::Mode::Snp => Some(
+                    "refvals --platform snp writes the SNP launch digest: --mode must be snp"
+                        .into(),
+                ),
+                PlatformArg::Snp => snp.usage_error(boot.vcpus),
+                _ if snp.any() || guest_policy.is_some() => Some(
+                    "--mode, --vcpu-type, --vcpu-sig, --vmm-type, --guest-features, --ovmf-hash \
+                     and --guest-policy need --platform snp"
+                        .into(),
+                ),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -658,10 +699,51 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Refvals {
             boot,
-            vmm,
-            json: _,
+            snp,
+            guest_policy,
             output,
             policy,
+            ..
+        } if matches!(boot.platform, PlatformArg::Snp) => {
+            // clap requires --image with --platform snp.
+            let Some(image) = &boot.source.image else {
+                anyhow::bail!("--platform snp needs --image")
+            };
+            let params = snp.params(
+                boot.vcpus,
+                boot.source.kernel.as_deref(),
+                boot.initrd.as_deref(),
+                boot.cmdline.as_deref(),
+            )?;
+            let bytes = read(image, &Limit::FIRMWARE_IMAGE)?;
+            let digest = snp::compute(&bytes, &params).with_context(|| {
+                format!("cannot compute the launch digest of {}", image.display())
+            })?;
+            let digest: [u8; 48] = digest
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("the SNP launch digest is not 48 bytes"))?;
+            let guest_policy = guest_policy.unwrap_or(snp::refvals::QEMU_DEFAULT_POLICY);
+            let values = snp::refvals::reference_values(&digest, guest_policy)?;
+            let message = serde_json::to_string_pretty(&refvals::rvps_message_json(&values))?;
+            if let Some(path) = &policy {
+                write(path, snp::refvals::policy().as_bytes())?;
+                say(format_args!(
+                    "td-shim-tool: note: the policy also reads the reported TCB under {}: \
+                     register the host firmware SVNs you accept under them",
+                    snp::refvals::TCB_IDS.join(", ")
+                ));
+            }
+            match &output {
+                Some(path) => write(path, format!("{message}\n").as_bytes()),
+                None => Ok(files::write_stdout(format!("{message}\n").as_bytes())?),
+            }
+        }
+        Command::Refvals {
+            boot,
+            vmm,
+            output,
+            policy,
+            ..
         } => {
             let measurement = boot.measure()?;
             let (values, policy_text) = match (boot.platform, &boot.source.image) {
@@ -688,7 +770,8 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 // clap requires --image with --platform tdx.
                 (PlatformArg::Tdx, None) => anyhow::bail!("--platform tdx needs --image"),
-                (PlatformArg::Snp, _) => anyhow::bail!("refvals does not support --platform snp"),
+                // Handled above.
+                (PlatformArg::Snp, _) => anyhow::bail!("--platform snp is handled separately"),
                 (PlatformArg::Plain, _) => (
                     refvals::reference_values(&measurement)?,
                     policy.is_some().then(|| refvals::policy(&measurement)),

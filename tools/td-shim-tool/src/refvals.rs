@@ -60,6 +60,10 @@
 //! Plain platform no Trustee verifier produces yet. [`tdx_policy`] writes the TDX one: it also
 //! sets the `hardware` claim from MRTD and the TCB status, and reads `input.tdx.quote.body.mr_td`
 //! and `rtmr_0` .. `rtmr_2` as Trustee's TDX verifier exposes them.
+//!
+//! SEV-SNP (`refvals --platform snp`) has no event log and no registers but the launch digest:
+//! its reference values and policy are [`crate::snp::refvals`]'s, in the same message format
+//! ([`rvps_message_json`]).
 
 use crate::measure::Measurement;
 use base64::Engine as _;
@@ -206,7 +210,18 @@ pub struct RvpsMessage {
 /// The sample-provenance message that registers `values`.
 pub fn rvps_message(values: &BTreeMap<String, Vec<String>>) -> RvpsMessage {
     // Serializing a map of strings cannot fail.
-    let provenance = serde_json::to_vec(values).unwrap_or_default();
+    sample_message(serde_json::to_vec(values).unwrap_or_default())
+}
+
+/// The sample-provenance message that registers `values`, each any JSON value (the sample
+/// extractor stores what it is given; `refvals --platform snp` registers numbers and booleans,
+/// which Trustee's default SNP policy compares with `==`).
+pub fn rvps_message_json(values: &BTreeMap<String, serde_json::Value>) -> RvpsMessage {
+    // Serializing JSON values with string keys cannot fail.
+    sample_message(serde_json::to_vec(values).unwrap_or_default())
+}
+
+fn sample_message(provenance: Vec<u8>) -> RvpsMessage {
     RvpsMessage {
         version: RVPS_MESSAGE_VERSION,
         kind: RVPS_SAMPLE_TYPE,

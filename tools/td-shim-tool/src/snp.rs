@@ -20,6 +20,7 @@ pub mod cli;
 pub mod digest;
 pub mod hashes;
 pub mod metadata;
+pub mod refvals;
 pub mod report;
 pub mod verify;
 pub mod vmsa;
