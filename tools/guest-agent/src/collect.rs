@@ -296,6 +296,8 @@ mod tests {
                 "report_data_matches",
                 "rtmrs",
                 "rtmrs_match_quote",
+                "sev_guest_device",
+                "snp_report",
                 "source",
                 "tdx_guest_device"
             ]

@@ -1,5 +1,6 @@
 //! The platform's evidence for an attester: on TDX, a quote with a nonce in its REPORTDATA, next to
-//! the CC event log that [`crate::measurement`] already read and replayed.
+//! the CC event log that [`crate::measurement`] already read and replayed; on SEV-SNP, an
+//! attestation report with the nonce in its REPORT_DATA.
 //!
 //! # The nonce
 //!
@@ -28,21 +29,40 @@
 //! data is 5 to 8 KiB), `generation` and `provider` to [`MAX_ATTRIBUTE`] (a configfs attribute is
 //! one page).
 //!
-//! The quote is parsed when the provider is `tdx_guest` (or unreadable): TD quote version 4, TEE
+//! The quote is parsed when the provider is `tdx_guest` (or unreadable, unless the guest has
+//! `/dev/sev-guest` and not `/dev/tdx_guest`): TD quote version 4, TEE
 //! type 0x81, MRTD, RTMR0 to RTMR3, REPORTDATA, with the signature data inside the outblob
 //! (`td_shim::tdx::quote::parse`, shared with `td-shim-tool`). Its REPORTDATA is compared with
 //! the report data written (`report_data_matches`) and its RTMRs with the registers replayed from
 //! the CC event log (`rtmrs_match_quote`). The quote's signature is not checked: that is the
 //! verifier's job, with Intel's collateral.
 //!
-//! # /dev/tdx_guest (Linux 6.2 to 6.6)
+//! # SEV-SNP (provider `sev_guest`)
+//!
+//! The same request gives, under SEV-SNP, the 1184-byte attestation report the AMD secure
+//! processor signed, with the 64 bytes of `inblob` as its REPORT_DATA (Linux's sev-guest driver
+//! takes exactly 64 and asks at the entry's `privlevel`, 0 unless written). It is parsed with
+//! [`crate::snp_report`] (td-shim-tool's parser, the same file) when the provider is `sev_guest`,
+//! or when the provider is unreadable and the guest has `/dev/sev-guest`. The report's fields
+//! are in `snp_report` (MEASUREMENT, the launch digest `td-shim-tool measure --platform snp`
+//! predicts; POLICY; VMPL; the TCBs; CHIP_ID ...), its REPORT_DATA in `report_data`, compared
+//! with the nonce (`report_data_matches`). SEV-SNP has no RTMRs: `mrtd` and `rtmrs` are `null`
+//! and `rtmrs_match_quote` is `false`. The report's signature is not checked: that is the
+//! verifier's job, with the VCEK and AMD's certificate chain (`td-shim-tool verify --platform
+//! snp` compares the values only, too).
+//!
+//! # /dev/tdx_guest (Linux 6.2 to 6.6) and /dev/sev-guest
 //!
 //! Older kernels give a TDREPORT (not a quote) through the `TDX_CMD_GET_REPORT0` ioctl of
 //! `/dev/tdx_guest`. The agent only detects the device: `tdx_guest_device` is `present, not used`,
-//! and without configfs-tsm the evidence has `source` `/dev/tdx_guest` and no quote.
+//! and without configfs-tsm the evidence has `source` `/dev/tdx_guest` and no quote. Likewise
+//! `/dev/sev-guest` (the `SNP_GET_REPORT` ioctl; the agent has no unsafe code to issue it):
+//! `sev_guest_device` is `present, not used`, and without configfs-tsm or `/dev/tdx_guest` the
+//! evidence has `source` `/dev/sev-guest` and no report.
 
 use crate::failure::Failures;
-use crate::report::Evidence;
+use crate::report::{Evidence, SnpReport, SnpTcb};
+use crate::snp_report;
 use crate::tree::Tree;
 use base64::Engine as _;
 use td_shim::tdx::quote;
@@ -51,6 +71,8 @@ use td_shim::tdx::quote;
 pub const TSM_REPORT: &str = "/sys/kernel/config/tsm/report";
 /// The TDX guest driver's ioctl device.
 pub const TDX_GUEST: &str = "/dev/tdx_guest";
+/// The SEV-SNP guest driver's ioctl device.
+pub const SEV_GUEST: &str = "/dev/sev-guest";
 /// The kernel command line parameter carrying the nonce.
 pub const NONCE_PARAM: &str = "td_shim.nonce";
 /// The size of TDX REPORTDATA, and of what the agent writes to `inblob`.
@@ -61,6 +83,8 @@ pub const MAX_QUOTE: usize = 64 << 10;
 pub const MAX_ATTRIBUTE: usize = 4096;
 /// The `provider` of the TDX guest driver.
 pub const PROVIDER_TDX: &str = "tdx_guest";
+/// The `provider` of the SEV-SNP guest driver.
+pub const PROVIDER_SNP: &str = "sev_guest";
 /// How many entry names the agent tries before giving up.
 const ENTRY_ATTEMPTS: u32 = 16;
 
@@ -130,9 +154,19 @@ fn exists(tree: &Tree<'_>, guest_path: &str, failures: &mut Failures) -> bool {
         .unwrap_or(false)
 }
 
+fn presence(present: bool) -> String {
+    if present {
+        "present, not used"
+    } else {
+        "absent"
+    }
+    .to_owned()
+}
+
 /// The evidence under `tree` (see the module documentation): `None`, without an error line, when
-/// there is neither configfs-tsm nor `/dev/tdx_guest`. `cmdline` is the kernel command line (to
-/// find the nonce in), `replayed` the RTMRs replayed from the CC event log, in hex.
+/// there is neither configfs-tsm nor `/dev/tdx_guest` nor `/dev/sev-guest`. `cmdline` is the
+/// kernel command line (to find the nonce in), `replayed` the RTMRs replayed from the CC event
+/// log, in hex.
 pub(crate) fn collect(
     tree: &Tree<'_>,
     cmdline: Option<&str>,
@@ -141,18 +175,20 @@ pub(crate) fn collect(
 ) -> Option<Evidence> {
     let tsm = exists(tree, TSM_REPORT, failures);
     let tdx_guest = exists(tree, TDX_GUEST, failures);
-    if !tsm && !tdx_guest {
+    let sev_guest = exists(tree, SEV_GUEST, failures);
+    if !tsm && !tdx_guest && !sev_guest {
         return None;
     }
     let (nonce, nonce_source) = report_data(cmdline, failures);
+    let source = match (tsm, tdx_guest) {
+        (true, _) => "configfs-tsm",
+        (false, true) => TDX_GUEST,
+        (false, false) => SEV_GUEST,
+    };
     let mut evidence = Evidence {
-        source: if tsm { "configfs-tsm" } else { TDX_GUEST }.to_owned(),
-        tdx_guest_device: if tdx_guest {
-            "present, not used"
-        } else {
-            "absent"
-        }
-        .to_owned(),
+        source: source.to_owned(),
+        tdx_guest_device: presence(tdx_guest),
+        sev_guest_device: presence(sev_guest),
         nonce: hex::encode(nonce),
         nonce_source: nonce_source.to_owned(),
         provider: None,
@@ -164,6 +200,7 @@ pub(crate) fn collect(
         report_data: None,
         report_data_matches: false,
         rtmrs_match_quote: false,
+        snp_report: None,
     };
     if !tsm {
         return Some(evidence);
@@ -176,11 +213,34 @@ pub(crate) fn collect(
     };
     evidence.quote_base64 = Some(base64::engine::general_purpose::STANDARD.encode(&outblob));
     evidence.quote_size = Some(outblob.len());
-    if let Some(provider) = evidence.provider.as_deref().filter(|p| *p != PROVIDER_TDX) {
-        failures.record(
-            "parse the configfs-tsm outblob",
-            format_args!("provider `{provider}`: the agent parses only `{PROVIDER_TDX}` quotes"),
-        );
+    let snp = match evidence.provider.as_deref() {
+        Some(PROVIDER_TDX) => false,
+        Some(PROVIDER_SNP) => true,
+        // Unreadable (an error line already): the guest's driver device decides.
+        None => sev_guest && !tdx_guest,
+        Some(provider) => {
+            failures.record(
+                "parse the configfs-tsm outblob",
+                format_args!(
+                    "provider `{provider}`: the agent parses only `{PROVIDER_TDX}` quotes and \
+                     `{PROVIDER_SNP}` reports"
+                ),
+            );
+            return Some(evidence);
+        }
+    };
+    if snp {
+        match snp_report::parse(&outblob) {
+            Ok(report) => {
+                evidence.report_data = Some(hex::encode(report.report_data));
+                evidence.report_data_matches = report.report_data == nonce;
+                evidence.snp_report = Some(snp_summary(&report));
+            }
+            Err(e) => failures.record(
+                "parse the configfs-tsm outblob as an SEV-SNP attestation report",
+                e,
+            ),
+        }
         return Some(evidence);
     }
     let quote = match quote::parse(&outblob) {
@@ -197,6 +257,41 @@ pub(crate) fn collect(
     evidence.rtmrs_match_quote = replayed == Some(&rtmrs);
     evidence.rtmrs = Some(rtmrs);
     Some(evidence)
+}
+
+fn snp_tcb(t: snp_report::TcbVersion) -> SnpTcb {
+    SnpTcb {
+        raw: format!("{:#018x}", t.raw),
+        fmc: t.fmc,
+        bootloader: t.bootloader,
+        tee: t.tee,
+        snp: t.snp,
+        microcode: t.microcode,
+    }
+}
+
+/// The report's fields as the agent reports them.
+fn snp_summary(r: &snp_report::AttestationReport) -> SnpReport {
+    SnpReport {
+        version: r.version,
+        guest_svn: r.guest_svn,
+        policy: format!("{:#x}", r.policy.0),
+        policy_debug_allowed: r.policy.debug_allowed(),
+        policy_migrate_ma_allowed: r.policy.migrate_ma_allowed(),
+        vmpl: r.vmpl,
+        signature_algo: r.signature_algo,
+        signing_key: r.signing_key.name().to_owned(),
+        measurement: hex::encode(r.measurement),
+        host_data: hex::encode(r.host_data),
+        id_key_digest: hex::encode(r.id_key_digest),
+        report_id: hex::encode(r.report_id),
+        chip_id: hex::encode(r.chip_id),
+        platform_info: format!("{:#x}", r.platform_info.0),
+        reported_tcb: snp_tcb(r.reported_tcb),
+        current_tcb: snp_tcb(r.current_tcb),
+        launch_tcb: snp_tcb(r.launch_tcb),
+        cpuid: r.cpuid,
+    }
 }
 
 /// What a configfs-tsm request gave.
@@ -337,7 +432,10 @@ pub(crate) mod tests {
     /// (none, so an error, unless `inblob` has 64 bytes) and, with `concurrent_writer`, bumps
     /// `generation` as another writer would; removing the entry removes its attributes.
     pub(crate) struct FakeTsm {
-        provider: &'static str,
+        /// `None`: the entry has no `provider` file, so reading it fails.
+        provider: Option<&'static str>,
+        /// Where `Outblob::Binding` puts `inblob` (TDX REPORTDATA, or SNP REPORT_DATA).
+        report_data_offset: usize,
         outblob: Outblob,
         concurrent_writer: bool,
         /// What was written to `inblob`, oldest first.
@@ -349,11 +447,21 @@ pub(crate) mod tests {
     impl FakeTsm {
         pub(crate) fn new(outblob: Outblob) -> Self {
             Self {
-                provider: PROVIDER_TDX,
+                provider: Some(PROVIDER_TDX),
+                report_data_offset: layout::REPORT_DATA,
                 outblob,
                 concurrent_writer: false,
                 inblobs: RefCell::default(),
                 seen: RefCell::default(),
+            }
+        }
+
+        /// The SEV-SNP guest driver: provider `sev_guest`, REPORT_DATA at 0x50 of the report.
+        pub(crate) fn snp(outblob: Outblob) -> Self {
+            Self {
+                provider: Some(PROVIDER_SNP),
+                report_data_offset: snp_report::layout::REPORT_DATA,
+                ..Self::new(outblob)
             }
         }
 
@@ -380,7 +488,9 @@ pub(crate) mod tests {
                     for attribute in ["inblob", "outblob"] {
                         fs::write(path.join(attribute), b"").unwrap();
                     }
-                    fs::write(path.join("provider"), format!("{}\n", self.provider)).unwrap();
+                    if let Some(provider) = self.provider {
+                        fs::write(path.join("provider"), format!("{provider}\n")).unwrap();
+                    }
                     fs::write(path.join("generation"), "0\n").unwrap();
                 }
                 Change::Wrote(_, bytes) => {
@@ -400,7 +510,7 @@ pub(crate) mod tests {
                         (Outblob::Fixed(bytes), _) => Some(bytes.clone()),
                         (Outblob::Binding(quote), _) => {
                             let mut quote = quote.clone();
-                            quote[layout::REPORT_DATA..][..REPORT_DATA_SIZE]
+                            quote[self.report_data_offset..][..REPORT_DATA_SIZE]
                                 .copy_from_slice(&inblob);
                             Some(quote)
                         }
@@ -691,17 +801,19 @@ pub(crate) mod tests {
         let root = dir.path();
         write_td(root, "");
         let mut tsm = FakeTsm::new(Outblob::Fixed(vec![2; 1184]));
-        tsm.provider = "sev_guest";
+        tsm.provider = Some("other_guest");
         let (evidence, errors) = gather(root, &tsm);
         assert_eq!(
             errors,
-            ["agent: parse the configfs-tsm outblob: provider `sev_guest`: the agent parses only \
-              `tdx_guest` quotes"]
+            [
+                "agent: parse the configfs-tsm outblob: provider `other_guest`: the agent parses \
+              only `tdx_guest` quotes and `sev_guest` reports"
+            ]
         );
         let e = evidence.unwrap();
-        assert_eq!(e.provider.as_deref(), Some("sev_guest"));
+        assert_eq!(e.provider.as_deref(), Some("other_guest"));
         assert_eq!(e.quote_size, Some(1184));
-        assert_eq!(e.mrtd, None);
+        assert_eq!((e.mrtd, e.snp_report), (None, None));
     }
 
     #[test]
@@ -775,6 +887,203 @@ pub(crate) mod tests {
         assert!(!e.report_data_matches && !e.rtmrs_match_quote);
     }
 
+    /// A real SEV-SNP attestation report (virtee/sev's Milan report; provenance in
+    /// testdata/README.md), decoded from its hex file.
+    pub(crate) fn real_snp_report() -> Vec<u8> {
+        const HEX: &str = include_str!("../../../testdata/sev-snp/virtee-report_milan.hex");
+        hex::decode(HEX.trim()).unwrap()
+    }
+
+    /// Its MEASUREMENT and REPORT_DATA, read by hand from the bytes.
+    const SNP_MEASUREMENT: &str = "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f";
+    const SNP_REPORT_DATA: &str = "d447b55d197491bfe15cf298f9de9986b7a7c4be2468b4f6e2d53b71d7c645810b0f2cdfca0040433be063fc1a8293f0f3f8dae7b79fecb3d1cd82bd6a93ebfd";
+
+    /// An SEV-SNP guest's tree: the command line, the TSM directory and `/dev/sev-guest` (no
+    /// CCEL: the evidence does not need it).
+    fn write_snp(root: &Path, cmdline: &str) {
+        write(root, "/proc/cmdline", format!("{cmdline}\n").as_bytes());
+        write(root, SEV_GUEST, b"");
+        fs::create_dir_all(root.join(TSM_REPORT.trim_start_matches('/'))).unwrap();
+    }
+
+    /// The evidence of an SEV-SNP guest (no replayed log), and the failure lines.
+    fn gather_snp(root: &Path, tsm: &FakeTsm) -> (Option<Evidence>, Vec<String>) {
+        let tree = Tree::with_kernel(root, tsm);
+        let mut failures = Failures::quiet();
+        let cmdline = fs::read_to_string(root.join("proc/cmdline")).ok();
+        let evidence = collect(&tree, cmdline.as_deref(), None, &mut failures);
+        (evidence, failures.into_lines())
+    }
+
+    #[test]
+    fn the_real_snp_report_is_parsed_under_sev_guest() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write_snp(root, &format!("console=ttyS0 {NONCE_PARAM}={NONCE_HEX}"));
+        let tsm = FakeTsm::snp(Outblob::Fixed(real_snp_report()));
+        let (evidence, errors) = gather_snp(root, &tsm);
+        assert_eq!(errors, Vec::<String>::new());
+        let e = evidence.unwrap();
+        // Asked with our nonce, in the documented order, and the entry is gone.
+        assert_eq!(*tsm.inblobs.borrow(), [nonce().to_vec()]);
+        assert_eq!(
+            *tsm.seen.borrow(),
+            [
+                "mkdir",
+                "write inblob",
+                "read generation",
+                "read provider",
+                "read outblob",
+                "read generation",
+                "rmdir"
+            ]
+        );
+        assert_eq!(leftover_entries(root), 0);
+        assert_eq!(e.source, "configfs-tsm");
+        assert_eq!(e.tdx_guest_device, "absent");
+        assert_eq!(e.sev_guest_device, "present, not used");
+        assert_eq!(e.provider.as_deref(), Some("sev_guest"));
+        assert_eq!(e.quote_size, Some(1184));
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(e.quote_base64.as_deref().unwrap())
+            .unwrap();
+        assert_eq!(decoded, real_snp_report());
+        // The report's REPORT_DATA, not our nonce: it was taken elsewhere.
+        assert_eq!(e.report_data.as_deref(), Some(SNP_REPORT_DATA));
+        assert!(!e.report_data_matches);
+        // No RTMRs under SNP.
+        assert_eq!((e.mrtd, e.rtmrs), (None, None));
+        assert!(!e.rtmrs_match_quote);
+        let r = e.snp_report.unwrap();
+        assert_eq!(r.version, 2);
+        assert_eq!(r.measurement, SNP_MEASUREMENT);
+        assert_eq!(r.policy, "0x30000");
+        assert!(!r.policy_debug_allowed && !r.policy_migrate_ma_allowed);
+        assert_eq!((r.vmpl, r.signature_algo), (0, 1));
+        assert_eq!(r.signing_key, "vcek");
+        assert_eq!(r.host_data, "00".repeat(32));
+        assert_eq!(
+            r.report_id,
+            "92b3b47d59f0a2a10a74c5678868a80238cf593c01a82f3cffb878e904c28d5b"
+        );
+        assert!(r.chip_id.starts_with("d49554ec717f4e5b"));
+        assert_eq!(r.platform_info, "0x1");
+        let tcb = SnpTcb {
+            raw: "0x7308000000000003".into(),
+            fmc: None,
+            bootloader: 3,
+            tee: 0,
+            snp: 8,
+            microcode: 0x73,
+        };
+        assert_eq!(
+            (&r.reported_tcb, &r.current_tcb, &r.launch_tcb),
+            (&tcb, &tcb, &tcb)
+        );
+        assert_eq!(r.cpuid, None);
+    }
+
+    #[test]
+    fn an_snp_report_bound_to_the_nonce_matches_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write_snp(root, &format!("{NONCE_PARAM}={NONCE_HEX}"));
+        let tsm = FakeTsm::snp(Outblob::Binding(real_snp_report()));
+        let (evidence, errors) = gather_snp(root, &tsm);
+        assert_eq!(errors, Vec::<String>::new());
+        let e = evidence.unwrap();
+        assert_eq!(e.report_data, Some(hex::encode(nonce())));
+        assert!(e.report_data_matches);
+        assert_eq!(e.snp_report.unwrap().measurement, SNP_MEASUREMENT);
+        // Without a nonce: 64 zero bytes asked for and bound.
+        write(root, "/proc/cmdline", b"console=ttyS0\n");
+        let (evidence, errors) = gather_snp(root, &tsm);
+        assert_eq!(errors, Vec::<String>::new());
+        let e = evidence.unwrap();
+        assert_eq!(e.report_data, Some("00".repeat(64)));
+        assert!(e.report_data_matches);
+        assert_eq!(
+            e.nonce_source,
+            "no td_shim.nonce on the kernel command line: 64 zero bytes"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_provider_on_an_snp_guest_still_parses_the_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write_snp(root, "");
+        let mut tsm = FakeTsm::snp(Outblob::Fixed(real_snp_report()));
+        tsm.provider = None;
+        let (evidence, errors) = gather_snp(root, &tsm);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("/provider: "), "{errors:?}");
+        let e = evidence.unwrap();
+        assert_eq!(e.provider, None);
+        assert_eq!(e.snp_report.unwrap().measurement, SNP_MEASUREMENT);
+    }
+
+    #[test]
+    fn broken_snp_reports_are_error_lines() {
+        let real = real_snp_report();
+        let mut version_9 = real.clone();
+        version_9[0] = 9;
+        let mut vmpl_4 = real.clone();
+        vmpl_4[snp_report::layout::VMPL] = 4;
+        let long = [real.as_slice(), &[0; 16]].concat();
+        let cases: [(Vec<u8>, &str); 6] = [
+            (
+                vec![],
+                "0 bytes, not the 1184 bytes of an SEV-SNP attestation report",
+            ),
+            (real[..1000].to_vec(), "1000 bytes, not the 1184"),
+            (long, "trailing bytes are not accepted"),
+            (version_9, "attestation report version 9"),
+            (vmpl_4, "VMPL 4"),
+            // A TDX quote where a report was expected.
+            (REAL_QUOTE.to_vec(), "8000 bytes"),
+        ];
+        for (outblob, why) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path();
+            write_snp(root, "");
+            let size = outblob.len();
+            let tsm = FakeTsm::snp(Outblob::Fixed(outblob));
+            let (evidence, errors) = gather_snp(root, &tsm);
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            let prefix = "agent: parse the configfs-tsm outblob as an SEV-SNP attestation report: ";
+            assert!(errors[0].starts_with(prefix), "{errors:?}");
+            assert!(errors[0].contains(why), "{errors:?} vs {why}");
+            let e = evidence.unwrap();
+            assert_eq!(e.quote_size, Some(size));
+            assert!(e.quote_base64.is_some(), "the bytes are kept to look at");
+            assert_eq!((e.snp_report, e.report_data), (None, None));
+            assert!(!e.report_data_matches);
+            assert_eq!(leftover_entries(root), 0);
+        }
+    }
+
+    #[test]
+    fn the_sev_guest_device_is_detected_and_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write_snp(root, &format!("{NONCE_PARAM}={NONCE_HEX}"));
+        fs::remove_dir(root.join(TSM_REPORT.trim_start_matches('/'))).unwrap();
+        let tsm = FakeTsm::snp(Outblob::Fixed(real_snp_report()));
+        let (evidence, errors) = gather_snp(root, &tsm);
+        assert_eq!(errors, Vec::<String>::new());
+        let e = evidence.unwrap();
+        assert_eq!(e.source, "/dev/sev-guest");
+        assert_eq!(e.sev_guest_device, "present, not used");
+        assert_eq!(e.tdx_guest_device, "absent");
+        assert_eq!(e.nonce, hex::encode(nonce()));
+        assert_eq!(
+            (e.provider, e.quote_base64, e.snp_report),
+            (None, None, None)
+        );
+        assert!(tsm.seen.borrow().is_empty());
+    }
+
     #[test]
     fn nonces_from_the_command_line() {
         let full = "ab".repeat(64);
@@ -832,6 +1141,25 @@ pub(crate) mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn any_snp_outblob_gives_evidence_without_panic(
+            bytes in prop::collection::vec(any::<u8>(), 0..1400),
+            version in 0u32..7,
+        ) {
+            let mut outblob = bytes;
+            if outblob.len() >= 4 {
+                outblob[..4].copy_from_slice(&version.to_le_bytes());
+            }
+            let dir = tempfile::tempdir().unwrap();
+            write_snp(dir.path(), "");
+            let tsm = FakeTsm::snp(Outblob::Fixed(outblob.clone()));
+            let (evidence, errors) = gather_snp(dir.path(), &tsm);
+            let e = evidence.unwrap();
+            prop_assert_eq!(e.quote_size, Some(outblob.len()));
+            prop_assert_eq!(e.snp_report.is_some(), errors.is_empty());
+            prop_assert_eq!(leftover_entries(dir.path()), 0);
+        }
+
         #[test]
         fn any_outblob_gives_evidence_without_panic(
             bytes in prop::collection::vec(any::<u8>(), 0..2048),

@@ -3,8 +3,9 @@
 //! kernel saw (version, command line, CPUs, memory, ACPI tables, the firmware memory map, the
 //! initrd's identifier), the firmware's measurements (the CC event log, replayed and compared
 //! with the platform's registers: [`measurement`]) and how the kernel woke the application
-//! processors (the ACPI multiprocessor wakeup mailbox: [`mp_wakeup`]), and on TDX a quote with the
-//! nonce of the kernel command line's `td_shim.nonce` ([`evidence`]), prints it as one JSON
+//! processors (the ACPI multiprocessor wakeup mailbox: [`mp_wakeup`]), and on TDX a quote (on
+//! SEV-SNP an attestation report, read with [`snp_report`]) with the nonce of the kernel command
+//! line's `td_shim.nonce` ([`evidence`]), prints it as one JSON
 //! document between [`BEGIN_MARKER`] and [`END_MARKER`] on the console, and powers off. Run anywhere else (not PID 1) it only collects and
 //! prints, so it can be tried on the host, against the host or, with `--root DIR`, a fake tree.
 //!
@@ -44,7 +45,8 @@ mod tree;
 pub use collect::collect;
 pub use failure::Failures;
 pub use report::{
-    find_report, Evidence, Measurement, MemmapEntry, MpWakeup, Report, BEGIN_MARKER, END_MARKER,
+    find_report, Evidence, Measurement, MemmapEntry, MpWakeup, Report, SnpReport, SnpTcb,
+    BEGIN_MARKER, END_MARKER,
 };
 
 /// The `RUSTFLAGS` of the static build (glibc, statically linked).

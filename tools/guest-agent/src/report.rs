@@ -41,9 +41,11 @@ pub struct Report {
     pub mp_wakeup: Option<MpWakeup>,
     /// The platform's evidence for an attester: on TDX a quote from Linux's configfs-tsm with the
     /// nonce of the kernel command line in its REPORTDATA, compared with the nonce and with
-    /// `measurement.replayed_rtmrs` (see [`crate::evidence`]). `null`, without an error line,
-    /// when the guest has neither `/sys/kernel/config/tsm/report` nor `/dev/tdx_guest` (a plain
-    /// VM, or a kernel without the drivers). A missing field in an older report reads as `null`.
+    /// `measurement.replayed_rtmrs`; on SEV-SNP an attestation report with the nonce in its
+    /// REPORT_DATA, compared with the nonce (see [`crate::evidence`]). `null`, without an error
+    /// line, when the guest has neither `/sys/kernel/config/tsm/report` nor `/dev/tdx_guest` nor
+    /// `/dev/sev-guest` (a plain VM, or a kernel without the drivers). A missing field in an
+    /// older report reads as `null`.
     #[serde(default)]
     pub evidence: Option<Evidence>,
     /// Every failure line, in the order they happened.
@@ -132,12 +134,17 @@ pub struct MpWakeup {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
     /// Where the evidence came from: `configfs-tsm` (the directory
-    /// `/sys/kernel/config/tsm/report` exists), else `/dev/tdx_guest`, which the agent only
-    /// detects: it asks that device for nothing, so every quote field is then `null`.
+    /// `/sys/kernel/config/tsm/report` exists), else `/dev/tdx_guest` or `/dev/sev-guest`, which
+    /// the agent only detects: it asks those devices for nothing, so every quote and report field
+    /// is then `null`.
     pub source: String,
     /// `present, not used` when the guest has `/dev/tdx_guest` (the TDX guest driver's ioctl
     /// device, which gives a TDREPORT on kernels before configfs-tsm), else `absent`.
     pub tdx_guest_device: String,
+    /// `present, not used` when the guest has `/dev/sev-guest` (the SEV-SNP guest driver's
+    /// ioctl device), else `absent`. Empty in a report of an agent before SEV-SNP support.
+    #[serde(default)]
+    pub sev_guest_device: String,
     /// The 64 bytes of report data the agent asked for, in lower-case hex: the kernel command
     /// line's `td_shim.nonce`, zero-padded on the right, or 64 zero bytes.
     pub nonce: String,
@@ -145,14 +152,14 @@ pub struct Evidence {
     /// on the kernel command line`, `td_shim.nonce is invalid`, `the kernel command line could
     /// not be read`).
     pub nonce_source: String,
-    /// The configfs-tsm entry's `provider`: `tdx_guest` on TDX (`sev_guest` on SEV-SNP, whose
-    /// report the agent does not parse).
+    /// The configfs-tsm entry's `provider`: `tdx_guest` on TDX, `sev_guest` on SEV-SNP.
     pub provider: Option<String>,
     /// The entry's `generation` once `inblob` was written (1 for the agent's own entry), read
     /// again after `outblob`: a change means another writer, and the quote is refused.
     pub generation: Option<u64>,
-    /// The entry's `outblob` (the quote) as read, in base64 with the standard alphabet and
-    /// padding; also when it does not parse, `null` when it could not be read or was refused.
+    /// The entry's `outblob` as read (on TDX the quote, on SEV-SNP the 1184-byte attestation
+    /// report), in base64 with the standard alphabet and padding; also when it does not parse,
+    /// `null` when it could not be read or was refused.
     pub quote_base64: Option<String>,
     /// The size of `outblob`, in bytes.
     pub quote_size: Option<usize>,
@@ -160,13 +167,77 @@ pub struct Evidence {
     pub mrtd: Option<String>,
     /// The quote's RTMR0 to RTMR3, in lower-case hex.
     pub rtmrs: Option<[String; 4]>,
-    /// The quote's REPORTDATA (64 bytes), in lower-case hex.
+    /// The quote's REPORTDATA, or the SNP report's REPORT_DATA (64 bytes), in lower-case hex.
     pub report_data: Option<String>,
-    /// Whether `report_data` equals `nonce`: the quote was made for this request.
+    /// Whether `report_data` equals `nonce`: the quote or report was made for this request.
     pub report_data_matches: bool,
     /// Whether `rtmrs` equal `measurement.replayed_rtmrs`: the CC event log explains the quote's
-    /// registers. `false` without a quote or without a replayed log.
+    /// registers. `false` without a quote or without a replayed log (and always on SEV-SNP,
+    /// which has no RTMRs).
     pub rtmrs_match_quote: bool,
+    /// The SEV-SNP attestation report's fields, when the provider is `sev_guest` and `outblob`
+    /// parses (see [`crate::snp_report`]); `null` otherwise. Its signature is not checked.
+    #[serde(default)]
+    pub snp_report: Option<SnpReport>,
+}
+
+/// A TCB_VERSION of an SEV-SNP report: the SVNs of the platform's firmware.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnpTcb {
+    /// The 8 bytes as a little-endian u64, in hex (`0x...`).
+    pub raw: String,
+    /// FMC (Turin and later; `null` before).
+    pub fmc: Option<u8>,
+    /// The PSP boot loader's SVN.
+    pub bootloader: u8,
+    /// The PSP OS's (TEE) SVN.
+    pub tee: u8,
+    /// The SNP firmware's SVN.
+    pub snp: u8,
+    /// The microcode patch level.
+    pub microcode: u8,
+}
+
+/// The fields of an SEV-SNP attestation report, as the agent reports them (byte strings in
+/// lower-case hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnpReport {
+    /// VERSION (2 to 5).
+    pub version: u32,
+    /// GUEST_SVN.
+    pub guest_svn: u32,
+    /// POLICY, the guest policy the VMM launched with, in hex (`0x30000`).
+    pub policy: String,
+    /// POLICY bit 19: the host may debug the guest.
+    pub policy_debug_allowed: bool,
+    /// POLICY bit 18: a migration agent may be associated.
+    pub policy_migrate_ma_allowed: bool,
+    /// VMPL the report was requested at (the agent asks at 0, configfs-tsm's default).
+    pub vmpl: u32,
+    /// SIGNATURE_ALGO (1: ECDSA P-384 with SHA-384).
+    pub signature_algo: u32,
+    /// Which key signed the report: `vcek`, `vlek`, `none` or `reserved`.
+    pub signing_key: String,
+    /// MEASUREMENT: the launch digest, which `td-shim-tool measure --platform snp` predicts.
+    pub measurement: String,
+    /// HOST_DATA.
+    pub host_data: String,
+    /// ID_KEY_DIGEST.
+    pub id_key_digest: String,
+    /// REPORT_ID.
+    pub report_id: String,
+    /// CHIP_ID.
+    pub chip_id: String,
+    /// PLATFORM_INFO, in hex.
+    pub platform_info: String,
+    /// REPORTED_TCB: the TCB the signing VCEK is derived for.
+    pub reported_tcb: SnpTcb,
+    /// CURRENT_TCB.
+    pub current_tcb: SnpTcb,
+    /// LAUNCH_TCB.
+    pub launch_tcb: SnpTcb,
+    /// CPUID family, model and stepping (version 3 and later), e.g. `[25, 1, 1]`.
+    pub cpuid: Option<[u8; 3]>,
 }
 
 /// Why a console transcript did not yield a report.
