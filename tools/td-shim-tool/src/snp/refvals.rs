@@ -14,7 +14,7 @@
 //!
 //! The launch digest is the one `measure --platform snp` computes (mode snp). It is given in
 //! lower-case hex, the encoding of Trustee's current SNP verifier, and in standard base64, the
-//! encoding its releases before 2025 used for the `measurement` claim: both are the same 48
+//! encoding earlier releases used for the `measurement` claim (Trustee issue #372): the same 48
 //! bytes, and a 96-character hex string can never equal a 64-character base64 one. The policy
 //! fields are JSON scalars of the types the current verifier emits, because Trustee's default
 //! policy compares them with `==`; the RVPS sample extractor stores any JSON value.
