@@ -167,7 +167,11 @@ pub(super) fn boot(
     // Where the hardware measured what QEMU's blobs must be (SNP's kernel-hashes table), they
     // are checked before anything else looks at them.
     if let Source::FwCfg { setup, cmdline, .. } = &source {
-        let (setup_bytes, kernel_bytes) = bz.split_at(*setup as usize);
+        let (setup_bytes, kernel_bytes) =
+            bz.split_at_checked(*setup as usize)
+                .ok_or(BootError::RegionUnavailable(
+                    "kernel staging (setup sectors)",
+                ))?;
         let raw_cmdline = cmdline_area
             .get(..*cmdline as usize)
             .ok_or(linux::LinuxBootError::BadCmdline { size: *cmdline })?;
@@ -266,7 +270,9 @@ pub(super) fn boot(
         let node_at = blob.len().next_multiple_of(8);
         let data = td_loader::linux::cc_setup_data(cc_base)
             .ok_or(BootError::RegionUnavailable("cc blob"))?;
-        let (blob_area, node_area) = cc_area.split_at_mut(node_at);
+        let (blob_area, node_area) = cc_area
+            .split_at_mut_checked(node_at)
+            .ok_or(BootError::RegionUnavailable("cc blob"))?;
         blob_area
             .get_mut(..blob.len())
             .ok_or(BootError::RegionUnavailable("cc blob"))?
