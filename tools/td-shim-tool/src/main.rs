@@ -659,16 +659,27 @@ fn run(cli: Cli) -> Result<()> {
             log_out,
         } => {
             if let (PlatformArg::Snp, Some(image)) = (boot.platform, &boot.source.image) {
-                let params = snp.params(
-                    boot.vcpus,
-                    boot.source.kernel.as_deref(),
-                    boot.initrd.as_deref(),
-                    boot.cmdline.as_deref(),
-                )?;
                 let bytes = read(image, &Limit::FIRMWARE_IMAGE)?;
-                let report = snp::report(&bytes, &params).with_context(|| {
-                    format!("cannot compute the launch digest of {}", image.display())
-                })?;
+                // The image's page hashes do not depend on the kernel: they are computed while
+                // the kernel and initrd are read and hashed (the chain itself is sequential).
+                let (params, pages) = std::thread::scope(|scope| {
+                    let pages = scope.spawn(|| snp::digest::page_digests(&bytes));
+                    let params = snp.params(
+                        boot.vcpus,
+                        boot.source.kernel.as_deref(),
+                        boot.initrd.as_deref(),
+                        boot.cmdline.as_deref(),
+                    );
+                    let pages = pages
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    (params, pages)
+                });
+                let params = params?;
+                let report =
+                    snp::report_with(&bytes, &params, Some(&pages)).with_context(|| {
+                        format!("cannot compute the launch digest of {}", image.display())
+                    })?;
                 return print(json, &report, || report.to_text());
             }
             if let (PlatformArg::Tdx, Some(image)) = (boot.platform, &boot.source.image) {

@@ -197,6 +197,9 @@ pub enum SnpError {
         /// The vCPUs asked for.
         vcpus: u32,
     },
+    /// Page digests computed ahead do not match the image (a caller's error).
+    #[error("the precomputed page digests do not cover the image")]
+    PageDigestsMismatch,
     /// No vCPUs.
     #[error("at least one vCPU is needed")]
     NoVcpus,
@@ -259,23 +262,55 @@ fn vmsa_hashes(eip: u32, p: &LaunchParams, features: u64) -> ([u8; 48], [u8; 48]
 /// The launch digest of `image` launched with `params`: 48 bytes for SNP, 32 for SEV-ES and
 /// SEV.
 pub fn compute(image: &[u8], params: &LaunchParams) -> Result<Vec<u8>, SnpError> {
+    compute_with(image, params, None)
+}
+
+/// [`compute`] with the image's page digests computed ahead ([`digest::page_digests`] of
+/// `image`), e.g. on another thread while the kernel and initrd were hashed. `None`: computed
+/// here.
+pub fn compute_with(
+    image: &[u8],
+    params: &LaunchParams,
+    image_pages: Option<&[[u8; 48]]>,
+) -> Result<Vec<u8>, SnpError> {
+    if image_pages.is_some_and(|d| d.len() != image.len().div_ceil(PAGE_SIZE)) {
+        return Err(SnpError::PageDigestsMismatch);
+    }
     match params.mode {
-        Mode::Snp => snp(image, params).map(|d| d.to_vec()),
+        Mode::Snp => snp(image, params, image_pages).map(|d| d.to_vec()),
         Mode::SnpOvmfHash => {
             let mut ld = LaunchDigest::new();
-            ld.update_normal_pages(firmware_gpa(image)?, image);
+            update_image(&mut ld, image, image_pages)?;
             Ok(ld.value().to_vec())
         }
         Mode::SevEs | Mode::Sev => sev(image, params),
     }
 }
 
-fn snp(image: &[u8], p: &LaunchParams) -> Result<[u8; 48], SnpError> {
+/// The image's pages as NORMAL pages at its GPA, from precomputed digests if given.
+fn update_image(
+    ld: &mut LaunchDigest,
+    image: &[u8],
+    image_pages: Option<&[[u8; 48]]>,
+) -> Result<(), SnpError> {
+    let gpa = firmware_gpa(image)?;
+    match image_pages {
+        Some(d) => ld.update_hashed_pages(gpa, d),
+        None => ld.update_normal_pages(gpa, image),
+    }
+    Ok(())
+}
+
+fn snp(
+    image: &[u8],
+    p: &LaunchParams,
+    image_pages: Option<&[[u8; 48]]>,
+) -> Result<[u8; 48], SnpError> {
     let mut ld = match p.ovmf_hash {
         Some(seed) => LaunchDigest::from_seed(seed),
         None => {
             let mut ld = LaunchDigest::new();
-            ld.update_normal_pages(firmware_gpa(image)?, image);
+            update_image(&mut ld, image, image_pages)?;
             ld
         }
     };
@@ -466,7 +501,16 @@ const fn section_name(kind: SectionType) -> &'static str {
 
 /// Computes the digest of `image` and describes it.
 pub fn report(image: &[u8], params: &LaunchParams) -> Result<SnpReport, SnpError> {
-    let digest = compute(image, params)?;
+    report_with(image, params, None)
+}
+
+/// [`report`] with the image's page digests computed ahead (see [`compute_with`]).
+pub fn report_with(
+    image: &[u8],
+    params: &LaunchParams,
+    image_pages: Option<&[[u8; 48]]>,
+) -> Result<SnpReport, SnpError> {
+    let digest = compute_with(image, params, image_pages)?;
     let mode = params.mode;
     let uses_vcpus = matches!(mode, Mode::Snp | Mode::SevEs);
     let sections = if mode == Mode::Snp {

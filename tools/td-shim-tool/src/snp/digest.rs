@@ -83,20 +83,39 @@ impl LaunchDigest {
     /// Extends the digest with NORMAL pages: `bytes` split into 4 KiB pages from `gpa` on. A
     /// last partial page is measured zero-padded (callers pass whole pages).
     pub fn update_normal_pages(&mut self, gpa: u64, bytes: &[u8]) {
+        self.update_hashed_pages(gpa, &page_digests(bytes));
+    }
+
+    /// Extends the digest with NORMAL pages from `gpa` on whose contents' SHA-384s
+    /// ([`page_digests`]) are `digests`, in order: the chain is sequential, the page hashes are
+    /// not, so a caller can compute them ahead, on another thread.
+    pub fn update_hashed_pages(&mut self, gpa: u64, digests: &[[u8; 48]]) {
         let mut at = gpa;
-        for chunk in bytes.chunks(PAGE_SIZE) {
-            let contents: [u8; 48] = if chunk.len() == PAGE_SIZE {
+        for contents in digests {
+            self.update(PageType::Normal, at, contents);
+            at = at.wrapping_add(PAGE_SIZE as u64);
+        }
+    }
+}
+
+/// The SHA-384 of each 4 KiB page of `bytes` (a last partial page zero-padded), as NORMAL pages
+/// are measured.
+pub fn page_digests(bytes: &[u8]) -> Vec<[u8; 48]> {
+    bytes
+        .chunks(PAGE_SIZE)
+        .map(|chunk| {
+            if chunk.len() == PAGE_SIZE {
                 Sha384::digest(chunk).into()
             } else {
                 let mut page = [0u8; PAGE_SIZE];
                 page[..chunk.len()].copy_from_slice(chunk);
                 Sha384::digest(page).into()
-            };
-            self.update(PageType::Normal, at, &contents);
-            at = at.wrapping_add(PAGE_SIZE as u64);
-        }
-    }
+            }
+        })
+        .collect()
+}
 
+impl LaunchDigest {
     /// Extends the digest with pages whose contents are not measured (ZERO, UNMEASURED,
     /// SECRETS, CPUID): one per 4 KiB (rounded up) of `len` bytes from `gpa`.
     pub fn update_unmeasured_pages(&mut self, page_type: PageType, gpa: u64, len: u64) {

@@ -178,3 +178,32 @@ fn report_describes_the_launch() {
     assert_eq!(r.sections[5].measured_as, "normal");
     assert_eq!(r.to_text(), format!("{}\n", r.launch_digest));
 }
+
+#[test]
+fn page_digests_computed_ahead_give_the_same_digest() {
+    for (image, boot) in [(AMD_SEV, Boot::Null(CMDLINE)), (OVMF_X64, Boot::None)] {
+        let p = params(Mode::Snp, 4, boot, 0x1, VmmType::Qemu);
+        let pages = digest::page_digests(image);
+        assert_eq!(pages.len(), image.len() / PAGE_SIZE);
+        assert_eq!(
+            compute_with(image, &p, Some(&pages)).unwrap(),
+            compute(image, &p).unwrap()
+        );
+        let ovmf_hash = params(Mode::SnpOvmfHash, 1, Boot::None, 0x1, VmmType::Qemu);
+        assert_eq!(
+            compute_with(image, &ovmf_hash, Some(&pages)).unwrap(),
+            compute(image, &ovmf_hash).unwrap()
+        );
+        // Digests of another length, or of other bytes, are not silently used.
+        assert!(matches!(
+            compute_with(image, &p, Some(&pages[1..])),
+            Err(SnpError::PageDigestsMismatch)
+        ));
+        let mut other = pages.clone();
+        other[0][0] ^= 1;
+        assert_ne!(
+            compute_with(image, &p, Some(&other)).unwrap(),
+            compute(image, &p).unwrap()
+        );
+    }
+}
