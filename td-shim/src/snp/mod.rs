@@ -2,8 +2,8 @@
 //! the CPUID page, the #VC handler's decoding and emulation, and the kernel-hashes table of
 //! measured direct boot. Only `instr` executes SNP instructions (VMGEXIT, PVALIDATE, the GHCB
 //! MSR); everything else is plain Rust over the [`cpu::SevCpu`] trait, tested on the host
-//! against a model of the hypervisor and the SNP hardware (`model`, tests only). Nothing here is
-//! wired into the firmware yet.
+//! against a model of the hypervisor and the SNP hardware (`model`, tests only). The firmware
+//! binary runs [`platform::SnpPlatform`] when the reset code found SEV-SNP.
 //!
 //! | Module | What |
 //! |---|---|
@@ -17,6 +17,7 @@
 //! | [`vc`] | the #VC handler: decode, emulate through the GHCB and the CPUID page |
 //! | [`hashes`] | the kernel-hashes table (QEMU `kernel-hashes=on`): parse, verify |
 //! | `instr` | the instructions (firmware builds only) |
+//! | [`platform`] | all of it behind the `Platform` trait |
 //!
 //! # Sources
 //!

@@ -36,17 +36,17 @@
 //!
 //! # What the page-table code must provide ([`SharedPageTables`])
 //!
-//! `crate::paging` builds identity maps with 2 MiB pages only and refuses addresses at or above
-//! 2^47, so it cannot express this yet. Needed:
-//! * a mapping of `[gpa, gpa + len)` (virtual) to `gpa | shared_bit` (physical: bit 47 or 51 set
-//!   in the entry's address, which 4-level paging allows since MAXPHYADDR ≥ 48), writable, NX,
-//!   and back to `gpa`, with a TLB flush of the range;
-//! * at 4 KiB granularity, or else the buffer must be exactly the 2 MiB pages it maps: every
-//!   other page in a 2 MiB page mapped shared would be accessed through the alias while still
-//!   private at the VMM;
-//! * applied to the page tables live at the time (the reset page tables during early boot) and
-//!   kept by every page-table rebuild while the buffer is shared (`paging::AddressSpace` needs
-//!   the shared range), so fw_cfg reads after the rebuild (the kernel, the initrd) still work.
+//! The firmware's implementation (`arch::live_tables::LiveTables`, over the host-tested
+//! [`crate::paging::remap_4k`]):
+//! * maps each 4 KiB page of `[gpa, gpa + len)` (virtual) to `gpa | shared_bit` (physical: bit 47
+//!   or 51 set in the entry's address, which 4-level paging allows since MAXPHYADDR ≥ 48),
+//!   keeping its rights, and back to `gpa`, then flushes the TLB (CR3 reload);
+//! * splits the buffer's 2 MiB page into 4 KiB pages in a spare table first (`BOUNCE_PAGE_TABLE`;
+//!   the buffer lies in one 2 MiB page), so no other page is ever accessed through the alias;
+//! * works on the page tables live at the time, the reset tables: the buffer is released
+//!   ([`crate::platform::Platform::before_handoff`]) before the firmware builds its final
+//!   tables, which therefore never need the shared range, and a remap while they are live is
+//!   refused.
 //!
 //! # What the firmware's memory access must provide ([`SharedBuffer`])
 //!
