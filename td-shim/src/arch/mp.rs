@@ -330,15 +330,17 @@ fn park_self() -> ! {
     if PARK_NXE.load(Ordering::Acquire) != 0 {
         use x86_64::registers::model_specific::{Efer, EferFlags};
         if !Efer::read().contains(EferFlags::NO_EXECUTE_ENABLE) {
-            // SAFETY: NXE only gives bit 63 of page-table entries a meaning; the tables this CPU
+            // NXE only gives bit 63 of page-table entries a meaning; the tables this CPU
             // uses set none yet.
+            // SAFETY: NXE set while this CPU's tables have no NX bit: nothing changes meaning.
             unsafe { Efer::update(|f| f.insert(EferFlags::NO_EXECUTE_ENABLE)) };
         }
     }
     // The final tables identity-map the firmware code (executable) this runs from, and the
     // loop in the mailbox page (executable low memory); no stack is used after the switch.
-    // SAFETY: `cr3` is the root of the firmware's final tables and `target` the loop, written
+    // `cr3` is the root of the firmware's final tables and `target` the loop, written
     // by the boot CPU before it posted the job.
+    // SAFETY: cr3 = final tables mapping this code and the loop; target = that loop (BSP-written).
     unsafe {
         core::arch::asm!(
             "mov cr3, {cr3}",

@@ -69,8 +69,9 @@ pub fn image(region: Region) -> Option<&'static [u8]> {
 /// TD_HOB section, private memory the VMM added). The firmware never writes it: the platform
 /// keeps it out of the memory map it hands out ([`crate::platform::Platform::reserved_regions`]).
 pub fn td_hob() -> &'static [u8] {
-    // SAFETY: under TDX the region is accepted private RAM holding the VMM's HOB, identity-mapped
+    // Under TDX the region is accepted private RAM holding the VMM's HOB, identity-mapped
     // below 4 GiB by every page table of the firmware, and never written or handed out by it.
+    // SAFETY: TDX: accepted, identity-mapped RAM the firmware never writes or hands out.
     unsafe { core::slice::from_raw_parts(TD_HOB.base as *const u8, TD_HOB.size as usize) }
 }
 
@@ -78,8 +79,9 @@ pub fn td_hob() -> &'static [u8] {
 /// section). Read-only for the firmware; reserved for the OS.
 pub fn snp_cpuid_page() -> &'static [u8] {
     let r = td_layout::layout::SNP_CPUID;
-    // SAFETY: under SNP the page is validated private RAM in TempMem, identity-mapped, written
+    // Under SNP the page is validated private RAM in TempMem, identity-mapped, written
     // only by the PSP before launch and never by the firmware.
+    // SAFETY: SNP: validated, identity-mapped page written only by the PSP, read-only here.
     unsafe { core::slice::from_raw_parts(r.base as *const u8, r.size as usize) }
 }
 
@@ -87,8 +89,9 @@ pub fn snp_cpuid_page() -> &'static [u8] {
 /// `kernel-hashes=on`; zeros otherwise). Read-only for the firmware.
 pub fn snp_kernel_hashes() -> &'static [u8] {
     use td_layout::sev::{SEV_HASH_TABLE_BASE, SEV_HASH_TABLE_SIZE};
-    // SAFETY: under SNP the area is validated private RAM in TempMem (measured at launch),
+    // Under SNP the area is validated private RAM in TempMem (measured at launch),
     // identity-mapped and never written by the firmware.
+    // SAFETY: SNP: validated, identity-mapped area measured at launch, read-only here.
     unsafe {
         core::slice::from_raw_parts(
             SEV_HASH_TABLE_BASE as *const u8,

@@ -24,8 +24,9 @@ impl crate::snp::vc::VcEnv for FirmwareVcEnv {
         }
         let n = usize::try_from(end - rip).map_or(buf.len(), |left| left.min(buf.len()));
         for (i, b) in buf.iter_mut().take(n).enumerate() {
-            // SAFETY: `rip + i` lies in the firmware's code in RAM (checked above), mapped
+            // `rip + i` lies in the firmware's code in RAM (checked above), mapped
             // readable for the firmware's whole life.
+            // SAFETY: rip + i is inside the firmware's mapped code (bounds checked above).
             *b = unsafe { core::ptr::read_volatile((rip as *const u8).add(i)) };
         }
         n

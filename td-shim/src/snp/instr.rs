@@ -67,8 +67,9 @@ const fn canonical(va: u64) -> bool {
 impl SevCpu for SevInstr {
     fn ghcb_msr_read(&self) -> u64 {
         let (lo, hi): (u32, u32);
-        // SAFETY: RDMSR of the GHCB MSR, which exists on every SEV-ES/SNP guest (this code only
+        // RDMSR of the GHCB MSR, which exists on every SEV-ES/SNP guest (this code only
         // runs on one, after detection) and is never intercepted. Reads only EDX:EAX.
+        // SAFETY: RDMSR of the GHCB MSR on an SEV-ES/SNP guest: never intercepted, EDX:EAX only.
         unsafe {
             core::arch::asm!(
                 "rdmsr",
@@ -82,8 +83,9 @@ impl SevCpu for SevInstr {
     }
 
     fn ghcb_msr_write(&self, value: u64) {
-        // SAFETY: WRMSR of the GHCB MSR, which holds only a request or a GPA for the
+        // WRMSR of the GHCB MSR, which holds only a request or a GPA for the
         // hypervisor; it changes no state of this guest's execution.
+        // SAFETY: WRMSR of the GHCB MSR: a request/GPA for the hypervisor, no guest state changed.
         unsafe {
             core::arch::asm!(
                 "wrmsr",
@@ -97,8 +99,9 @@ impl SevCpu for SevInstr {
 
     fn vmgexit(&self, ghcb: Option<&mut Ghcb>) {
         let Some(g) = ghcb else {
-            // SAFETY: VMGEXIT (F3 0F 01 D9) with an MSR-protocol request in the GHCB MSR: the
+            // VMGEXIT (F3 0F 01 D9) with an MSR-protocol request in the GHCB MSR: the
             // hypervisor answers in the MSR; no guest register or private memory changes.
+            // SAFETY: MSR-protocol VMGEXIT: the answer comes back in the MSR, nothing else changes.
             unsafe {
                 core::arch::asm!(".byte 0xf3, 0x0f, 0x01, 0xd9", options(nostack));
             }
@@ -113,13 +116,15 @@ impl SevCpu for SevInstr {
         for (i, chunk) in g.as_bytes().chunks_exact(8).enumerate() {
             let mut q = [0u8; 8];
             q.copy_from_slice(chunk);
-            // SAFETY: `page` is the shared GHCB page (contract of `new`), 4 KiB and 8-byte
+            // `page` is the shared GHCB page (contract of `new`), 4 KiB and 8-byte
             // aligned; i < GHCB_SIZE / 8, so the write stays inside it.
+            // SAFETY: inside the shared GHCB page (contract of `new`), aligned, i < GHCB_SIZE / 8.
             unsafe { page.add(i).write_volatile(u64::from_le_bytes(q)) };
         }
         compiler_fence(Ordering::SeqCst);
-        // SAFETY: VMGEXIT with the GHCB MSR holding the registered GHCB's GPA (the caller,
+        // VMGEXIT with the GHCB MSR holding the registered GHCB's GPA (the caller,
         // `ghcb::Session::call`, wrote it): the hypervisor reads and writes the shared page only.
+        // SAFETY: GHCB VMGEXIT, registered GPA: the hypervisor touches only the shared page.
         unsafe {
             core::arch::asm!(".byte 0xf3, 0x0f, 0x01, 0xd9", options(nostack));
         }
@@ -141,10 +146,11 @@ impl SevCpu for SevInstr {
         }
         let eax: u64;
         let cf: u8;
-        // SAFETY: PVALIDATE (F2 0F 01 FF) of a canonical address the caller maps as private RAM
+        // PVALIDATE (F2 0F 01 FF) of a canonical address the caller maps as private RAM
         // (contract of `new`); it changes the page's RMP validated state, which the memory
         // model sees as the page's contents becoming undefined: the caller validates pages
         // before using them and never while anything lives in them.
+        // SAFETY: PVALIDATE of caller-mapped private RAM (contract of `new`) holding nothing live.
         unsafe {
             core::arch::asm!(
                 ".byte 0xf2, 0x0f, 0x01, 0xff",
@@ -165,8 +171,9 @@ impl SevCpu for SevInstr {
     fn touch_pages(&self, va: u64, pages: u64) {
         for i in 0..pages {
             let page = va.wrapping_add(i.wrapping_mul(PAGE_4K)) as usize as *const u8;
-            // SAFETY: the page was just validated and is identity-mapped private RAM (contract
+            // The page was just validated and is identity-mapped private RAM (contract
             // of `new`); a volatile byte read of its first and last byte has no other effect.
+            // SAFETY: volatile reads of a just-validated, identity-mapped private page.
             unsafe {
                 let _ = page.read_volatile();
                 let _ = page.add(PAGE_4K as usize - 1).read_volatile();

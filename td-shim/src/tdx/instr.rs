@@ -64,13 +64,14 @@ impl Tdcall for TdcallInstr {
             regs.rax = status::INSTR_REFUSED;
             return status::INSTR_REFUSED;
         }
-        // SAFETY: TDCALL (66 0F 01 CC) with a leaf from SUPPORTED_LEAVES, executed in 64-bit
+        // TDCALL (66 0F 01 CC) with a leaf from SUPPORTED_LEAVES, executed in 64-bit
         // mode. It reads and writes only the registers declared here (all inout or clobbered)
         // and, for leaves that take buffer GPAs, the buffers whose addresses the safe wrappers
         // in `calls` derived from live references (provenance exposed) of the required size
         // and alignment. For TDG.VP.VMCALL the bitmap was checked above to expose only
         // registers declared here, so RBX/RBP/RSP are restored by the module. It does not use
         // the stack.
+        // SAFETY: a supported leaf in long mode; only declared registers and checked buffers change.
         unsafe {
             core::arch::asm!(
                 ".byte 0x66, 0x0f, 0x01, 0xcc",

@@ -69,9 +69,10 @@ fn snp_platform(entry: SnpEntry) -> &'static dyn Platform {
     static ENV: spin::Once<FirmwareVcEnv> = spin::Once::new();
     let env = ENV.call_once(|| FirmwareVcEnv::new(entry.sev_status & (1 << 11) != 0));
     SNP.call_once(|| {
-        // SAFETY: SNP_GHCB is a 4 KiB-aligned page of TempMem that nothing else uses; the
+        // SNP_GHCB is a 4 KiB-aligned page of TempMem that nothing else uses; the
         // platform maps it shared (no C-bit) in early_init before the first GHCB exchange and
         // keeps it so (reserved for good); PVALIDATE is only given identity-mapped RAM.
+        // SAFETY: SNP_GHCB is an unused aligned page, shared by early_init before any GHCB use.
         let cpu = unsafe { SevInstr::new(SNP_GHCB.base as usize) };
         Snp::new(
             cpu,
