@@ -242,43 +242,15 @@ pub fn read_acpi_dir(dir: &Path) -> Result<Vec<ConfigFile>, VmmConfigError> {
 }
 
 #[cfg(test)]
+#[path = "../../tests/common/hob.rs"]
+mod test_hob;
+
+#[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use td_layout::layout::TEMP_MEM;
 
-    /// A HOB list at TD_HOB as QEMU writes it for `ram` bytes of RAM below 2 GiB: a 56-byte
-    /// PHIT (version 9, EfiEndOfHobList just past the end), 48-byte resource descriptors
-    /// (unaccepted, then TempMem and TD_HOB as system memory, then unaccepted), the end HOB.
-    pub(crate) fn qemu_hob(ram: u64) -> Vec<u8> {
-        let ranges = [
-            (7u32, 0, TEMP_MEM.base),
-            (0, TEMP_MEM.base, TEMP_MEM.size),
-            (0, TD_HOB.base, TD_HOB.size),
-            (7, TD_HOB.end(), ram - TD_HOB.end()),
-        ];
-        let len = 56 + 48 * ranges.len() + 8;
-        let mut v = Vec::with_capacity(len);
-        v.extend_from_slice(&1u16.to_le_bytes());
-        v.extend_from_slice(&56u16.to_le_bytes());
-        v.extend_from_slice(&[0; 4]);
-        v.extend_from_slice(&9u32.to_le_bytes());
-        v.extend_from_slice(&[0; 36]);
-        v.extend_from_slice(&(TD_HOB.base + len as u64).to_le_bytes());
-        for (kind, base, length) in ranges {
-            v.extend_from_slice(&3u16.to_le_bytes());
-            v.extend_from_slice(&48u16.to_le_bytes());
-            v.extend_from_slice(&[0; 4 + 16]);
-            v.extend_from_slice(&kind.to_le_bytes());
-            v.extend_from_slice(&7u32.to_le_bytes());
-            v.extend_from_slice(&base.to_le_bytes());
-            v.extend_from_slice(&length.to_le_bytes());
-        }
-        v.extend_from_slice(&0xFFFFu16.to_le_bytes());
-        v.extend_from_slice(&8u16.to_le_bytes());
-        v.extend_from_slice(&[0; 4]);
-        assert_eq!(v.len(), len);
-        v
-    }
+    /// The QEMU-like TD HOB of the integration tests (one copy, tests/common/hob.rs).
+    pub(crate) use super::test_hob::qemu_hob;
 
     /// A 128-byte table-loader command: `kind`, then `names` (56 bytes each), then `tail`.
     fn command(kind: u32, names: &[&str], tail: &[u8]) -> Vec<u8> {
