@@ -31,6 +31,53 @@ pub fn runs(base: u64, end: u64) -> [(u64, u64, bool); 3] {
     ]
 }
 
+/// A run of equally sized pages of size `S` (each TEE's own page-size type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run<S> {
+    /// The first page.
+    pub base: u64,
+    /// How many pages.
+    pub pages: u64,
+    /// Their size.
+    pub size: S,
+}
+
+/// The runs of one range, in address order: at most three (4 KiB head, 2 MiB body, 4 KiB
+/// tail), empty ones left out.
+#[derive(Debug, Clone)]
+pub struct Plan<S> {
+    runs: [Run<S>; 3],
+    next: usize,
+}
+
+impl<S: Copy> Iterator for Plan<S> {
+    type Item = Run<S>;
+
+    fn next(&mut self) -> Option<Run<S>> {
+        while let Some(run) = self.runs.get(self.next).copied() {
+            self.next = self.next.saturating_add(1);
+            if run.pages != 0 {
+                return Some(run);
+            }
+        }
+        None
+    }
+}
+
+/// The [`runs`] of `[base, end)` as a [`Plan`] in the page sizes `small` (4 KiB) and `large`
+/// (2 MiB). Exact for 4 KiB-aligned bounds.
+pub fn plan<S: Copy>(base: u64, end: u64, small: S, large: S) -> Plan<S> {
+    Plan {
+        runs: runs(base, end).map(|(from, to, is_2m)| Run {
+            base: from,
+            // to >= from by construction; the division is exact for aligned bounds.
+            pages: to.saturating_sub(from) / if is_2m { PAGE_2M } else { PAGE_4K },
+            size: if is_2m { large } else { small },
+        }),
+        next: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -191,36 +191,10 @@ impl<C: SevCpu + ?Sized> PageStateChanger for MsrPsc<'_, C> {
 }
 
 /// A run of equally sized pages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Run {
-    /// The first page.
-    pub base: u64,
-    /// How many pages.
-    pub pages: u64,
-    /// Their size.
-    pub size: PageSize,
-}
+pub type Run = crate::pages::Run<PageSize>;
 
 /// The runs of one range, in address order: at most three, empty ones left out.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    runs: [Run; 3],
-    next: usize,
-}
-
-impl Iterator for Plan {
-    type Item = Run;
-
-    fn next(&mut self) -> Option<Run> {
-        while let Some(run) = self.runs.get(self.next).copied() {
-            self.next = self.next.saturating_add(1);
-            if run.pages != 0 {
-                return Some(run);
-            }
-        }
-        None
-    }
-}
+pub type Plan = crate::pages::Plan<PageSize>;
 
 /// Checks a range (4 KiB aligned, below 2^52) and returns its end.
 fn range_end(base: u64, len: u64) -> Result<u64, ValidateError> {
@@ -236,22 +210,12 @@ fn range_end(base: u64, len: u64) -> Result<u64, ValidateError> {
 /// Plans `[base, base + len)` (4 KiB aligned, below 2^52).
 pub fn plan(base: u64, len: u64) -> Result<Plan, ValidateError> {
     let end = range_end(base, len)?;
-    let run = |from: u64, to: u64, size: PageSize| Run {
-        base: from,
-        pages: to.saturating_sub(from) / size.bytes(),
-        size,
-    };
-    let size = |is_2m| {
-        if is_2m {
-            PageSize::Size2M
-        } else {
-            PageSize::Size4K
-        }
-    };
-    Ok(Plan {
-        runs: crate::pages::runs(base, end).map(|(from, to, is_2m)| run(from, to, size(is_2m))),
-        next: 0,
-    })
+    Ok(crate::pages::plan(
+        base,
+        end,
+        PageSize::Size4K,
+        PageSize::Size2M,
+    ))
 }
 
 /// The parts of RAM `[base, base + len)` not covered by `prevalidated`, in address order, and

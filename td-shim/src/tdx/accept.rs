@@ -105,37 +105,11 @@ impl fmt::Display for AcceptError {
 }
 
 /// A run of equally sized pages in a [`Plan`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Run {
-    /// The first page.
-    pub base: u64,
-    /// How many pages.
-    pub pages: u64,
-    /// Their size.
-    pub level: PageLevel,
-}
+pub type Run = crate::pages::Run<PageLevel>;
 
 /// The runs of pages that accept one range, in address order: at most three (4 KiB head,
 /// 2 MiB body, 4 KiB tail), empty ones left out.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    runs: [Run; 3],
-    next: usize,
-}
-
-impl Iterator for Plan {
-    type Item = Run;
-
-    fn next(&mut self) -> Option<Run> {
-        while let Some(run) = self.runs.get(self.next).copied() {
-            self.next = self.next.saturating_add(1);
-            if run.pages != 0 {
-                return Some(run);
-            }
-        }
-        None
-    }
-}
+pub type Plan = crate::pages::Plan<PageLevel>;
 
 /// Checks a range and returns its end.
 fn range_end(base: u64, len: u64) -> Result<u64, AcceptError> {
@@ -149,23 +123,12 @@ fn range_end(base: u64, len: u64) -> Result<u64, AcceptError> {
 /// Plans the accept of `[base, base + len)`, which must be 4 KiB aligned and not wrap.
 pub fn plan(base: u64, len: u64) -> Result<Plan, AcceptError> {
     let end = range_end(base, len)?;
-    let run = |from: u64, to: u64, level: PageLevel| Run {
-        base: from,
-        // to >= from by construction below; the division is exact for aligned bounds.
-        pages: to.saturating_sub(from) / level.size(),
-        level,
-    };
-    let level = |is_2m| {
-        if is_2m {
-            PageLevel::Size2M
-        } else {
-            PageLevel::Size4K
-        }
-    };
-    Ok(Plan {
-        runs: crate::pages::runs(base, end).map(|(from, to, is_2m)| run(from, to, level(is_2m))),
-        next: 0,
-    })
+    Ok(crate::pages::plan(
+        base,
+        end,
+        PageLevel::Size4K,
+        PageLevel::Size2M,
+    ))
 }
 
 /// What an accept did, in pages.
@@ -260,13 +223,13 @@ pub fn accept_range<T: Tdcall + ?Sized>(
 ) -> Result<AcceptStats, AcceptError> {
     let mut stats = AcceptStats::default();
     for run in plan(base, len)? {
-        let size = run.level.size();
+        let size = run.size.size();
         for i in 0..run.pages {
             let gpa = i
                 .checked_mul(size)
                 .and_then(|o| run.base.checked_add(o))
                 .ok_or(AcceptError::Overflow { base, len })?;
-            match run.level {
+            match run.size {
                 PageLevel::Size2M => accept_2m(t, gpa, &mut stats)?,
                 PageLevel::Size4K => accept_4k(t, gpa, &mut stats)?,
             }

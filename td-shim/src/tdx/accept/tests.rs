@@ -15,7 +15,7 @@ const GIB: u64 = 0x4000_0000;
 fn runs(base: u64, len: u64) -> Vec<(u64, u64, u64)> {
     plan(base, len)
         .unwrap()
-        .map(|r| (r.base, r.pages, r.level.size()))
+        .map(|r| (r.base, r.pages, r.size.size()))
         .collect()
 }
 
@@ -362,14 +362,14 @@ proptest! {
             count += 1;
             prop_assert_eq!(r.base, at);
             prop_assert!(r.pages > 0);
-            if r.level == PageLevel::Size2M {
+            if r.size == PageLevel::Size2M {
                 prop_assert_eq!(r.base % PAGE_2M, 0);
             } else {
                 // A 4 KiB run never holds a whole aligned 2 MiB page.
                 prop_assert!(r.pages < 512);
                 small += r.pages;
             }
-            at += r.pages * r.level.size();
+            at += r.pages * r.size.size();
         }
         prop_assert_eq!(at, base + len);
         prop_assert!(count <= 3);
