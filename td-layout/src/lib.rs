@@ -7,6 +7,7 @@
 //! - [`sev`]: the SEV metadata and footer entries (SEV-SNP), and QEMU's rules for them.
 //! - [`payload`]: the table that lists the payloads embedded in the image.
 //! - [`handoff`]: what the firmware hands an ELF payload.
+//! - [`signed`]: secure boot's signed-payload trailer and enrolled key record.
 //!
 //! Everything that parses image bytes is panic-free on any input.
 #![no_std]
@@ -20,3 +21,4 @@ pub mod layout;
 pub mod metadata;
 pub mod payload;
 pub mod sev;
+pub mod signed;

@@ -32,6 +32,7 @@ pub mod payload;
 pub mod plain;
 pub mod platform;
 pub mod port_io;
+pub mod secure_boot;
 pub mod serial;
 pub mod sev_entry;
 pub mod snp;
