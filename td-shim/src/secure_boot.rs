@@ -108,19 +108,51 @@ fn is_bzimage(payload: &[u8]) -> bool {
 /// ([`td_loader::linux::normalize_setup_header`]): QEMU's `-kernel` writes them, so the bytes
 /// the firmware receives differ there from the file that was signed.
 pub fn message_digest(header: &[u8; HEADER_SIZE], payload: &[u8]) -> [u8; DIGEST_SIZE] {
+    let head = normalized_head(payload);
     let mut h = Sha384::new();
     h.update(header);
+    h.update(head.as_bytes());
+    h.update(&payload[head.len()..]);
+    h.finalize().into()
+}
+
+/// The start of a payload as the signed message has it: for a bzImage, its first
+/// `min(len, 0x290)` bytes with the boot-loader fields normalized; for any other payload,
+/// nothing. The signed message is `header ‖ head ‖ payload[head.len()..]`; [`message_digest`]
+/// hashes exactly that, and a signer that hashes the message itself (`td-shim-tool sign`)
+/// builds it from this.
+#[derive(Clone, Copy)]
+pub struct NormalizedHead {
+    bytes: [u8; SETUP_HEADER_END],
+    len: usize,
+}
+
+impl NormalizedHead {
+    /// The normalized bytes, which replace the payload's first [`Self::len`] bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    /// How many of the payload's first bytes the head replaces (0 for a non-bzImage).
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// The head of the signed message for `payload` (see [`NormalizedHead`]).
+pub fn normalized_head(payload: &[u8]) -> NormalizedHead {
+    let mut head = NormalizedHead {
+        bytes: [0; SETUP_HEADER_END],
+        len: 0,
+    };
     if is_bzimage(payload) {
         let n = payload.len().min(SETUP_HEADER_END);
-        let mut head = [0u8; SETUP_HEADER_END];
-        head[..n].copy_from_slice(&payload[..n]);
-        td_loader::linux::normalize_setup_header(&mut head[..n]);
-        h.update(&head[..n]);
-        h.update(&payload[n..]);
-    } else {
-        h.update(payload);
+        head.bytes[..n].copy_from_slice(&payload[..n]);
+        td_loader::linux::normalize_setup_header(&mut head.bytes[..n]);
+        head.len = n;
     }
-    h.finalize().into()
+    head
 }
 
 /// Verifies an ECDSA P-384 signature (R ‖ S, 96 bytes) by the key X ‖ Y (96 bytes) over a
@@ -288,6 +320,30 @@ mod tests {
             verify(&loaded, &enrolled(&k, 0)),
             Err(Refused::BadSignature)
         );
+    }
+
+    #[test]
+    fn the_digest_is_of_header_head_and_the_rest() {
+        let h = header(0x1000, 1, 0, Algorithm::EcdsaP384Sha384).unwrap();
+        let mut kernel = bzimage();
+        kernel[0x210] = 0xB0; // type_of_loader, a loader field
+        let head = normalized_head(&kernel);
+        assert_eq!(head.len(), SETUP_HEADER_END);
+        assert_eq!(head.as_bytes()[0x210], 0);
+        assert_eq!(head.as_bytes()[0x202..0x206], *b"HdrS");
+        let mut message = h.to_vec();
+        message.extend_from_slice(head.as_bytes());
+        message.extend_from_slice(&kernel[head.len()..]);
+        let direct: [u8; DIGEST_SIZE] = Sha384::digest(&message).into();
+        assert_eq!(message_digest(&h, &kernel), direct);
+        // Not a bzImage: the head is empty and the message is the header and the payload.
+        assert_eq!(normalized_head(b"ELF").len(), 0);
+        let mut message = h.to_vec();
+        message.extend_from_slice(b"ELF");
+        let direct: [u8; DIGEST_SIZE] = Sha384::digest(&message).into();
+        assert_eq!(message_digest(&h, b"ELF"), direct);
+        // A bzImage shorter than the setup header: the head is all of it.
+        assert_eq!(normalized_head(&kernel[..0x220]).len(), 0x220);
     }
 
     #[test]
