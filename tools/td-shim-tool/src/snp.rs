@@ -404,7 +404,7 @@ pub fn kernel_hashes_from_files(
 ) -> Result<KernelHashes, FileError> {
     fn sha(path: &Path, limit: &Limit) -> Result<[u8; 32], FileError> {
         let mut h = Sha256::new();
-        files::stream(path, limit, |chunk| h.update(chunk))?;
+        files::stream_overlapped(path, limit, |chunk| h.update(chunk))?;
         Ok(h.finalize().into())
     }
     let (kernel, initrd) = std::thread::scope(|scope| {

@@ -99,12 +99,17 @@ impl LaunchDigest {
 }
 
 /// The SHA-384 of each 4 KiB page of `bytes` (a last partial page zero-padded), as NORMAL pages
-/// are measured.
+/// are measured. All-zero pages, most of a firmware image, are recognised and get the one
+/// all-zero page digest instead of being hashed again: a zero check runs at memory speed,
+/// SHA-384 at well under 1 GB/s.
 pub fn page_digests(bytes: &[u8]) -> Vec<[u8; 48]> {
+    let zero: [u8; 48] = Sha384::digest([0u8; PAGE_SIZE]).into();
     bytes
         .chunks(PAGE_SIZE)
         .map(|chunk| {
-            if chunk.len() == PAGE_SIZE {
+            if is_zero(chunk) {
+                zero
+            } else if chunk.len() == PAGE_SIZE {
                 Sha384::digest(chunk).into()
             } else {
                 let mut page = [0u8; PAGE_SIZE];
@@ -113,6 +118,12 @@ pub fn page_digests(bytes: &[u8]) -> Vec<[u8; 48]> {
             }
         })
         .collect()
+}
+
+/// Whether every byte of `bytes` is zero, eight at a time.
+fn is_zero(bytes: &[u8]) -> bool {
+    let (words, tail) = bytes.as_chunks::<8>();
+    words.iter().all(|w| u64::from_ne_bytes(*w) == 0) && tail.iter().all(|&b| b == 0)
 }
 
 impl LaunchDigest {
@@ -147,6 +158,26 @@ mod tests {
             "086e2e9149ebf45abdc3445fba5b2da8270bdbb04094d7a2c37faaa4b24af3aa\
              16aff8c374c2a55c467a50da6d466b74"
         );
+    }
+
+    #[test]
+    fn zero_pages_get_the_digest_of_a_hashed_zero_page() {
+        let mut bytes = vec![0u8; 3 * PAGE_SIZE + 100];
+        bytes[PAGE_SIZE + 7] = 1;
+        let d = page_digests(&bytes);
+        let hashed = |page: &[u8]| -> [u8; 48] {
+            let mut p = [0u8; PAGE_SIZE];
+            p[..page.len()].copy_from_slice(page);
+            Sha384::digest(p).into()
+        };
+        assert_eq!(d.len(), 4);
+        for (i, chunk) in bytes.chunks(PAGE_SIZE).enumerate() {
+            assert_eq!(d[i], hashed(chunk), "page {i}");
+        }
+        assert_ne!(d[0], d[1]);
+        assert_eq!(d[0], d[3], "a zero tail pads to a zero page");
+        assert!(!is_zero(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 1]));
+        assert!(is_zero(&[0; 17]));
     }
 
     #[test]
