@@ -72,6 +72,10 @@ pub enum BootError {
     /// SEV-SNP measured direct boot: the kernel-hashes table is missing or a blob from the VMM
     /// does not match it.
     KernelHashes(snp::hashes::HashesError),
+    /// Secure boot: the image's enrolled key record is malformed (never read as "no key").
+    EnrolledKey(td_layout::signed::RecordError),
+    /// Secure boot: the payload may not boot under the enrolled key.
+    SecureBoot(secure_boot::Refused),
 }
 
 impl fmt::Display for BootError {
@@ -87,6 +91,8 @@ impl fmt::Display for BootError {
             Self::LinuxBoot(e) => write!(f, "{e}"),
             Self::Acpi(e) => write!(f, "{e}"),
             Self::KernelHashes(e) => write!(f, "snp: measured direct boot: {e}"),
+            Self::EnrolledKey(e) => write!(f, "secure boot: {e}"),
+            Self::SecureBoot(e) => write!(f, "secure boot: {e}"),
             Self::Measurement(e) => write!(f, "measurement: {e}"),
             Self::Mp(e) => write!(f, "{e}"),
             Self::RegionUnavailable(r) => write!(f, "firmware region {r} is unavailable (already taken, or not where the layout puts it)"),
@@ -120,6 +126,8 @@ from_error!(
     LinuxBoot(linux::LinuxBootError),
     Acpi(acpi::AcpiError),
     KernelHashes(snp::hashes::HashesError),
+    EnrolledKey(td_layout::signed::RecordError),
+    SecureBoot(secure_boot::Refused),
     Measurement(eventlog::WriteError),
     Mp(mp::MpError)
 );

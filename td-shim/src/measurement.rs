@@ -17,7 +17,13 @@
 //! | 6 | RTMR2 | `EV_EFI_PLATFORM_FIRMWARE_BLOB2` | blob "td_initrd", base 0, length (only with an initrd) | the initrd |
 //!
 //! For an ELF payload, event 3 is blob "td_payload" over the ELF file, and there are no RTMR2
-//! events. RTMR3 is never touched by the firmware. Exact bytes with their lengths are measured,
+//! events.
+//!
+//! With a secure-boot key enrolled in the image ([`plan_with_secure_boot`]) three more
+//! `EV_PLATFORM_CONFIG_FLAGS` events, digest over the info: RTMR0 "secure_policy" (the 96-byte
+//! enrolled record) just before event 2; RTMR1 "payload_signer" (SHA-384 of the signer's key)
+//! then "td_payload_svn" (the signed SVN, u64 little-endian) just before event 3, which is over
+//! the payload without its signature trailer. RTMR3 is never touched by the firmware. Exact bytes with their lengths are measured,
 //! never zero-padded regions.
 
 use crate::eventlog::{EventLogWriter, ExtendError, Extender, WriteError};
@@ -323,13 +329,93 @@ pub fn plan(params: &LaunchParams, payload: &Payload<'_>) -> Vec<PlannedEvent> {
 /// the launch parameters: the TD HOB (descriptor [`TD_HOB_DESCRIPTOR`], the list as the info,
 /// digest over the list), then one event per ACPI file (descriptor [`ACPI_FILE_DESCRIPTOR`],
 /// the file name as the info, digest over the file's bytes), all `EV_PLATFORM_CONFIG_FLAGS`.
+/// No key is enrolled: [`plan_with_secure_boot`] with `None`.
 pub fn plan_with(
     params: &LaunchParams,
     config: &VmmConfig<'_>,
     payload: &Payload<'_>,
 ) -> Vec<PlannedEvent> {
+    plan_with_secure_boot(params, config, None, payload)
+}
+
+/// Event descriptor of the enrolled key record's event in RTMR0 (secure boot).
+pub const SECURE_POLICY_DESCRIPTOR: &str = "secure_policy";
+/// Event descriptor of the payload signer's event in RTMR1 (secure boot).
+pub const PAYLOAD_SIGNER_DESCRIPTOR: &str = "payload_signer";
+/// Event descriptor of the payload SVN's event in RTMR1 (secure boot; upstream td-shim's name).
+pub const PAYLOAD_SVN_DESCRIPTOR: &str = "td_payload_svn";
+
+/// What secure boot adds to the plan when a key is enrolled: the enrolled record as the image
+/// holds it, and what [`crate::secure_boot::verify`] found in the payload's trailer. The payload
+/// given with it is the verified payload without its trailer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecureBoot<'a> {
+    /// The enrolled key record, its 96 bytes as the image holds them.
+    pub record: &'a [u8; td_layout::signed::RECORD_SIZE],
+    /// SHA-384 of the signer's public key ([`crate::secure_boot::Verified::signer`]).
+    pub signer: [u8; 48],
+    /// The payload's SVN from its signed header ([`crate::secure_boot::Verified::svn`]).
+    pub svn: u64,
+}
+
+impl SecureBoot<'_> {
+    /// The event recording the enrolled record (RTMR0, before its separator).
+    pub fn policy_event(&self) -> PlannedEvent {
+        config_event(
+            "secure_policy",
+            MR_RTMR0,
+            SECURE_POLICY_DESCRIPTOR,
+            self.record,
+        )
+    }
+
+    /// The event recording the signer's key hash (RTMR1, first).
+    pub fn signer_event(&self) -> PlannedEvent {
+        config_event(
+            "payload_signer",
+            MR_RTMR1,
+            PAYLOAD_SIGNER_DESCRIPTOR,
+            &self.signer,
+        )
+    }
+
+    /// The event recording the payload's SVN, u64 little-endian (RTMR1, after the signer).
+    pub fn svn_event(&self) -> PlannedEvent {
+        config_event(
+            "payload_svn",
+            MR_RTMR1,
+            PAYLOAD_SVN_DESCRIPTOR,
+            &self.svn.to_le_bytes(),
+        )
+    }
+}
+
+/// An `EV_PLATFORM_CONFIG_FLAGS` event whose digest is over its info.
+fn config_event(name: &'static str, mr_index: u32, descriptor: &str, info: &[u8]) -> PlannedEvent {
+    PlannedEvent {
+        name,
+        mr_index,
+        event_type: EV_PLATFORM_CONFIG_FLAGS,
+        data: config_info(descriptor, info),
+        digest: sha384(&[info]),
+    }
+}
+
+/// [`plan_with`], and with a key enrolled (`secure`) secure boot's three events, all
+/// `EV_PLATFORM_CONFIG_FLAGS` with the digest over the info: RTMR0 "secure_policy" (the
+/// 96-byte enrolled record) after the VMM's configuration and before RTMR0's separator; RTMR1
+/// "payload_signer" (the signer's 48-byte key hash) then "td_payload_svn" (the SVN, u64
+/// little-endian) before the payload's blob event. `payload` is the payload without its
+/// signature trailer, measured as an unsigned payload is. With `None` this is [`plan_with`]'s
+/// plan, event for event.
+pub fn plan_with_secure_boot(
+    params: &LaunchParams,
+    config: &VmmConfig<'_>,
+    secure: Option<&SecureBoot<'_>>,
+    payload: &Payload<'_>,
+) -> Vec<PlannedEvent> {
     let text = params.text();
-    let mut events = Vec::with_capacity(7 + config.acpi.len());
+    let mut events = Vec::with_capacity(10 + config.acpi.len());
     events.push(PlannedEvent {
         name: "launch_params",
         mr_index: MR_RTMR0,
@@ -355,7 +441,14 @@ pub fn plan_with(
             digest: file.digest,
         });
     }
+    if let Some(secure) = secure {
+        events.push(secure.policy_event());
+    }
     events.push(separator(MR_RTMR0, SEPARATOR));
+    if let Some(secure) = secure {
+        events.push(secure.signer_event());
+        events.push(secure.svn_event());
+    }
     match payload {
         Payload::Linux {
             kernel,
@@ -774,5 +867,115 @@ mod tests {
         assert!(errs
             .iter()
             .all(|e| e.data == ERROR_SEPARATOR && e.event_type == EV_SEPARATOR));
+    }
+
+    #[test]
+    fn secure_boot_adds_its_three_events_and_nothing_else() {
+        let kernel = fake_kernel();
+        let hob = [7u8; 40];
+        let config = VmmConfig {
+            td_hob: Some(&hob),
+            acpi: alloc::vec![ConfigFile::of("etc/table-loader", b"script")],
+        };
+        let linux = Payload::Linux {
+            kernel: Blob::Bytes(&kernel),
+            cmdline: b"console=ttyS0",
+            initrd: Some(Blob::Bytes(b"i")),
+        };
+        let record = [0x42u8; td_layout::signed::RECORD_SIZE];
+        let secure = SecureBoot {
+            record: &record,
+            signer: [0xAB; 48],
+            svn: 0x0102_0304_0506_0708,
+        };
+        let with = plan_with_secure_boot(&PARAMS, &config, Some(&secure), &linux);
+        let shape: Vec<_> = with
+            .iter()
+            .map(|e| (e.name, e.mr_index, e.event_type))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("launch_params", 1, EV_PLATFORM_CONFIG_FLAGS),
+                ("td_hob", 1, EV_PLATFORM_CONFIG_FLAGS),
+                ("acpi_file", 1, EV_PLATFORM_CONFIG_FLAGS),
+                ("secure_policy", 1, EV_PLATFORM_CONFIG_FLAGS),
+                ("separator", 1, EV_SEPARATOR),
+                ("payload_signer", 2, EV_PLATFORM_CONFIG_FLAGS),
+                ("payload_svn", 2, EV_PLATFORM_CONFIG_FLAGS),
+                ("kernel", 2, EV_EFI_PLATFORM_FIRMWARE_BLOB2),
+                ("separator", 2, EV_SEPARATOR),
+                ("cmdline", 3, EV_PLATFORM_CONFIG_FLAGS),
+                ("initrd", 3, EV_EFI_PLATFORM_FIRMWARE_BLOB2),
+            ]
+        );
+        // Descriptors, infos and digests over the infos.
+        assert_eq!(&with[3].data[..16], b"secure_policy\0\0\0");
+        assert_eq!(&with[3].data[16..20], &96u32.to_le_bytes());
+        assert_eq!(&with[3].data[20..], &record);
+        assert_eq!(with[3].digest, sha384(&[&record]));
+        assert_eq!(&with[5].data[..16], b"payload_signer\0\0");
+        assert_eq!(&with[5].data[20..], &[0xAB; 48]);
+        assert_eq!(with[5].digest, sha384(&[&[0xAB; 48]]));
+        assert_eq!(&with[6].data[..16], b"td_payload_svn\0\0");
+        assert_eq!(&with[6].data[20..], &0x0102_0304_0506_0708u64.to_le_bytes());
+        assert_eq!(
+            with[6].digest,
+            sha384(&[&0x0102_0304_0506_0708u64.to_le_bytes()])
+        );
+        // Every other event is the unsigned plan's, in the same order.
+        let without = plan_with(&PARAMS, &config, &linux);
+        let rest: Vec<_> = with
+            .iter()
+            .filter(|e| !matches!(e.name, "secure_policy" | "payload_signer" | "payload_svn"))
+            .cloned()
+            .collect();
+        assert_eq!(rest, without);
+        // No key: exactly plan_with's plan.
+        assert_eq!(
+            plan_with_secure_boot(&PARAMS, &config, None, &linux),
+            without
+        );
+        // An ELF payload: the same two RTMR1 events before td_payload, no RTMR2.
+        let elf = plan_with_secure_boot(
+            &PARAMS,
+            &VmmConfig::default(),
+            Some(&secure),
+            &Payload::Elf(b"\x7fELF"),
+        );
+        let names: Vec<_> = elf.iter().map(|e| e.name).collect();
+        assert_eq!(
+            names,
+            [
+                "launch_params",
+                "secure_policy",
+                "separator",
+                "payload_signer",
+                "payload_svn",
+                "payload",
+                "separator"
+            ]
+        );
+        // Each secure-boot input changes only its own event.
+        let other_svn = SecureBoot { svn: 1, ..secure };
+        let other_signer = SecureBoot {
+            signer: [0xCD; 48],
+            ..secure
+        };
+        let record2 = [0x43u8; 96];
+        let other_record = SecureBoot {
+            record: &record2,
+            ..secure
+        };
+        let differing = |s: &SecureBoot<'_>| -> Vec<&str> {
+            with.iter()
+                .zip(plan_with_secure_boot(&PARAMS, &config, Some(s), &linux))
+                .filter(|(a, b)| *a != b)
+                .map(|(a, _)| a.name)
+                .collect()
+        };
+        assert_eq!(differing(&other_svn), ["payload_svn"]);
+        assert_eq!(differing(&other_signer), ["payload_signer"]);
+        assert_eq!(differing(&other_record), ["secure_policy"]);
     }
 }

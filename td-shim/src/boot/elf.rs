@@ -1,5 +1,6 @@
 //! Booting the image's ELF payload with the firmware's own hand-off block.
 
+use super::secure::Enrolled;
 use super::{enable_paging, log_map, measure};
 use crate::arch::{cpu, phys};
 use crate::measurement::{LaunchParams, Payload, VmmConfig};
@@ -16,6 +17,7 @@ pub(super) fn boot(
     mut map: MemoryMap,
     params: &LaunchParams,
     table: &PayloadTable<'_>,
+    enrolled: Option<&Enrolled>,
     deferred: alloc::vec::Vec<(u64, u64)>,
 ) -> Result<Infallible, BootError> {
     if !map.is_ram(PAYLOAD_LOAD.base, PAYLOAD_LOAD.size) {
@@ -35,15 +37,30 @@ pub(super) fn boot(
     )?;
     super::accept_deferred(platform, &deferred)?;
 
-    let payload = crate::payload::copy_elf_payload(table)?;
+    let copy = crate::payload::copy_elf_payload(table)?;
+    // Secure boot: the firmware's copy is verified before anything of it is measured or run;
+    // what is measured and loaded is the payload without its signature trailer.
+    let (payload, secure) = match enrolled {
+        Some(e) => {
+            let (payload, secure) = e.verify("ELF payload", &copy)?;
+            (payload, Some(secure))
+        }
+        None => (copy.as_slice(), None),
+    };
     let config = VmmConfig {
         td_hob: platform.td_hob(),
         acpi: alloc::vec::Vec::new(),
     };
-    measure::record(platform, params, &config, &Payload::Elf(&payload))?;
+    measure::record(
+        platform,
+        params,
+        &config,
+        secure.as_ref(),
+        &Payload::Elf(payload),
+    )?;
     let dst = phys::take(phys::RamRegion::PayloadLoad)
         .ok_or(BootError::RegionUnavailable("payload-load"))?;
-    let loaded = crate::payload::load_elf_payload(&payload, dst, PAYLOAD_LOAD.base)?;
+    let loaded = crate::payload::load_elf_payload(payload, dst, PAYLOAD_LOAD.base)?;
     log::info!(
         "payload: ELF of {} bytes loaded at {:#x} ({:#x} bytes, {} relocations), entry {:#x}",
         payload.len(),

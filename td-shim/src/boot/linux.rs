@@ -1,5 +1,6 @@
 //! Booting Linux through the 64-bit boot protocol, from QEMU's direct boot or from the image.
 
+use super::secure::Enrolled;
 use super::{acpi, enable_paging, log_map, measure};
 use crate::arch::phys::{self, RamArena};
 use crate::arch::{cpu, mp};
@@ -116,12 +117,15 @@ fn copy(table: &PayloadTable<'_>, kind: PayloadKind, dst: &mut [u8]) -> Result<(
     Ok(())
 }
 
+// The pipeline's state is handed over whole: each argument is one distinct input of the boot.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn boot(
     platform: &dyn Platform,
     fw_cfg: &FwCfg<'_>,
     mut map: MemoryMap,
     params: &LaunchParams,
     source: Source,
+    enrolled: Option<&Enrolled>,
     helpers: Option<mp::Helpers>,
     deferred: alloc::vec::Vec<(u64, u64)>,
 ) -> Result<Infallible, BootError> {
@@ -177,6 +181,16 @@ pub(super) fn boot(
             .ok_or(linux::LinuxBootError::BadCmdline { size: *cmdline })?;
         platform.verify_direct_boot(setup_bytes, kernel_bytes, initrd, raw_cmdline)?;
     }
+    // Secure boot: the staged copy (the signed file, as SNP's hashes covered it) is verified
+    // before anything of it is parsed further, measured or run; from here on the kernel is the
+    // bzImage without its signature trailer. The initrd and command line are not signed.
+    let (bz, secure) = match enrolled {
+        Some(e) => {
+            let (kernel, secure) = e.verify("kernel", bz)?;
+            (kernel, Some(secure))
+        }
+        None => (&*bz, None),
+    };
 
     let image = td_loader::linux::parse(bz)?;
     // Where the kernel goes, by the same code `td-shim-tool measure` runs on the host
@@ -193,6 +207,7 @@ pub(super) fn boot(
         platform,
         params,
         &config,
+        secure.as_ref(),
         &Payload::Linux {
             kernel: Blob::Bytes(bz),
             cmdline,

@@ -2,7 +2,9 @@
 
 use super::Hex;
 use crate::arch::phys;
-use crate::measurement::{self, LaunchParams, Payload, PlatformExtender, Recording, VmmConfig};
+use crate::measurement::{
+    self, LaunchParams, Payload, PlatformExtender, Recording, SecureBoot, VmmConfig,
+};
 use crate::platform::{self, Platform};
 use crate::BootError;
 use td_layout::layout::EVENT_LOG;
@@ -24,9 +26,10 @@ pub(super) fn record(
     platform: &dyn Platform,
     params: &LaunchParams,
     config: &VmmConfig<'_>,
+    secure: Option<&SecureBoot<'_>>,
     payload: &Payload<'_>,
 ) -> Result<(), BootError> {
-    let planned = measurement::plan_with(params, config, payload);
+    let planned = measurement::plan_with_secure_boot(params, config, secure, payload);
     let count = planned.len();
     let mut guard = RECORDING.lock();
     let rec = guard

@@ -14,6 +14,7 @@ mod acpi;
 mod elf;
 mod linux;
 mod measure;
+mod secure;
 
 use crate::arch::{cpu, exceptions, heap, mp, phys};
 use crate::fw_cfg::{linux_boot, FwCfg, FwCfgError};
@@ -90,6 +91,8 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
     }
     // From here on a failure is recorded in the measurements (the error separator).
     measure::start()?;
+    // Secure boot: the key the image enrolls, if any (a damaged record is fatal, never "no key").
+    let enrolled = secure::enrolled()?;
     let params = LaunchParams {
         platform: platform.kind(),
         ram_bytes: vmm_ram,
@@ -126,6 +129,7 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
             map,
             &params,
             linux::Source::fw_cfg(f)?,
+            enrolled.as_ref(),
             helpers,
             deferred,
         );
@@ -138,11 +142,12 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
             map,
             &params,
             linux::Source::Image(alloc::boxed::Box::new(table)),
+            enrolled.as_ref(),
             helpers,
             deferred,
         )
     } else {
-        elf::boot(platform, map, &params, &table, deferred)
+        elf::boot(platform, map, &params, &table, enrolled.as_ref(), deferred)
     }
 }
 
