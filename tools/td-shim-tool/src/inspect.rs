@@ -309,6 +309,9 @@ pub struct Report {
     pub regions: Option<Vec<RegionReport>>,
     /// Our payload table, if the image is one of ours.
     pub payloads: Option<Vec<PayloadReport>>,
+    /// The enrolled secure-boot key, if the image is one of ours: {"enrolled", "algorithm",
+    /// "key_hash", "min_svn", "error"} ("error" when the record is malformed).
+    pub secure_boot: Option<crate::secure_boot::EnrolledReport>,
     /// Whether the image passes each VMM's loader rules: QEMU TDX, Cloud Hypervisor TDX, QEMU
     /// SEV-SNP.
     pub vmm_rules: Vec<VmmCheck>,
@@ -404,6 +407,14 @@ pub fn inspect(image: &[u8]) -> Result<Report, InspectError> {
     } else {
         (None, None)
     };
+    let secure_boot = ours.then(|| {
+        let at = td_layout::signed::enrolled_key_image_offset();
+        crate::secure_boot::EnrolledReport::of(
+            image
+                .get(at..at + td_layout::signed::RECORD_SIZE)
+                .unwrap_or_default(),
+        )
+    });
     Ok(Report {
         size: image.len(),
         base: FOUR_GIB - image.len() as u64,
@@ -414,6 +425,7 @@ pub fn inspect(image: &[u8]) -> Result<Report, InspectError> {
         sev: check_qemu_snp_rules(image).ok().as_ref().map(sev_report),
         regions,
         payloads,
+        secure_boot,
         vmm_rules: vmm_checks(image),
     })
 }
@@ -539,6 +551,9 @@ impl Report {
                     p.kind, p.offset, p.size
                 );
             }
+        }
+        if let Some(sb) = &self.secure_boot {
+            let _ = writeln!(s, "{}", sb.to_text());
         }
         let _ = writeln!(
             s,

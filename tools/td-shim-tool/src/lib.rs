@@ -12,5 +12,6 @@ pub mod inspect;
 pub mod measure;
 pub mod mrtd;
 pub mod refvals;
+pub mod secure_boot;
 pub mod snp;
 pub mod verify;

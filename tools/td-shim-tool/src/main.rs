@@ -1,7 +1,8 @@
 //! `td-shim-tool`: build td-shim images, inspect firmware images, pack the guest initramfs, read
 //! CC event logs, compute a boot's measurements and reference values.
 //!
-//! Exit status: 0 success, 1 the input was refused or could not be read or written, 2 usage.
+//! Exit status: 0 success, 1 the input was refused or could not be read or written, 2 usage;
+//! `verify-signature` has its own: 0 boots, 1 refused, 2 usage or input error.
 //! Standard output whose reader has gone (a closed pipe, as after `| head -c1`) ends the
 //! command with status 1 and no message; any other output error is status 1 with a message.
 //! Inputs are read with size bounds, outputs written without following or removing what lies
@@ -23,7 +24,7 @@ use td_shim_tool::{
     inspect::inspect,
     measure::{self, memory::parse_memory, vmm, Measurement, VmmInputs},
     mrtd::{self, PageOrder},
-    refvals, snp, verify,
+    refvals, secure_boot, snp, verify,
 };
 
 #[derive(Parser)]
@@ -33,7 +34,8 @@ use td_shim_tool::{
     about = "Build td-shim firmware images, inspect firmware images and CC event logs, compute \
              measurements and reference values",
     after_help = "Exit status: 0 success; 1 an input was refused (the message names the rule) or \
-                  a file could not be read or written; 2 usage error. When standard output is a \
+                  a file could not be read or written; 2 usage error (verify-signature: 0 the \
+                  payload would boot, 1 the firmware would refuse it, 2 usage or input error). When standard output is a \
                   pipe whose reader has gone (`| head -c1`), the command stops and exits 1 \
                   without a message.\n\
                   Inputs are read with size bounds (an event log 16 MiB, a quote 1 MiB, a \
@@ -235,6 +237,45 @@ enum Command {
     /// up to AMD's ARK, and whether the TCB is current: anyone can write a report that passes;
     /// trusting one takes a verifier with AMD's certificates (Trustee's SNP verifier, snpguest).
     Verify(verify::VerifyArgs),
+    /// Secure boot: make an ECDSA P-384 key pair (private key PKCS#8, public key
+    /// SubjectPublicKeyInfo), with `ring`.
+    ///
+    /// The private key file is created with mode 0600; an existing file is never overwritten
+    /// without --force. Prints the key hash (SHA-384 of the point's X ‖ Y) that `enroll` writes
+    /// into an image.
+    Keygen(secure_boot::cli::KeygenArgs),
+    /// Secure boot: append a signature trailer to a payload (ELF or bzImage), so that a
+    /// td-shim image that enrolls the key boots it.
+    ///
+    /// The trailer is the public key (X ‖ Y), the signature (R ‖ S) and a 48-byte header with
+    /// the SVN and version, at the very end: a signed bzImage still boots with QEMU -kernel. The
+    /// signed message is the header and the payload (a bzImage's boot-loader fields zeroed).
+    /// The output is checked with the firmware's own verification before it is written.
+    ///
+    /// External signing (an HSM, openssl): `sign --pubkey PUB --print-message --svn N INPUT >
+    /// MSG` writes the message; sign it with ECDSA P-384 over SHA-384 (`openssl dgst -sha384
+    /// -sign KEY -out SIG MSG`); `sign --pubkey PUB --signature SIG --svn N INPUT -o OUT`
+    /// attaches the signature (DER or raw R ‖ S) if it verifies. Give both steps the same --svn
+    /// and --payload-version.
+    Sign(secure_boot::cli::SignArgs),
+    /// Secure boot: write a key's record (SHA-384 of the key, minimum payload SVN) into a copy
+    /// of a td-shim image, at file offset 0xF00C00 in the measured metadata page.
+    ///
+    /// The image must be a td-shim image (16 MiB) whose record is empty or valid (a key already
+    /// enrolled is replaced); --remove writes zeros (no key: payloads boot unverified). The
+    /// record changes the image's MRTD and SEV-SNP launch digest: compute reference values for
+    /// the new image.
+    Enroll(secure_boot::cli::EnrollArgs),
+    /// Secure boot: say whether the firmware would boot a signed payload, with the firmware's
+    /// own verification (td_shim::secure_boot::verify).
+    ///
+    /// Against --pubkey (and --min-svn, default 0) or the key and minimum SVN an --image
+    /// enrolls. Prints the verdict, the payload's SVN and version and the signer's key hash.
+    /// Exit status (its own): 0 the payload would boot; 1 the firmware would refuse it (the
+    /// message is the firmware's reason, word for word); 2 a usage error or an input that
+    /// cannot be used (unreadable file, bad key, an image that enrolls no key or a malformed
+    /// record).
+    VerifySignature(secure_boot::cli::VerifySignatureArgs),
 }
 
 /// The platform of the launch.
@@ -332,6 +373,11 @@ impl Cli {
         if let Command::Verify(args) = &self.command {
             if let Some(message) = args.usage_error() {
                 return Err(usage(ErrorKind::ArgumentConflict, message));
+            }
+        }
+        if let Command::Sign(args) = &self.command {
+            if let Some(message) = args.usage_error() {
+                return Err(usage(ErrorKind::MissingRequiredArgument, message));
             }
         }
         let (boot, mrtd_only_ok, vmm, log_out) = match &self.command {
@@ -807,6 +853,14 @@ fn run(cli: Cli) -> Result<()> {
             print(args.json, &report, || report.to_text())?;
             Ok(report.result()?)
         }
+        Command::Keygen(args) => args.run(),
+        Command::Sign(args) => args.run(),
+        Command::Enroll(args) => args.run(),
+        // Handled by `verify_signature`, which has its own exit statuses.
+        Command::VerifySignature(args) => match verify_signature(&args) {
+            ExitCode::SUCCESS => Ok(()),
+            _ => anyhow::bail!("the payload would not boot"),
+        },
         Command::Eventlog {
             command: EventlogCommand::Dump { file, json },
         } => {
@@ -883,20 +937,52 @@ fn say(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
+/// Whether an error is standard output's reader having gone.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<FileError>()
+            .is_some_and(FileError::is_broken_pipe)
+    })
+}
+
+/// `verify-signature`: 0 the payload would boot, 1 the firmware would refuse it (its reason on
+/// standard error), 2 a usage or input error.
+fn verify_signature(args: &secure_boot::cli::VerifySignatureArgs) -> ExitCode {
+    let report = match args.run() {
+        Ok(report) => report,
+        Err(e) => {
+            say(format_args!("td-shim-tool: error: {e:#}"));
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = args.print(&report) {
+        if !is_broken_pipe(&e) {
+            say(format_args!("td-shim-tool: error: {e:#}"));
+        }
+        return ExitCode::from(2);
+    }
+    match &report.reason {
+        None => ExitCode::SUCCESS,
+        Some(reason) => {
+            say(format_args!("td-shim-tool: refused: {reason}"));
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = cli.check() {
         e.exit()
     }
+    if let Command::VerifySignature(args) = &cli.command {
+        return verify_signature(args);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let broken_pipe = e.chain().any(|c| {
-                c.downcast_ref::<FileError>()
-                    .is_some_and(FileError::is_broken_pipe)
-            });
             // The reader of standard output has gone: stop, quietly.
-            if !broken_pipe {
+            if !is_broken_pipe(&e) {
                 say(format_args!("td-shim-tool: error: {e:#}"));
             }
             ExitCode::from(1)
