@@ -526,31 +526,35 @@ impl BootInputs {
         };
         let params = measure::launch_params(platform, memory, vcpus)?;
         let inputs = self.vmm_inputs()?;
-        if let Some(kernel) = &self.source.kernel {
-            if let Some(image) = &self.source.image {
+        // The image is read even with --kernel: a key it enrolls puts the prediction in
+        // secure-boot mode, as it does the firmware (measure::measure_boot).
+        let image_bytes = match &self.source.image {
+            Some(image) => Some(read(image, &Limit::TD_SHIM_IMAGE)?),
+            None => None,
+        };
+        let kernel = self
+            .source
+            .kernel
+            .as_deref()
+            .map(|kernel| measure::KernelFiles {
+                kernel,
+                initrd: self.initrd.as_deref(),
+                cmdline: self.cmdline.as_deref().unwrap_or("").as_bytes(),
+            });
+        let what = match (&kernel, &self.source.image) {
+            (Some(k), Some(image)) => {
                 say(format_args!(
                     "td-shim-tool: note: --kernel given: the payload of {} is not used",
                     image.display()
                 ));
+                k.kernel
             }
-            let cmdline = self.cmdline.as_deref().unwrap_or("").as_bytes();
-            let (payload, header) =
-                measure::linux_payload_from_files(kernel, self.initrd.as_deref(), cmdline)
-                    .with_context(|| format!("cannot measure a boot of {}", kernel.display()))?;
-            Ok(measure::measure_with(
-                &params,
-                &inputs,
-                &payload,
-                Some(&header),
-            )?)
-        } else if let Some(image) = &self.source.image {
-            let image_bytes = read(image, &Limit::TD_SHIM_IMAGE)?;
-            let payload = measure::image_payload(&image_bytes)
-                .with_context(|| format!("cannot measure a boot of {}", image.display()))?;
-            Ok(measure::measure_with(&params, &inputs, &payload, None)?)
-        } else {
-            anyhow::bail!("give --kernel or --image")
-        }
+            (Some(k), None) => k.kernel,
+            (None, Some(image)) => image.as_path(),
+            (None, None) => anyhow::bail!("give --kernel or --image"),
+        };
+        measure::measure_boot(&params, &inputs, kernel, image_bytes.as_deref())
+            .with_context(|| format!("cannot measure a boot of {}", what.display()))
     }
 }
 

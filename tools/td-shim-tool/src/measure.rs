@@ -21,6 +21,10 @@
 //!   cannot be predicted: the measurement says so ([`Measurement::rtmr0_unknown`]) and its
 //!   RTMR0 and log are not the firmware's; RTMR1 to RTMR3 are exact either way.
 //!
+//! Secure boot is automatic, as in the firmware ([`measure_boot`], [`secure`]): when the image
+//! enrolls a key, the payload must verify against it (else the boot is refused with the
+//! firmware's reason) and the prediction has secure boot's three events.
+//!
 //! Inputs the firmware would refuse are refused here, by the same checks: a kernel
 //! `td_loader::linux::parse` rejects, a command line longer than the kernel takes, an ELF
 //! payload `td_loader` cannot parse, an image whose payload table is invalid.
@@ -28,6 +32,8 @@
 pub mod layout;
 
 pub mod memory;
+
+pub mod secure;
 
 pub mod vmm;
 
@@ -44,8 +50,10 @@ use td_loader::elf::{ElfError, ElfFile};
 use td_loader::linux::KernelHeader;
 use td_loader::linux::LinuxError;
 use td_shim::eventlog::{self, rtmr_of_mr_index, EventType, Rtmrs, SoftwareRtmrs, WriteError};
+#[cfg(test)]
+use td_shim::measurement::plan_with;
 use td_shim::measurement::{
-    plan_with, Blob, ConfigFile, KernelHasher, PlannedEvent, Recording, VmmConfig,
+    plan_with_secure_boot, Blob, ConfigFile, KernelHasher, PlannedEvent, Recording, VmmConfig,
 };
 
 pub use td_shim::measurement::{LaunchParams, Payload};
@@ -109,6 +117,13 @@ pub enum MeasureError {
          (omit --acpi-dir)"
     )]
     AcpiWithElf,
+    /// The image's enrolled key record is malformed: the firmware stops on it.
+    #[error("secure boot: {0} (the firmware refuses this image)")]
+    EnrolledKey(td_layout::signed::RecordError),
+    /// The image enrolls a key and the payload does not verify against it: the firmware stops
+    /// with this reason.
+    #[error("secure boot: {0} (the firmware refuses this payload)")]
+    SecureBoot(td_shim::secure_boot::Refused),
     /// The TD HOB describes another RAM size than the launch parameters give.
     #[error(
         "the TD HOB describes {hob} bytes of RAM, but --memory gives {memory}: the firmware \
@@ -177,21 +192,7 @@ pub fn linux_payload_from_files<'a>(
     check_linux(&head, usize::try_from(len).unwrap_or(usize::MAX), cmdline)?;
     let header = td_loader::linux::parse_header(&head, usize::try_from(len).unwrap_or(usize::MAX))
         .map_err(MeasureError::Kernel)?;
-    let initrd = match initrd {
-        Some(path) => {
-            let mut h = Sha384::new();
-            let mut n = 0u64;
-            stream(path, &Limit::INITRD, |c| {
-                n += c.len() as u64;
-                h.update(c);
-            })?;
-            Some(Blob::Hashed {
-                digest: h.finalize().into(),
-                len: n,
-            })
-        }
-        None => None,
-    };
+    let initrd = initrd.map(hash_initrd).transpose()?;
     Ok((
         Payload::Linux {
             kernel: Blob::Hashed { digest, len },
@@ -220,6 +221,50 @@ pub fn linux_payload<'a>(
 /// The payload a td-shim image boots when the VMM gives no kernel: a Linux kernel if the payload
 /// table lists one (with the initrd and command line it lists), else its ELF payload.
 pub fn image_payload(image: &[u8]) -> Result<Payload<'_>, MeasureError> {
+    image_entries(image)?.check(None)
+}
+
+/// What an image's payload table lists for the firmware to boot, not checked yet.
+#[derive(Debug, Clone, Copy)]
+enum ImagePayload<'a> {
+    /// A kernel, with the initrd and command line the table lists.
+    Linux {
+        kernel: &'a [u8],
+        initrd: Option<&'a [u8]>,
+        cmdline: &'a [u8],
+    },
+    /// An ELF payload.
+    Elf(&'a [u8]),
+}
+
+impl<'a> ImagePayload<'a> {
+    /// The file that boots: the kernel, or the ELF payload.
+    fn file(&self) -> &'a [u8] {
+        match *self {
+            ImagePayload::Linux { kernel, .. } => kernel,
+            ImagePayload::Elf(elf) => elf,
+        }
+    }
+
+    /// The payload as the firmware checks it, with `file` (the payload without its trailer,
+    /// under secure boot) in place of the table's file.
+    fn check(self, file: Option<&'a [u8]>) -> Result<Payload<'a>, MeasureError> {
+        let file = file.unwrap_or(self.file());
+        match self {
+            ImagePayload::Linux {
+                initrd, cmdline, ..
+            } => linux_payload(file, initrd, cmdline),
+            ImagePayload::Elf(_) => {
+                ElfFile::parse(file).map_err(MeasureError::Elf)?;
+                Ok(Payload::Elf(file))
+            }
+        }
+    }
+}
+
+/// The entries of `image`'s payload table the firmware boots: a kernel if it lists one, else
+/// its ELF payload.
+fn image_entries(image: &[u8]) -> Result<ImagePayload<'_>, MeasureError> {
     if image.len() as u64 != IMAGE_SIZE {
         return Err(MeasureError::ImageSize(image.len()));
     }
@@ -227,14 +272,87 @@ pub fn image_payload(image: &[u8]) -> Result<Payload<'_>, MeasureError> {
     let region = &image[start..start + IMAGE_PAYLOAD.size as usize];
     let table = PayloadTable::parse(region).map_err(MeasureError::PayloadTable)?;
     if let Some(kernel) = table.find(PayloadKind::Kernel) {
-        let cmdline = table.find(PayloadKind::Cmdline).unwrap_or(&[]);
-        return linux_payload(kernel, table.find(PayloadKind::Initrd), cmdline);
+        return Ok(ImagePayload::Linux {
+            kernel,
+            initrd: table.find(PayloadKind::Initrd),
+            cmdline: table.find(PayloadKind::Cmdline).unwrap_or(&[]),
+        });
     }
-    let elf = table
+    table
         .find(PayloadKind::Elf)
-        .ok_or(MeasureError::NoPayload)?;
-    ElfFile::parse(elf).map_err(MeasureError::Elf)?;
-    Ok(Payload::Elf(elf))
+        .map(ImagePayload::Elf)
+        .ok_or(MeasureError::NoPayload)
+}
+
+/// A Linux boot from files given to the VMM (`--kernel`, `--initrd`, `--cmdline`).
+#[derive(Debug, Clone, Copy)]
+pub struct KernelFiles<'a> {
+    /// The bzImage (signed when the image enrolls a key).
+    pub kernel: &'a Path,
+    /// The initrd, if any.
+    pub initrd: Option<&'a Path>,
+    /// The command line, without NUL.
+    pub cmdline: &'a [u8],
+}
+
+/// The firmware's measurements for a boot of `image` (a whole td-shim image), or of `kernel`
+/// given to the VMM, which the firmware boots in preference to the image's payload; at least one
+/// must be given. Secure boot is automatic, as in the firmware: when `image` enrolls a key
+/// ([`secure::enrolled`]), the payload that boots (the kernel file, or the image's kernel or
+/// ELF payload) must verify against it, else the boot is refused with the firmware's reason;
+/// without `image` nothing is known of a key and the boot is measured as unsigned.
+pub fn measure_boot(
+    params: &LaunchParams,
+    inputs: &VmmInputs,
+    kernel: Option<KernelFiles<'_>>,
+    image: Option<&[u8]>,
+) -> Result<Measurement, MeasureError> {
+    // With a kernel given, an image that is not a td-shim image is not read here (as before
+    // secure boot): its payload is not used, and the caller decides what else it is for (e.g.
+    // refvals' MRTD refuses it).
+    let image_with_key = image.filter(|i| kernel.is_none() || i.len() as u64 == IMAGE_SIZE);
+    let enrolled = image_with_key.map(secure::enrolled).transpose()?.flatten();
+    match (kernel, &enrolled) {
+        (Some(k), None) => {
+            let (payload, header) = linux_payload_from_files(k.kernel, k.initrd, k.cmdline)?;
+            measure_with(params, inputs, &payload, Some(&header))
+        }
+        (Some(k), Some(enrolled)) => {
+            let file = files::read(k.kernel, &Limit::KERNEL)?;
+            let verified = enrolled.verify(&file)?;
+            let initrd = k.initrd.map(hash_initrd).transpose()?;
+            check_linux(verified.payload, verified.payload.len(), k.cmdline)?;
+            let payload = Payload::Linux {
+                kernel: Blob::Bytes(verified.payload),
+                cmdline: k.cmdline,
+                initrd,
+            };
+            measure_secure_boot(params, inputs, Some(&verified), &payload, None)
+        }
+        (None, _) => {
+            let entries = image_entries(image.ok_or(MeasureError::NoPayload)?)?;
+            let Some(enrolled) = &enrolled else {
+                return measure_with(params, inputs, &entries.check(None)?, None);
+            };
+            let verified = enrolled.verify(entries.file())?;
+            let payload = entries.check(Some(verified.payload))?;
+            measure_secure_boot(params, inputs, Some(&verified), &payload, None)
+        }
+    }
+}
+
+/// SHA-384 of an initrd file, streamed.
+fn hash_initrd(path: &Path) -> Result<Blob<'static>, MeasureError> {
+    let mut h = Sha384::new();
+    let mut n = 0u64;
+    stream(path, &Limit::INITRD, |c| {
+        n += c.len() as u64;
+        h.update(c);
+    })?;
+    Ok(Blob::Hashed {
+        digest: h.finalize().into(),
+        len: n,
+    })
 }
 
 /// The launch parameters of a VM on `platform` with `ram_bytes` of RAM and `vcpus` vCPUs.
@@ -367,6 +485,7 @@ fn check_layout(
     params: &LaunchParams,
     payload: &Payload<'_>,
     header: Option<&KernelHeader>,
+    file_len: Option<u64>,
 ) -> Result<(), MeasureError> {
     let Payload::Linux { kernel, initrd, .. } = payload else {
         return Ok(());
@@ -386,6 +505,8 @@ fn check_layout(
         Some(Blob::Bytes(b)) => b.len() as u64,
         Some(Blob::Hashed { len, .. }) => *len,
     };
+    // A signed kernel is staged whole, trailer included.
+    let kernel_len = file_len.unwrap_or(kernel_len);
     layout::check(params.ram_bytes, &header, kernel_len, initrd_len)
         .map(|_| ())
         .map_err(MeasureError::Layout)
@@ -417,9 +538,23 @@ pub fn measure_with(
     payload: &Payload<'_>,
     header: Option<&KernelHeader>,
 ) -> Result<Measurement, MeasureError> {
+    measure_secure_boot(params, inputs, None, payload, header)
+}
+
+/// [`measure_with`] for a payload that verified against the image's enrolled key
+/// ([`secure::Enrolled::verify`]; `None`: no key, [`measure_with`]): `payload` is the payload
+/// without its trailer, and the plan has secure boot's three events
+/// (`td_shim::measurement::plan_with_secure_boot`).
+pub fn measure_secure_boot(
+    params: &LaunchParams,
+    inputs: &VmmInputs,
+    secure: Option<&secure::Verified<'_>>,
+    payload: &Payload<'_>,
+    header: Option<&KernelHeader>,
+) -> Result<Measurement, MeasureError> {
     let (config, rtmr0_unknown) = vmm_config(params, inputs, payload)?;
-    check_layout(params, payload, header)?;
-    let planned = plan_with(params, &config, payload);
+    check_layout(params, payload, header, secure.map(|s| s.file_len))?;
+    let planned = plan_with_secure_boot(params, &config, secure.map(|s| &s.events), payload);
     let mut area = vec![0u8; EVENT_LOG.size as usize];
     let mut registers = SoftwareRtmrs::default();
     let mut recording = Recording::new(&mut area).map_err(MeasureError::Log)?;

@@ -30,6 +30,19 @@
 //! | `td-shim.cmdline` | digest of the command-line event (RTMR2; Linux payloads) |
 //! | `td-shim.initrd` | digest of the initrd event (RTMR2; only when there is an initrd) |
 //! | `td-shim.payload` | digest of the ELF payload event (RTMR1; ELF payloads) |
+//! | `td-shim.secure_policy` | secure boot: digest of the `secure_policy` event (RTMR0: the enrolled key record) |
+//! | `td-shim.signer` | secure boot: digest of the `payload_signer` event (RTMR1: SHA-384 of SHA-384 of the signer's key) |
+//! | `td-shim.payload_svn` | secure boot: digest of the `td_payload_svn` event (RTMR1: the payload's SVN, u64 LE) |
+//!
+//! Secure boot (the image enrolls a key, [`is_secure_boot`]): the three IDs above are added, and
+//! the policies do not pin RTMR1 or the payload's digest: the boot chain is accepted when RTMR1
+//! holds exactly the firmware's four events with the signer's digest, and RTMR2 matches. That
+//! is sound only because the verifier replays the event log against the quote's registers
+//! before it exposes the events: Trustee's TDX verifier does (`deps/verifier/src/tdx/mod.rs`,
+//! `CcEventLog::replay_and_match` of `deps/eventlog`, over RTMR0 to RTMR3, the evidence refused
+//! on a mismatch). The SVN is left to the firmware's floor (the enrolled minimum, in MRTD and
+//! the `secure_policy` event); `td-shim.payload_svn` is there for a verifier that raises it
+//! without re-enrolling by listing the accepted SVN digests.
 //!
 //! On TDX ([`tdx_reference_values`]) the registers are named as Trustee's default EAR policy
 //! (`ear_default_policy_cpu.rego`, research §4.4) reads them, so that policy and ours can share
@@ -92,6 +105,12 @@ pub const INITRD_ID: &str = "td-shim.initrd";
 pub const PAYLOAD_ID: &str = "td-shim.payload";
 /// The ID of the TD HOB event's digest (TDX).
 pub const TD_HOB_ID: &str = "td-shim.td_hob";
+/// Secure boot: the ID of the `secure_policy` event's digest (RTMR0: the enrolled key record).
+pub const SECURE_POLICY_ID: &str = "td-shim.secure_policy";
+/// Secure boot: the ID of the `payload_signer` event's digest (RTMR1: the signer's key hash).
+pub const SIGNER_ID: &str = "td-shim.signer";
+/// Secure boot: the ID of the `td_payload_svn` event's digest (RTMR1: the payload's SVN).
+pub const PAYLOAD_SVN_ID: &str = "td-shim.payload_svn";
 
 /// On TDX, the ID of MRTD: the one Trustee's default EAR policy queries
 /// (`query_reference_value("mr_td")`, research §4.4).
@@ -125,6 +144,9 @@ fn event_id(name: &'static str, event_type: u32) -> Result<Option<&'static str>,
         "initrd" => Ok(Some(INITRD_ID)),
         "payload" => Ok(Some(PAYLOAD_ID)),
         "td_hob" => Ok(Some(TD_HOB_ID)),
+        "secure_policy" => Ok(Some(SECURE_POLICY_ID)),
+        "payload_signer" => Ok(Some(SIGNER_ID)),
+        "payload_svn" => Ok(Some(PAYLOAD_SVN_ID)),
         // One event per file, all covered by RTMR0's value: no ID of their own.
         "acpi_file" => Ok(None),
         other => Err(RefvalsError::UnknownEvent(other)),
@@ -406,47 +428,124 @@ fn rule(s: &mut String, claim: &str, value: u8, conditions: &[String]) {
     s.push_str("}\n");
 }
 
+/// Whether `m` is a secure-boot measurement (the image enrolls a key): its plan has the
+/// `payload_signer` event.
+pub fn is_secure_boot(m: &Measurement) -> bool {
+    m.planned.iter().any(|e| e.name == "payload_signer")
+}
+
 /// The checked events of `m`, split into RTMR0's (configuration, each written by `rtmr0`) and
-/// the others (boot chain).
+/// the others (boot chain). Under secure boot ([`is_secure_boot`]) RTMR0 holds two events of
+/// the launch parameters' type, so each is found by its digest; RTMR1's events are not pinned
+/// one by one but by [`SECURE_BOOT_CHAIN`] (the signer), and RTMR2's stay pinned.
 fn split_events(
     m: &Measurement,
     rtmr0: fn(&CheckedEvent) -> String,
 ) -> Result<(Vec<String>, Vec<String>), RefvalsError> {
+    let secure = is_secure_boot(m);
+    let rtmr0 = if secure { listed_event } else { rtmr0 };
     let events = checked_events(m)?;
     let (config, boot): (Vec<&CheckedEvent>, Vec<&CheckedEvent>) =
         events.iter().partition(|e| e.mr_index == 1);
-    Ok((
-        config.into_iter().map(rtmr0).collect(),
-        boot.into_iter().map(event).collect(),
-    ))
+    let boot: Vec<String> = if secure {
+        std::iter::once(format!("secure_boot_chain(\"{SIGNER_ID}\")"))
+            .chain(boot.into_iter().filter(|e| e.mr_index != 2).map(event))
+            .collect()
+    } else {
+        boot.into_iter().map(event).collect()
+    };
+    Ok((config.into_iter().map(rtmr0).collect(), boot))
+}
+
+/// The header paragraph of a secure-boot policy.
+const SECURE_BOOT_HEADER: &str = r#"#
+# SECURE BOOT: the image enrolls a payload-signing key, so RTMR1 is NOT pinned to one kernel.
+# The firmware boots only payloads signed by the enrolled key with an SVN at least the enrolled
+# minimum (td_shim::secure_boot::verify); the key hash and the minimum are in the image (MRTD /
+# the launch digest) and in RTMR0's secure_policy event, which `configuration` pins. The boot
+# chain is accepted when RTMR1 holds exactly the firmware's four events (payload_signer,
+# td_payload_svn, one payload blob, the normal separator) with the signer's digest under
+# "td-shim.signer", and RTMR2 and its events match. This relies on the verifier replaying the
+# event log against the quote's registers before it exposes uefi_event_logs: Trustee's TDX
+# verifier does (deps/verifier/src/tdx/mod.rs: CcEventLog::replay_and_match over RTMR0..RTMR3,
+# evidence refused on a mismatch). The payload's SVN is not checked here: the firmware's floor
+# applies. To accept only some SVNs above it without re-enrolling, register the accepted
+# td_payload_svn digests under "td-shim.payload_svn" and add
+# event_listed(2, "EV_PLATFORM_CONFIG_FLAGS", "td-shim.payload_svn") to `executables`.
+"#;
+
+/// The Rego rule of a secure-boot chain in RTMR1.
+const SECURE_BOOT_CHAIN: &str = r#"
+# Secure boot: RTMR1 holds exactly the firmware's events (payload_signer, td_payload_svn, one
+# payload blob, the normal separator), and one of them has the signer's reference digest `id`.
+secure_boot_chain(id) if {
+	count([e | some e in evidence.uefi_event_logs; e.index == 2]) == 4
+	count(digests(2, "EV_PLATFORM_CONFIG_FLAGS")) == 2
+	count(digests(2, "EV_EFI_PLATFORM_FIRMWARE_BLOB2")) == 1
+	digests(2, "EV_SEPARATOR") == [SEPARATOR_DIGEST]
+	event_listed(2, "EV_PLATFORM_CONFIG_FLAGS", id)
+}
+"#;
+
+/// The Rego constant of the normal separator's digest.
+fn separator_constant() -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha384::digest(td_shim::measurement::SEPARATOR);
+    format!("\nSEPARATOR_DIGEST := \"{}\"\n", hex::encode(digest))
+}
+
+/// The registers the boot chain pins: all of `all` but RTMR1 under secure boot.
+fn chain_registers(m: &Measurement, all: &[usize]) -> Vec<usize> {
+    all.iter()
+        .copied()
+        .filter(|&r| !(r == 1 && is_secure_boot(m)))
+        .collect()
 }
 
 /// The Rego policy that accepts exactly the reference values of `m` (see the module
-/// documentation).
+/// documentation); under secure boot RTMR1 is accepted by its signer instead
+/// ([`SECURE_BOOT_HEADER`]).
 pub fn policy(m: &Measurement) -> Result<String, RefvalsError> {
     let (config, boot) = split_events(m, event)?;
     let rtmr = |r: usize| register(&format!("rtmr_{r}"), RTMR_IDS[r]);
     let mut s = String::from(POLICY_HEADER);
-    let executables: Vec<String> = [1, 2, 3].map(rtmr).into_iter().chain(boot).collect();
+    if is_secure_boot(m) {
+        let at = s.find("\npackage policy").unwrap_or(s.len());
+        s.insert_str(at, SECURE_BOOT_HEADER);
+    }
+    let executables: Vec<String> = chain_registers(m, &[1, 2, 3])
+        .into_iter()
+        .map(rtmr)
+        .chain(boot)
+        .collect();
     rule(&mut s, "executables", 3, &executables);
     let configuration: Vec<String> = std::iter::once(rtmr(0)).chain(config).collect();
     rule(&mut s, "configuration", 2, &configuration);
     s.push_str(PLAIN_ALLOW);
     s.push_str(POLICY_HELPERS);
+    if is_secure_boot(m) {
+        s.push_str(TDX_HELPERS);
+        s.push_str(SECURE_BOOT_CHAIN);
+        s.push_str(&separator_constant());
+    }
     Ok(s)
 }
 
 /// The Rego policy for a TD that accepts exactly the reference values of
 /// [`tdx_reference_values`] for `m`: `hardware` from MRTD, the TEE type and the TCB status;
-/// `executables` from RTMR1, RTMR2 and the payload events; `configuration` from RTMR0 (when it
-/// is known: else the header says it is not checked), RTMR0's events (each by its digest) and
-/// the DEBUG attribute. Its header states the claims it assumes.
+/// `executables` from RTMR1, RTMR2 and the payload events (under secure boot RTMR1 by its
+/// signer instead, [`SECURE_BOOT_HEADER`]); `configuration` from RTMR0 (when it is known: else
+/// the header says it is not checked), RTMR0's events (each by its digest) and the DEBUG
+/// attribute. Its header states the claims it assumes.
 pub fn tdx_policy(m: &Measurement) -> Result<String, RefvalsError> {
     let (config, boot) = split_events(m, listed_event)?;
     let rtmr = |r: usize| register(&format!("rtmr_{r}"), TDX_RTMR_IDS[r]);
     let mut s = String::from(TDX_POLICY_HEADER);
     if let Some(why) = &m.rtmr0_unknown {
         s.push_str(&rtmr0_unchecked(why));
+    }
+    if is_secure_boot(m) {
+        s.push_str(SECURE_BOOT_HEADER);
     }
     s.push_str(TDX_POLICY_BODY);
     let hardware = [
@@ -456,7 +555,11 @@ pub fn tdx_policy(m: &Measurement) -> Result<String, RefvalsError> {
         "evidence.collateral_expiration_status == \"0\"".to_owned(),
     ];
     rule(&mut s, "hardware", 2, &hardware);
-    let executables: Vec<String> = [1, 2].map(rtmr).into_iter().chain(boot).collect();
+    let executables: Vec<String> = chain_registers(m, &[1, 2])
+        .into_iter()
+        .map(rtmr)
+        .chain(boot)
+        .collect();
     rule(&mut s, "executables", 3, &executables);
     let configuration: Vec<String> = m
         .rtmr0_unknown
@@ -472,6 +575,10 @@ pub fn tdx_policy(m: &Measurement) -> Result<String, RefvalsError> {
     s.push_str(TDX_ALLOW);
     s.push_str(POLICY_HELPERS);
     s.push_str(TDX_HELPERS);
+    if is_secure_boot(m) {
+        s.push_str(SECURE_BOOT_CHAIN);
+        s.push_str(&separator_constant());
+    }
     Ok(s)
 }
 
@@ -965,5 +1072,111 @@ mod tests {
         assert_eq!(event_id("separator", EV_SEPARATOR).unwrap(), None);
         assert_eq!(event_id("td_hob", 0xA).unwrap(), Some(TD_HOB_ID));
         assert_eq!(event_id("acpi_file", 0xA).unwrap(), None);
+    }
+
+    /// A secure-boot boot: an image enrolling `enrolled` (key seed) whose kernel (the synthetic
+    /// kernel with byte 0x1000 set to `variant`) is signed by `signer` with `svn`.
+    fn secure_boot(enrolled: u8, signer: u8, variant: u8, svn: u64, cmdline: &[u8]) -> Measurement {
+        use crate::measure::secure::tests::{image, key, record, sign};
+        use td_layout::payload::PayloadKind;
+        let mut kernel = synthetic_kernel(0x3000);
+        kernel[0x1000] = variant;
+        let signed = sign(&key(signer), &kernel, svn);
+        let img = image(
+            &[
+                (PayloadKind::Kernel, &signed),
+                (PayloadKind::Initrd, b"initrd"),
+                (PayloadKind::Cmdline, cmdline),
+            ],
+            record(&key(enrolled), 1),
+        );
+        crate::measure::measure_boot(&PARAMS, &Default::default(), None, Some(&img)).unwrap()
+    }
+
+    #[test]
+    fn under_secure_boot_the_policy_accepts_any_kernel_of_the_signer() {
+        let expected = secure_boot(1, 1, 0x90, 3, b"console=ttyS0");
+        assert!(is_secure_boot(&expected));
+        let values = reference_values(&expected).unwrap();
+        for id in [SECURE_POLICY_ID, SIGNER_ID, PAYLOAD_SVN_ID] {
+            assert!(values.contains_key(id), "{id}");
+        }
+        let digest = |name: &str| {
+            hex::encode(
+                expected
+                    .planned
+                    .iter()
+                    .find(|e| e.name == name)
+                    .unwrap()
+                    .digest,
+            )
+        };
+        assert_eq!(values[SECURE_POLICY_ID], [digest("secure_policy")]);
+        assert_eq!(values[SIGNER_ID], [digest("payload_signer")]);
+        assert_eq!(values[PAYLOAD_SVN_ID], [digest("payload_svn")]);
+        let text = policy(&expected).unwrap();
+        assert!(text.contains("SECURE BOOT: the image enrolls"), "{text}");
+        assert!(!text.contains("rtmr_1 in"), "RTMR1 is not pinned:\n{text}");
+        assert!(
+            !text.contains(KERNEL_ID),
+            "the kernel is not pinned:\n{text}"
+        );
+        let run = |m: &Measurement| evaluate(&text, &values, &tdx_claims(m));
+        assert_eq!(run(&expected), (3, 2, true));
+        // An update: another kernel by the same signer, another SVN: accepted.
+        let update = secure_boot(1, 1, 0x91, 4, b"console=ttyS0");
+        assert_ne!(update.rtmrs[1], expected.rtmrs[1]);
+        assert_eq!(run(&update), (3, 2, true));
+        // Another command line (RTMR2): refused.
+        assert_eq!(
+            run(&secure_boot(1, 1, 0x90, 3, b"console=ttyS1")),
+            (33, 2, false)
+        );
+        // Another enrolled key and signer: both the chain and the configuration are refused.
+        assert_eq!(
+            run(&secure_boot(2, 2, 0x90, 3, b"console=ttyS0")),
+            (33, 36, false)
+        );
+        // The same kernel without secure boot: no signer event, no secure_policy.
+        let mut kernel = synthetic_kernel(0x3000);
+        kernel[0x1000] = 0x90;
+        let unsigned = measure(
+            &PARAMS,
+            &linux_payload(&kernel, Some(b"initrd"), b"console=ttyS0").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(run(&unsigned), (33, 36, false));
+        // One more event in RTMR1 (a later extension), or a changed signer digest: refused.
+        let mut claims = tdx_claims(&expected);
+        let blob = claims["tdx"]["uefi_event_logs"][5].clone();
+        assert_eq!(blob["index"], 2);
+        claims["tdx"]["uefi_event_logs"]
+            .as_array_mut()
+            .unwrap()
+            .push(blob);
+        assert_eq!(evaluate(&text, &values, &claims), (33, 2, false));
+        let mut claims = tdx_claims(&expected);
+        claims["tdx"]["uefi_event_logs"][3]["digests"][0]["digest"] = "22".repeat(48).into();
+        assert_eq!(evaluate(&text, &values, &claims), (33, 2, false));
+        // The error separator in RTMR1 (a failed boot) is not the firmware's normal chain.
+        let mut claims = tdx_claims(&expected);
+        claims["tdx"]["uefi_event_logs"][6]["digests"][0]["digest"] =
+            hex::encode(td_shim::measurement::error_separators()[1].digest).into();
+        assert_eq!(evaluate(&text, &values, &claims), (33, 2, false));
+
+        // TDX: the same, with MRTD and the TDX register IDs.
+        let values = tdx_reference_values(&expected, &MRTD).unwrap();
+        for id in [SECURE_POLICY_ID, SIGNER_ID, PAYLOAD_SVN_ID, "rtmr_1"] {
+            assert!(values.contains_key(id), "{id}");
+        }
+        let text = tdx_policy(&expected).unwrap();
+        assert!(!text.contains("rtmr_1 in"), "{text}");
+        let run = |m: &Measurement| evaluate_tdx(&text, &values, &full_tdx_claims(m, &MRTD));
+        assert_eq!(run(&expected), (2, 3, 2, true));
+        assert_eq!(run(&update), (2, 3, 2, true));
+        assert_eq!(
+            run(&secure_boot(2, 2, 0x90, 3, b"console=ttyS0")),
+            (2, 33, 36, false)
+        );
     }
 }
