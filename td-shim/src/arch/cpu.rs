@@ -61,12 +61,14 @@ pub fn enter_payload(entry: u64, boot_info: u64, load_base: u64, stack_top: u64)
     // SAFETY: `entry` is the relocated entry of a payload loaded into mapped, executable memory.
     unsafe {
         asm!(
-            "mov rsp, {stack}",
+            "mov rsp, rcx",
             "xor ebp, ebp",
-            "call {entry}",
+            "call rax",
             "call {returned}",
-            stack = in(reg) stack_top & !0xF,
-            entry = in(reg) entry,
+            // Fixed registers: `xor ebp, ebp` must not clear an operand the compiler put in RBP
+            // (it did once, and the payload was entered at 0).
+            in("rcx") stack_top & !0xF,
+            in("rax") entry,
             returned = sym payload_returned,
             in("rdi") boot_info,
             in("rsi") load_base,
@@ -84,11 +86,12 @@ pub fn enter_linux(entry: u64, boot_params: u64, stack_top: u64) -> ! {
     unsafe {
         asm!(
             "cli",
-            "mov rsp, {stack}",
+            "mov rsp, rcx",
             "xor ebp, ebp",
-            "jmp {entry}",
-            stack = in(reg) stack_top & !0xF,
-            entry = in(reg) entry,
+            "jmp rax",
+            // Fixed registers, as in `enter_payload`: RBP is cleared before the jump.
+            in("rcx") stack_top & !0xF,
+            in("rax") entry,
             in("rsi") boot_params,
             options(noreturn)
         )
