@@ -318,6 +318,37 @@ fn openssl_verifies_what_we_sign_and_we_verify_what_it_signs() {
         "the signature does not verify",
     );
     assert!(!wrong.exists());
+    // An HSM signs the SHA-384 digest instead (ECDSA over a prehashed input): the same
+    // signature scheme, so it attaches too. `openssl pkeyutl -sign` over the digest stands in.
+    let digest = d.join("digest.bin");
+    std::fs::write(
+        &digest,
+        openssl(&["dgst", "-sha384", "-binary", s(&msg)]).stdout,
+    )
+    .unwrap();
+    let prehashed = d.join("prehashed.der");
+    openssl(&[
+        "pkeyutl",
+        "-sign",
+        "-inkey",
+        s(&key),
+        "-in",
+        s(&digest),
+        "-out",
+        s(&prehashed),
+    ]);
+    assert_ok(&tool(&[
+        "sign",
+        "--pubkey",
+        s(&public),
+        "--signature",
+        s(&prehashed),
+        "--svn",
+        "3",
+        s(&p),
+        "-o",
+        s(&d.join("prehashed.elf")),
+    ]));
     // The same signature as 96 raw bytes attaches to the same file.
     let raw = d.join("theirs.raw");
     let external_bytes = std::fs::read(&external).unwrap();
