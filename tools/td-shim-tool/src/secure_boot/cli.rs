@@ -48,7 +48,8 @@ pub struct SignArgs {
     /// The payload to sign: an ELF file or a Linux bzImage, unsigned.
     pub input: PathBuf,
     /// The private key: PKCS#8 (PEM "PRIVATE KEY" or DER, as `keygen` and `openssl genpkey`
-    /// write it) or SEC1 (PEM "EC PRIVATE KEY", as `openssl ecparam -genkey` writes it), P-384.
+    /// write it) or SEC1 ("EC PRIVATE KEY", PEM or DER, as `openssl ecparam -genkey` writes it),
+    /// P-384.
     #[arg(long, value_name = "KEY", conflicts_with_all = ["pubkey", "print_message", "signature"])]
     pub key: Option<PathBuf>,
     /// External signing: the signer's public key (SubjectPublicKeyInfo PEM or DER, or a private
@@ -73,8 +74,8 @@ pub struct SignArgs {
     /// The payload's version (informational, recorded in the signed header).
     #[arg(long, value_name = "V", value_parser = parse_u64, default_value = "0")]
     pub payload_version: u64,
-    /// Where to write the signed payload (with --print-message: the message; default standard
-    /// output).
+    /// Where to write the signed payload (required), or with --print-message the message
+    /// (default: standard output).
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
 }
