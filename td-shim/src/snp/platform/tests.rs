@@ -338,6 +338,50 @@ fn direct_boot_blobs_must_match_the_launch_measured_table() {
     assert!(std::format!("{e}").contains("measured direct boot"));
 }
 
+/// Secure boot under SEV-SNP with kernel-hashes: QEMU hashes the files it was given, so the table
+/// covers the signed bzImage, trailer included. The firmware checks the table on the staged bytes
+/// first, then verifies the signature on the same bytes (`boot::linux`): both pass on a good
+/// signed kernel. The order matters: the payload without its trailer is not what QEMU hashed.
+#[test]
+fn under_secure_boot_the_hashes_table_covers_the_signed_file() {
+    use crate::secure_boot::{key_hash, message_digest, verify};
+    use p384::ecdsa::signature::hazmat::PrehashSigner;
+    use p384::ecdsa::{Signature, SigningKey};
+    use td_layout::signed::{header, Algorithm, EnrolledKey};
+    let mut secret = [0u8; 48];
+    secret[0] = 0x11;
+    secret[47] = 9;
+    let key = SigningKey::from_slice(&secret).unwrap();
+    let public = key.verifying_key().to_sec1_point(false).as_bytes()[1..].to_vec();
+    // A bzImage with one setup sector: QEMU sends 1024 bytes of setup, then the rest.
+    let mut bz = std::vec![0x5Au8; 0x2000];
+    bz[0x1F1] = 1;
+    bz[0x202..0x206].copy_from_slice(b"HdrS");
+    let h = header(bz.len(), 1, 4, Algorithm::EcdsaP384Sha384).unwrap();
+    let sig: Signature = key.sign_prehash(&message_digest(&h, &bz)).unwrap();
+    let mut signed = bz.clone();
+    signed.extend_from_slice(&public);
+    signed.extend_from_slice(&sig.to_bytes());
+    signed.extend_from_slice(&h);
+    let (initrd, cmdline) = (&[3u8; 100][..], &b"console=ttyS0\0"[..]);
+    let (setup, kernel) = signed.split_at(1024);
+    let (p, _, _) = platform(hashes_table(cmdline, initrd, setup, kernel), Vec::new());
+    p.verify_direct_boot(setup, kernel, Some(initrd), cmdline)
+        .unwrap();
+    let enrolled = EnrolledKey {
+        algorithm: Algorithm::EcdsaP384Sha384,
+        key_hash: key_hash(&public),
+        min_svn: 4,
+    };
+    let v = verify(&signed, &enrolled).unwrap();
+    assert_eq!(v.payload, &bz[..]);
+    let (setup, kernel) = v.payload.split_at(1024);
+    assert!(matches!(
+        p.verify_direct_boot(setup, kernel, Some(initrd), cmdline),
+        Err(BootError::KernelHashes(HashesError::Mismatch(_)))
+    ));
+}
+
 #[test]
 fn the_cc_blob_names_the_secrets_and_cpuid_pages() {
     let (p, _, _) = platform(std::vec![0; 0x400], Vec::new());
