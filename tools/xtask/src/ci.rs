@@ -43,6 +43,8 @@ pub fn ci() -> Result<()> {
         .try_for_each(|s| kernel::vmlinuz_of(s).map(drop))?;
     // The SNP launch digest is compared with sev-snp-measure (tests/snp_differential.rs).
     setup::ensure_sev_snp_measure()?;
+    // The secure-boot tests sign and verify with OpenSSL as the independent implementation.
+    setup::ensure_openssl()?;
     // Unit tests, property tests, CLI tests, the differential test and the QEMU boot tests.
     run(cargo().args(["test", "--workspace"]))?;
     fuzz::run(FUZZ_SMOKE_SECONDS, None)

@@ -199,6 +199,37 @@ pub fn ensure_qemu() -> Result<()> {
     Ok(())
 }
 
+/// The Debian package that ships `openssl`, the independent ECDSA implementation the secure-boot
+/// tests sign and verify with.
+const OPENSSL_PACKAGE: &str = "openssl";
+
+/// Makes sure the `openssl` command is installed: as root with apt-get (a package with no
+/// conflicts; `--no-remove` all the same), otherwise stops and names the package.
+pub fn ensure_openssl() -> Result<()> {
+    if have("openssl", "version") {
+        return Ok(());
+    }
+    if !running_as_root() {
+        bail!("openssl is missing: install Debian's package {OPENSSL_PACKAGE} (sudo apt-get install {OPENSSL_PACKAGE})");
+    }
+    eprintln!("xtask: installing {OPENSSL_PACKAGE} with apt-get");
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .args([
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "--no-remove",
+            OPENSSL_PACKAGE,
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    if !have("openssl", "version") {
+        bail!("openssl is still missing after installing {OPENSSL_PACKAGE}");
+    }
+    Ok(())
+}
+
 /// The output of `apt-get install -s` for [`QEMU_PACKAGE`], from `release` if given: what apt
 /// would do, without doing it.
 fn simulate_install(release: Option<&str>) -> Result<String> {
