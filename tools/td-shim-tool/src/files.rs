@@ -286,46 +286,6 @@ pub fn stream(path: &Path, limit: &Limit, mut sink: impl FnMut(&[u8])) -> Result
     }
 }
 
-/// [`stream`], with the reading on a second thread: the kernel's copy of the next chunks
-/// overlaps `sink`'s work on this one (for a hash, the file costs the slower of the two instead
-/// of their sum). `sink` sees the same chunks in the same order; on an error it may have seen
-/// some of them.
-pub fn stream_overlapped(
-    path: &Path,
-    limit: &Limit,
-    mut sink: impl FnMut(&[u8]),
-) -> Result<u64, FileError> {
-    use std::sync::mpsc::sync_channel;
-    const BUFFERS: usize = 4;
-    let mut input = Bounded::open(path, limit)?;
-    let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(BUFFERS);
-    let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(BUFFERS);
-    for _ in 0..BUFFERS {
-        // Cannot fail: the receiver is alive and there is room for every buffer.
-        let _ = empty_tx.send(vec![0u8; CHUNK]);
-    }
-    std::thread::scope(|scope| {
-        let reader = scope.spawn(move || -> Result<u64, FileError> {
-            // Ends when the file does, or when the consumer has gone.
-            while let Ok(mut buf) = empty_rx.recv() {
-                let n = input.next(&mut buf)?;
-                if n == 0 || full_tx.send((buf, n)).is_err() {
-                    break;
-                }
-            }
-            Ok(input.total)
-        });
-        for (buf, n) in full_rx {
-            sink(buf.get(..n).unwrap_or_default());
-            // The reader may have finished: then the buffer is simply dropped.
-            let _ = empty_tx.send(buf);
-        }
-        reader
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
-}
-
 /// Reads all of `path`, within `limit`.
 pub fn read(path: &Path, limit: &Limit) -> Result<Vec<u8>, FileError> {
     // Sized once from the file's length (a hint: the limit still rules), instead of growing by
@@ -434,36 +394,6 @@ mod tests {
         assert!(read(&path, &regular_only).is_ok());
         let err = read(&dir.path().join("missing"), &regular_only).unwrap_err();
         assert!(err.to_string().starts_with("cannot read "), "{err}");
-    }
-
-    #[test]
-    fn the_overlapped_stream_delivers_the_same_chunks_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        // More than the buffers in flight, and not a multiple of a chunk.
-        let bytes: Vec<u8> = (0..(9 * CHUNK + 12345))
-            .map(|i| (i * 7 % 251) as u8)
-            .collect();
-        fs::write(&path, &bytes).unwrap();
-        let limit = |max| Limit {
-            what: "test file",
-            max,
-            regular_only: false,
-            rule: "the rule",
-        };
-        let mut seen = Vec::new();
-        let n = stream_overlapped(&path, &limit(1 << 30), |c| seen.extend_from_slice(c)).unwrap();
-        assert_eq!(n, bytes.len() as u64);
-        assert!(seen == bytes, "same bytes, same order");
-        let err = stream_overlapped(&path, &limit(bytes.len() as u64 - 1), |_| {}).unwrap_err();
-        assert!(matches!(err, FileError::TooLarge { .. }), "{err}");
-        let err = stream_overlapped(Path::new("/dev/zero"), &limit(3 * CHUNK as u64), |_| {})
-            .unwrap_err();
-        assert!(matches!(err, FileError::TooLarge { .. }), "{err}");
-        assert_eq!(
-            stream_overlapped(Path::new("/dev/null"), &limit(1), |_| {}).unwrap(),
-            0
-        );
     }
 
     #[test]

@@ -709,22 +709,24 @@ fn run(cli: Cli) -> Result<()> {
             log_out,
         } => {
             if let (PlatformArg::Snp, Some(image)) = (boot.platform, &boot.source.image) {
-                let bytes = read(image, &Limit::FIRMWARE_IMAGE)?;
-                // The image's page hashes do not depend on the kernel: they are computed while
-                // the kernel and initrd are read and hashed (the chain itself is sequential).
-                let (params, pages) = std::thread::scope(|scope| {
-                    let pages = scope.spawn(|| snp::digest::page_digests(&bytes));
+                // The image (read, and its page hashes) does not depend on the kernel: it is
+                // done on its own thread while the kernel and initrd are read and hashed (the
+                // chain itself is sequential).
+                let (image_pages, params) = std::thread::scope(|scope| {
+                    let image_pages =
+                        scope.spawn(|| snp::read_image_pages(image, &Limit::FIRMWARE_IMAGE));
                     let params = snp.params(
                         boot.vcpus,
                         boot.source.kernel.as_deref(),
                         boot.initrd.as_deref(),
                         boot.cmdline.as_deref(),
                     );
-                    let pages = pages
+                    let image_pages = image_pages
                         .join()
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                    (params, pages)
+                    (image_pages, params)
                 });
+                let (bytes, pages) = image_pages?;
                 let params = params?;
                 let report =
                     snp::report_with(&bytes, &params, Some(&pages)).with_context(|| {

@@ -395,6 +395,52 @@ fn sev(image: &[u8], p: &LaunchParams) -> Result<Vec<u8>, SnpError> {
     Ok(h.finalize().to_vec())
 }
 
+/// Reads a firmware image for its launch digest: the image's bytes and the SHA-384 of each of
+/// its 4 KiB pages ([`digest::page_digests`]), in one pass. The buffer starts zeroed and only
+/// the pages that are not all zero are written into it, so the zero pages, most of a firmware
+/// image, are never touched: no page fault, no copy, no hash.
+pub fn read_image_pages(path: &Path, limit: &Limit) -> Result<(Vec<u8>, Vec<[u8; 48]>), FileError> {
+    let size = std::fs::metadata(path)
+        .map_or(0, |m| m.len())
+        .min(limit.max);
+    // Zeroed memory from the allocator is not touched until written.
+    let mut bytes = vec![0u8; usize::try_from(size).unwrap_or(0)];
+    let mut digests = Vec::with_capacity(bytes.len().div_ceil(PAGE_SIZE));
+    let mut page = [0u8; PAGE_SIZE];
+    let mut fill = 0usize;
+    let mut at = 0usize;
+    let mut put = |page: &[u8], at: usize, bytes: &mut Vec<u8>| {
+        let digest = digest::page_digest(page);
+        if digest.is_some() {
+            // A file that grew after its size was read: the buffer grows with it.
+            if bytes.len() < at + page.len() {
+                bytes.resize(at + page.len(), 0);
+            }
+            bytes[at..at + page.len()].copy_from_slice(page);
+        }
+        digests.push(digest.unwrap_or(digest::ZERO_PAGE_DIGEST));
+    };
+    let total = files::stream(path, limit, |mut chunk| {
+        while !chunk.is_empty() {
+            let n = chunk.len().min(PAGE_SIZE - fill);
+            page[fill..fill + n].copy_from_slice(&chunk[..n]);
+            fill += n;
+            chunk = &chunk[n..];
+            if fill == PAGE_SIZE {
+                put(&page, at, &mut bytes);
+                at += PAGE_SIZE;
+                fill = 0;
+            }
+        }
+    })?;
+    if fill > 0 {
+        put(&page[..fill], at, &mut bytes);
+    }
+    // A file that shrank after its size was read: its end is where reading stopped.
+    bytes.truncate(usize::try_from(total).unwrap_or(usize::MAX));
+    Ok((bytes, digests))
+}
+
 /// The hashes of a direct boot read from files (kernel and initrd streamed with their
 /// [`Limit`]s) and the command line. The two files are hashed on two threads.
 pub fn kernel_hashes_from_files(
@@ -404,7 +450,7 @@ pub fn kernel_hashes_from_files(
 ) -> Result<KernelHashes, FileError> {
     fn sha(path: &Path, limit: &Limit) -> Result<[u8; 32], FileError> {
         let mut h = Sha256::new();
-        files::stream_overlapped(path, limit, |chunk| h.update(chunk))?;
+        files::stream(path, limit, |chunk| h.update(chunk))?;
         Ok(h.finalize().into())
     }
     let (kernel, initrd) = std::thread::scope(|scope| {

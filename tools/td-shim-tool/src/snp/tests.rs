@@ -207,3 +207,37 @@ fn page_digests_computed_ahead_give_the_same_digest() {
         );
     }
 }
+
+#[test]
+fn the_sparse_image_read_equals_reading_and_hashing_every_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = Limit {
+        what: "test image",
+        max: 1 << 20,
+        regular_only: true,
+        rule: "the rule",
+    };
+    // Zero pages, data pages, a page that is zero but for its last byte, and a partial last
+    // page: every case of the one-pass read.
+    let mut image = vec![0u8; 7 * PAGE_SIZE + 123];
+    image[PAGE_SIZE..2 * PAGE_SIZE].fill(0xA5);
+    image[4 * PAGE_SIZE - 1] = 1;
+    image[7 * PAGE_SIZE + 5] = 9;
+    for (name, bytes) in [
+        ("mixed", image.clone()),
+        ("empty", Vec::new()),
+        ("zero", vec![0u8; 3 * PAGE_SIZE]),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let (read, digests) = read_image_pages(&path, &limit).unwrap();
+        assert!(read == bytes, "{name}: the bytes");
+        assert_eq!(digests, digest::page_digests(&bytes), "{name}: the digests");
+    }
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![1u8; (1 << 20) + 1]).unwrap();
+    assert!(matches!(
+        read_image_pages(&big, &limit),
+        Err(FileError::TooLarge { .. })
+    ));
+}
