@@ -23,8 +23,10 @@
 //! `EV_PLATFORM_CONFIG_FLAGS` events, digest over the info: RTMR0 "secure_policy" (the 96-byte
 //! enrolled record) just before event 2; RTMR1 "payload_signer" (SHA-384 of the signer's key)
 //! then "td_payload_svn" (the signed SVN, u64 little-endian) just before event 3, which is over
-//! the payload without its signature trailer. RTMR3 is never touched by the firmware. Exact bytes with their lengths are measured,
-//! never zero-padded regions.
+//! the payload without its signature trailer.
+//!
+//! RTMR3 is never touched by the firmware. Exact bytes with their lengths are measured, never
+//! zero-padded regions.
 
 use crate::eventlog::{EventLogWriter, ExtendError, Extender, WriteError};
 use crate::platform::Platform;

@@ -9,8 +9,8 @@ use crate::BootError;
 use td_layout::layout::Region;
 use td_layout::signed::{EnrolledKey, ENROLLED_KEY_BASE, RECORD_SIZE};
 
-/// The image's enrolled key: the record's bytes as the image holds them (measured as they are)
-/// and the key they describe.
+/// The image's enrolled key: a copy of the record's bytes as the image holds them (measured as
+/// they are) and the key they describe.
 pub(super) struct Enrolled {
     record: &'static [u8; RECORD_SIZE],
     key: EnrolledKey,
@@ -25,9 +25,13 @@ pub(super) fn enrolled() -> Result<Option<Enrolled>, BootError> {
         base: ENROLLED_KEY_BASE,
         size: RECORD_SIZE as u64,
     };
-    let record: &'static [u8; RECORD_SIZE] = phys::image(region)
+    let in_image: &[u8; RECORD_SIZE] = phys::image(region)
         .and_then(|b| b.try_into().ok())
         .ok_or(BootError::RegionUnavailable("enrolled-key"))?;
+    // One copy, read once: what is parsed is exactly what is measured later, whatever happens
+    // to the image's memory in between (on a plain VM the VMM could rewrite its ROM).
+    let record: &'static [u8; RECORD_SIZE] =
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(*in_image));
     let Some(key) = EnrolledKey::parse(record).map_err(BootError::EnrolledKey)? else {
         return Ok(None);
     };
