@@ -140,6 +140,19 @@ fn our_image_matches_the_python_implementation() {
 }
 
 #[test]
+fn an_enrolled_key_is_in_mrtd_and_both_implementations_agree() {
+    // The secure-boot record sits in the metadata page, the first page of the BFV, which the
+    // TDX module extends into MRTD: enrolling must change MRTD, and the independent Python
+    // implementation must see the same change.
+    let image = &artefacts().image;
+    let dir = tempfile::tempdir().unwrap();
+    let enrolled = common::enrolled_image(dir.path(), image);
+    let qemu = mrtd(&enrolled, "qemu");
+    assert_ne!(qemu, mrtd(image, "qemu"), "the record is measured");
+    assert_eq!(qemu, python_mrtd(&enrolled, "qemu"));
+}
+
+#[test]
 fn with_launch_parameters_it_also_predicts_the_rtmrs() {
     let image = &artefacts().image;
     // The image's ELF payload: RTMR0 holds the TD HOB, given here (a QEMU-like one).

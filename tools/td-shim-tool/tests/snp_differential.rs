@@ -318,6 +318,29 @@ fn both(
 }
 
 #[test]
+fn an_enrolled_key_is_in_the_launch_digest() {
+    // The secure-boot record is in the image, all of which SNP measures: enrolling changes the
+    // launch digest, and sev-snp-measure computes the same new digest.
+    let oracle = oracle();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let image = &artefacts().image;
+    let enrolled = common::enrolled_image(dir.path(), image);
+    let digest = |image: &Path| {
+        let (ours, theirs, described) = both(
+            &oracle,
+            "snp",
+            &arg(image),
+            &["--vcpus=2".into(), "--vcpu-type=EPYC-v4".into()],
+            None,
+        );
+        assert!(ours.0 && theirs.0, "{described}\n{}\n{}", ours.2, theirs.2);
+        assert_eq!(ours.1.trim(), theirs.1.trim(), "{described}");
+        ours.1.trim().to_string()
+    };
+    assert_ne!(digest(&enrolled), digest(image), "the record is measured");
+}
+
+#[test]
 fn our_image_against_sev_snp_measure() {
     let oracle = oracle();
     let dir = tempfile::tempdir().expect("temporary directory");

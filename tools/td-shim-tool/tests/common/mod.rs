@@ -235,3 +235,23 @@ pub fn tdx_config_args(dir: &Path, ram: u64) -> Vec<String> {
         arg(&acpi),
     ]
 }
+
+/// `image` with a fresh key enrolled (minimum SVN 1), made with `keygen` and `enroll` as a user
+/// makes it, written into `dir`.
+pub fn enrolled_image(dir: &Path, image: &Path) -> PathBuf {
+    let key = dir.join("signing.pem");
+    ok(&["keygen", "--out", &arg(&key)]);
+    let out = dir.join("enrolled.bin");
+    ok(&[
+        "enroll",
+        "--image",
+        &arg(image),
+        "--pubkey",
+        &arg(&dir.join("signing.pub.pem")),
+        "--min-svn",
+        "1",
+        "-o",
+        &arg(&out),
+    ]);
+    out
+}
