@@ -950,15 +950,9 @@ pub(crate) mod tests {
 
     #[test]
     fn reads_the_images_payload_table() {
+        // No key enrolled: an all-zero record.
         fn image_with(entries: &[(PayloadKind, &[u8])]) -> Vec<u8> {
-            let mut image = vec![0u8; IMAGE_SIZE as usize];
-            let start = IMAGE_PAYLOAD.image_offset() as usize;
-            td_layout::payload::write_payload_table(
-                &mut image[start..start + IMAGE_PAYLOAD.size as usize],
-                entries,
-            )
-            .unwrap();
-            image
+            secure::tests::image(entries, [0; td_layout::signed::RECORD_SIZE])
         }
         assert!(matches!(
             image_payload(&[0; 4096]),
