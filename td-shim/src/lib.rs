@@ -15,6 +15,7 @@ pub mod acpi;
 pub mod arch;
 #[cfg(target_os = "none")]
 pub mod boot;
+pub mod bounce;
 pub mod chipset;
 pub mod eventlog;
 pub mod exception;

@@ -1,11 +1,10 @@
 //! fw_cfg DMA in a TD, through a bounce buffer converted to shared memory.
 //!
 //! The VMM's device model can only reach shared memory, so [`BounceDma`] gives the device a
-//! buffer that was converted to shared with TDVMCALL<MapGPA>: the 16-byte `FWCfgDmaAccess`
-//! descriptor at its start ([`DESCRIPTOR_OFFSET`]), the data area after it ([`DATA_OFFSET`]).
-//! Each transfer (at most the data area, [`fw_cfg::dma_chunks`]) writes the descriptor, gives
-//! the device its address, waits with [`fw_cfg::wait_for_dma`] and copies the data out to the
-//! private destination. Everything in the buffer is written by the VMM and is read once.
+//! buffer that was converted to shared with TDVMCALL<MapGPA>. The transfers themselves (the
+//! descriptor at the buffer's start, the data area after it, chunking, the wait, the copy-out)
+//! are the common [`crate::bounce::DmaChannel`], shared with SEV-SNP ([`crate::snp::bounce`]);
+//! this module does the TDX conversions around it.
 //!
 //! # The life of the buffer, and the order each step needs
 //!
@@ -50,10 +49,8 @@
 //!
 //! # What the firmware's memory access must provide ([`SharedBuffer`])
 //!
-//! The host build forbids `unsafe`, so the buffer's memory is reached through [`SharedBuffer`]:
-//! bounds-checked byte copies in and out, and a volatile read of the 4-byte control word the
-//! device writes back. [`StaticSharedBuffer`] (firmware builds only) implements it over a
-//! `&'static mut [u8]` region with volatile accesses; the tests implement it over a `Vec`.
+//! See [`crate::bounce`]: [`SharedBuffer`] and its firmware implementation
+//! [`StaticSharedBuffer`] are common to TDX and SEV-SNP (re-exported here).
 //!
 //! # The address given to the device (decision)
 //!
@@ -66,19 +63,17 @@
 //! exists for a VMM shown to expect the alias; it is not confirmed for any VMM (research notes
 //! §10: fw_cfg DMA in a TD was not verified at all).
 
-use crate::fw_cfg::{self, FwCfgDma, FwCfgError};
+use crate::bounce::DmaChannel;
+#[cfg(target_os = "none")]
+pub use crate::bounce::StaticSharedBuffer;
+pub use crate::bounce::{SharedBuffer, DATA_OFFSET, DESCRIPTOR_OFFSET, DESCRIPTOR_SIZE};
+#[cfg(test)]
+use crate::fw_cfg;
+use crate::fw_cfg::{FwCfgDma, FwCfgError};
 use crate::port_io::PortIo;
 use crate::tdx::accept::{self, AcceptError, PAGE_4K};
 use crate::tdx::calls::{self, GpaWidth, Tdcall, TdxError};
 use core::fmt;
-use core::sync::atomic::{compiler_fence, Ordering};
-
-/// Where the descriptor sits in the buffer.
-pub const DESCRIPTOR_OFFSET: usize = 0;
-/// Bytes of the `FWCfgDmaAccess` descriptor.
-pub const DESCRIPTOR_SIZE: usize = 16;
-/// Where the data area starts (a cache line after the descriptor).
-pub const DATA_OFFSET: usize = 64;
 
 /// The shared alias of private GPA `gpa`: `gpa | shared bit` (bit 47 or 51, §5). `None` if
 /// `gpa` is not below the shared bit (it has no alias).
@@ -88,22 +83,6 @@ pub const fn shared_alias(gpa: u64, width: GpaWidth) -> Option<u64> {
     } else {
         Some(gpa | width.shared_bit())
     }
-}
-
-/// The buffer's memory, as the firmware reaches it (through the shared alias mapping while the
-/// buffer is shared). Every method checks its bounds and does nothing out of them.
-pub trait SharedBuffer: Send {
-    /// The GPA of the first byte, without the shared bit (under the identity map: its address).
-    fn gpa(&self) -> u64;
-    /// The size in bytes.
-    fn size(&self) -> usize;
-    /// Copies `src` to `offset`. `false` (nothing written) if it does not fit.
-    fn write(&mut self, offset: usize, src: &[u8]) -> bool;
-    /// Copies the bytes at `offset` into `dst`, each read once. `false` if out of bounds.
-    fn read(&self, offset: usize, dst: &mut [u8]) -> bool;
-    /// A volatile read of the 4 bytes at `offset` (the device writes them behind the compiler's
-    /// back). `None` if out of bounds.
-    fn read_u32_volatile(&self, offset: usize) -> Option<[u8; 4]>;
 }
 
 /// The page-table changes the buffer's conversions need (see the module documentation). The
@@ -180,14 +159,13 @@ impl fmt::Display for BounceError {
     }
 }
 
-/// fw_cfg DMA through a shared bounce buffer. Transfers are serialised by a lock.
+/// fw_cfg DMA through a shared bounce buffer: the common [`DmaChannel`] plus what its TDX
+/// conversions need.
 pub struct BounceDma<B> {
-    buffer: spin::Mutex<Option<B>>,
+    channel: DmaChannel<B>,
     gpa: u64,
     len: u64,
     width: GpaWidth,
-    /// The device address of the buffer's first byte.
-    device_base: u64,
 }
 
 impl<B: SharedBuffer> BounceDma<B> {
@@ -225,11 +203,10 @@ impl<B: SharedBuffer> BounceDma<B> {
             DeviceAddressing::SharedAlias => alias,
         };
         Ok(BounceDma {
-            buffer: spin::Mutex::new(Some(buffer)),
+            channel: DmaChannel::new(buffer, device_base),
             gpa,
             len,
             width,
-            device_base,
         })
     }
 
@@ -241,7 +218,7 @@ impl<B: SharedBuffer> BounceDma<B> {
         t: &T,
         pages: &dyn SharedPageTables,
     ) -> Result<B, BounceError> {
-        let buffer = self.buffer.lock().take().ok_or(BounceError::Released)?;
+        let buffer = self.channel.close().ok_or(BounceError::Released)?;
         calls::map_gpa(t, self.width, self.gpa, self.len, false).map_err(|error| {
             BounceError::MapGpa {
                 to_shared: false,
@@ -260,7 +237,7 @@ impl<B: SharedBuffer> BounceDma<B> {
 
     /// `(GPA, length)` of the buffer while it is shared; `None` after [`Self::release`].
     pub fn shared_range(&self) -> Option<(u64, u64)> {
-        self.buffer.lock().as_ref().map(|_| (self.gpa, self.len))
+        self.channel.is_open().then_some((self.gpa, self.len))
     }
 
     /// Writes `message` and a NUL at the start of the buffer while it is shared (cut to fit),
@@ -268,11 +245,7 @@ impl<B: SharedBuffer> BounceDma<B> {
     /// `None` once released, or if a transfer holds the buffer (the fatal path may interrupt
     /// one: it does not wait).
     pub fn post_message(&self, message: &[u8]) -> Option<u64> {
-        let mut guard = self.buffer.try_lock()?;
-        let buffer = guard.as_mut()?;
-        let room = buffer.size().checked_sub(1)?;
-        let text = message.get(..message.len().min(room))?;
-        if !(buffer.write(0, text) && buffer.write(text.len(), &[0])) {
+        if !self.channel.post_message(message) {
             return None;
         }
         shared_alias(self.gpa, self.width)
@@ -280,125 +253,13 @@ impl<B: SharedBuffer> BounceDma<B> {
 
     /// The address the device is given for the descriptor.
     pub fn device_address(&self) -> u64 {
-        self.device_base.saturating_add(DESCRIPTOR_OFFSET as u64)
+        self.channel.device_address()
     }
 }
 
 impl<B: SharedBuffer> FwCfgDma for BounceDma<B> {
     fn read(&self, io: &dyn PortIo, key: u16, dst: &mut [u8]) -> Result<(), FwCfgError> {
-        let failed = FwCfgError::DmaFailed { key };
-        let mut guard = self.buffer.lock();
-        let buffer = guard.as_mut().ok_or(failed.clone())?;
-        let chunk = buffer
-            .size()
-            .checked_sub(DATA_OFFSET)
-            .filter(|c| *c > 0)
-            .ok_or(failed.clone())?
-            .min(u32::MAX as usize);
-        let descriptor_at = self.device_address();
-        let data_at = self.device_base.saturating_add(DATA_OFFSET as u64);
-        fw_cfg::dma_chunks(key, dst, chunk, |control, part| {
-            let length = u32::try_from(part.len()).map_err(|_| failed.clone())?;
-            let descriptor = fw_cfg::dma_descriptor(control, length, data_at);
-            if !buffer.write(DESCRIPTOR_OFFSET, &descriptor) {
-                return Err(failed.clone());
-            }
-            // The descriptor must be in memory before the device is told to look.
-            compiler_fence(Ordering::SeqCst);
-            io.outl(
-                fw_cfg::DMA_ADDRESS_HIGH_PORT,
-                ((descriptor_at >> 32) as u32).to_be(),
-            );
-            io.outl(fw_cfg::DMA_ADDRESS_LOW_PORT, (descriptor_at as u32).to_be());
-            fw_cfg::wait_for_dma(key, || {
-                // Out of bounds cannot happen (the buffer holds the descriptor); read it as the
-                // error bit so the wait stops.
-                buffer
-                    .read_u32_volatile(DESCRIPTOR_OFFSET)
-                    .map_or(fw_cfg::DMA_ERROR, u32::from_be_bytes)
-            })?;
-            compiler_fence(Ordering::SeqCst);
-            if !buffer.read(DATA_OFFSET, part) {
-                return Err(failed.clone());
-            }
-            Ok(())
-        })
-    }
-}
-
-/// [`SharedBuffer`] over a firmware memory region (firmware builds only): volatile byte
-/// accesses through a raw pointer, so no Rust reference to memory the device changes exists.
-#[cfg(target_os = "none")]
-pub struct StaticSharedBuffer {
-    base: *mut u8,
-    size: usize,
-}
-
-// SAFETY: the region is owned exclusively (it came from a `&'static mut`), so moving the owner
-// to another CPU is sound; all access goes through `&self`/`&mut self` under BounceDma's lock.
-#[cfg(target_os = "none")]
-unsafe impl Send for StaticSharedBuffer {}
-
-#[cfg(target_os = "none")]
-impl StaticSharedBuffer {
-    /// Takes `region` for good (under the identity map its address is its GPA).
-    pub fn new(region: &'static mut [u8]) -> Self {
-        StaticSharedBuffer {
-            base: region.as_mut_ptr(),
-            size: region.len(),
-        }
-    }
-
-    fn in_bounds(&self, offset: usize, len: usize) -> bool {
-        offset.checked_add(len).is_some_and(|end| end <= self.size)
-    }
-}
-
-#[cfg(target_os = "none")]
-impl SharedBuffer for StaticSharedBuffer {
-    fn gpa(&self) -> u64 {
-        self.base.expose_provenance() as u64
-    }
-
-    fn size(&self) -> usize {
-        self.size
-    }
-
-    fn write(&mut self, offset: usize, src: &[u8]) -> bool {
-        if !self.in_bounds(offset, src.len()) {
-            return false;
-        }
-        for (i, b) in src.iter().enumerate() {
-            // SAFETY: offset + i < size (checked above), inside the region this value owns.
-            unsafe { core::ptr::write_volatile(self.base.add(offset + i), *b) };
-        }
-        true
-    }
-
-    fn read(&self, offset: usize, dst: &mut [u8]) -> bool {
-        if !self.in_bounds(offset, dst.len()) {
-            return false;
-        }
-        for (i, b) in dst.iter_mut().enumerate() {
-            // SAFETY: offset + i < size (checked above), inside the region this value owns.
-            *b = unsafe { core::ptr::read_volatile(self.base.add(offset + i)) };
-        }
-        true
-    }
-
-    fn read_u32_volatile(&self, offset: usize) -> Option<[u8; 4]> {
-        if !self.in_bounds(offset, 4) {
-            return None;
-        }
-        // SAFETY: offset + 4 <= size (checked above), inside the region this value owns.
-        let at = unsafe { self.base.add(offset) };
-        if at.cast::<u32>().is_aligned() {
-            // SAFETY: in bounds and aligned: one 4-byte load, as the device wrote it.
-            Some(unsafe { core::ptr::read_volatile(at.cast::<u32>()) }.to_ne_bytes())
-        } else {
-            let mut word = [0u8; 4];
-            self.read(offset, &mut word).then_some(word)
-        }
+        self.channel.read(io, key, dst)
     }
 }
 
