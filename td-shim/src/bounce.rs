@@ -20,7 +20,7 @@
 //!
 //! The host build forbids `unsafe`, so the buffer's memory is reached through [`SharedBuffer`]:
 //! bounds-checked byte copies in and out, and a volatile read of the 4-byte control word the
-//! device writes back. [`StaticSharedBuffer`] (firmware builds only) implements it over a
+//! device writes back. `StaticSharedBuffer` (firmware builds only) implements it over a
 //! `&'static mut [u8]` region with volatile accesses; the tests implement it over a `Vec`.
 //! While the buffer is shared, the platform's page tables map its addresses to the shared
 //! memory (TDX: the shared alias; SNP: without the C-bit), so these accesses reach what the

@@ -474,6 +474,16 @@ impl CpuidTable {
         self.find(LEAF_SEV, 0)
             .is_none_or(|f| f.ebx & (1 << 31) == 0)
     }
+
+    /// Whether the hardware keeps the caches coherent across a page's C-bit changes (leaf
+    /// 0x8000001F EAX bit 10, `SME_COHERENT`; absent: no). Without it Linux flushes the caches
+    /// before it changes a page's encryption attribute (`amd_enc_cache_flush_required`,
+    /// `arch/x86/mm/mem_encrypt_amd.c`); the firmware has no cache flush, so it converts no
+    /// memory but the GHCB page then ([`super::bounce`]).
+    pub fn sme_coherent(&self) -> bool {
+        self.find(LEAF_SEV, 0)
+            .is_some_and(|f| f.eax & (1 << 10) != 0)
+    }
 }
 
 /// Asks the hypervisor through the GHCB (for [`CpuidTable::lookup`]).

@@ -12,7 +12,8 @@
 //! | [`msr_protocol`] | the GHCB MSR protocol: SEV information, CPUID, hypervisor features, GHCB registration, one-page PSC, termination |
 //! | [`ghcb`] | the GHCB page, one NAE event ([`ghcb::Session::call`]), CPUID/IOIO/MSR/RDTSC/MMIO events |
 //! | [`psc`] | page state change through the GHCB: the buffer, partial processing, checked responses |
-//! | [`validate`] | RAM → PSC private + PVALIDATE in 2 MiB / 4 KiB runs; size mismatch, CF = 1, the ROM range |
+//! | [`validate`] | RAM → PSC private + PVALIDATE in 2 MiB / 4 KiB runs; size mismatch, CF = 1, the ROM range; pages → rescind + PSC shared |
+//! | [`bounce`] | the fw_cfg DMA bounce buffer: made shared after the GHCB (rescind, PSC shared, C-bit cleared), private again before the hand-off (C-bit set, PSC private, PVALIDATE); the transfers are the common [`crate::bounce::DmaChannel`] |
 //! | [`cpuid`] | the CPUID page: parse, lookup with Linux's post-processing, C-bit |
 //! | [`vc`] | the #VC handler: decode, emulate through the GHCB and the CPUID page |
 //! | [`hashes`] | the kernel-hashes table (QEMU `kernel-hashes=on`): parse, verify |
@@ -39,6 +40,10 @@
 //! FAIL_INPUT / FAIL_SIZEMISMATCH / CF = 1); the sequences the firmware sends, against a model
 //! that checks the MSR-protocol order, the GHCB registration, protocol version, usage and valid
 //! bits, SW_SCRATCH, IOIO/MMIO encodings, PSC buffers and PVALIDATE alignment and page state;
+//! the fw_cfg bounce buffer's conversions in both directions against the model plus a model of
+//! the page tables' C-bit (PVALIDATE only through a C-bit mapping, no private page ever mapped
+//! without it, every access to the buffer only while shared and unencrypted) and a fake fw_cfg
+//! DMA device that reaches only shared pages;
 //! CPUID-page parsing and lookups; #VC decoding and emulation; the hashes table against a
 //! table built byte by byte from QEMU's layout (and the empty-input table hash the host tool's
 //! golden vector gives). The parsers are fuzzed (`fuzz/`).
@@ -47,8 +52,11 @@
 //! real EPYC and KVM as the specification and Linux say (`instr`); that KVM's answers have the
 //! shapes the model gives (e.g. that it marks RAX/RDX valid after RDMSR, that it leaves
 //! `end_entry` unchanged in a PSC); the cache-eviction touch's effect; and everything about
-//! the PSP's CPUID-page checks.
+//! the PSP's CPUID-page checks. For fw_cfg DMA: that QEMU's fw_cfg device under SNP takes the
+//! GPA without the C-bit and reaches the shared buffer, that the CPUID page QEMU/KVM give says
+//! `SME_COHERENT` (else the buffer is not used), and the speed-up itself.
 
+pub mod bounce;
 pub mod cpu;
 pub mod cpuid;
 pub mod detect;

@@ -44,8 +44,12 @@
 //! rescind first, so no validated page is ever shared, then the page state change to shared
 //! through the MSR protocol (it runs before the GHCB exists). CF = 1 on the rescind is fatal as
 //! in Linux (the firmware only shares pages it knows to be validated). The caller then maps the
-//! page with the C-bit clear and flushes the TLB. Back to private (the GHCB before the hand-off):
-//! [`validate_ram`] of the one page with [`MsrPsc`].
+//! page with the C-bit clear and flushes the TLB. [`make_shared`] does the same for a range
+//! (the fw_cfg bounce buffer, [`super::bounce`]) through the GHCB: rescind every page of a
+//! batch, then one page state change to shared for the batch. Back to private (the bounce
+//! buffer before the hand-off): the caller maps the range with the C-bit first, then
+//! [`validate_ram`] (page state change to private, then PVALIDATE), as Linux's
+//! `set_memory_encrypted` does.
 //!
 //! # After validation
 //!
@@ -389,22 +393,61 @@ pub fn validate_ram<C: SevCpu + ?Sized, P: PageStateChanger + ?Sized>(
     Ok(stats)
 }
 
-/// Makes the validated private 4 KiB page at `gpa` shared: PVALIDATE rescind, then the page
-/// state change to shared through the MSR protocol (see the module documentation).
-pub fn make_shared_4k<C: SevCpu + ?Sized>(cpu: &C, gpa: u64) -> Result<(), ValidateError> {
-    range_end(gpa, PAGE_4K)?;
+/// PVALIDATE rescind of the validated 4 KiB page at `va` (mapped private, with the C-bit).
+/// CF = 1 (it was not validated) is fatal, as in Linux: the firmware only shares pages it knows
+/// to be validated ([`ValidateError::AlreadyValidated`] names the page).
+fn rescind_4k<C: SevCpu + ?Sized>(cpu: &C, va: u64) -> Result<(), ValidateError> {
     let size = PageSize::Size4K;
-    let r = cpu.pvalidate(gpa, size, false);
+    let r = cpu.pvalidate(va, size, false);
     if r.cf {
-        return Err(ValidateError::AlreadyValidated { va: gpa, size });
+        return Err(ValidateError::AlreadyValidated { va, size });
     }
     if r.eax != pvalidate_status::SUCCESS {
         return Err(ValidateError::Pvalidate {
-            va: gpa,
+            va,
             size,
             result: r,
         });
     }
+    Ok(())
+}
+
+/// Makes the validated private 4 KiB page at `gpa` shared: PVALIDATE rescind, then the page
+/// state change to shared through the MSR protocol (see the module documentation).
+pub fn make_shared_4k<C: SevCpu + ?Sized>(cpu: &C, gpa: u64) -> Result<(), ValidateError> {
+    range_end(gpa, PAGE_4K)?;
+    rescind_4k(cpu, gpa)?;
     msr_protocol::page_state_change(cpu, gpa, PageOp::Shared)
         .map_err(|error| ValidateError::MsrPsc { gpa, error })
+}
+
+/// Makes the validated private RAM `[base, base + len)` (4 KiB aligned, below 2^52, mapped
+/// private) shared, batch by batch of up to [`MAX_ENTRIES`] 4 KiB pages: PVALIDATE rescind of
+/// every page of the batch, then one page state change to shared through `psc` (which handles
+/// partial processing), in Linux's order (`__set_pages_state`: no validated page is ever
+/// shared). Stops at the first failure, which names the page or batch; the pages before it are
+/// then rescinded or shared: treat it as fatal. The caller then maps the range without the
+/// C-bit and flushes the TLB.
+pub fn make_shared<C: SevCpu + ?Sized, P: PageStateChanger + ?Sized>(
+    cpu: &C,
+    psc: &mut P,
+    base: u64,
+    len: u64,
+) -> Result<(), ValidateError> {
+    let end = range_end(base, len)?;
+    let mut batch: Vec<PscEntry> = Vec::with_capacity(MAX_ENTRIES);
+    let mut page = base;
+    while page < end {
+        batch.clear();
+        while page < end && batch.len() < MAX_ENTRIES {
+            let e = PscEntry::new(page, PageOp::Shared, PageSize::Size4K)
+                .map_err(|error| ValidateError::Psc { gpa: page, error })?;
+            rescind_4k(cpu, page)?;
+            batch.push(e);
+            // No overflow: page < end <= 2^52.
+            page = page.saturating_add(PAGE_4K);
+        }
+        psc.change(&batch)?;
+    }
+    Ok(())
 }

@@ -50,7 +50,7 @@
 //! # What the firmware's memory access must provide ([`SharedBuffer`])
 //!
 //! See [`crate::bounce`]: [`SharedBuffer`] and its firmware implementation
-//! [`StaticSharedBuffer`] are common to TDX and SEV-SNP (re-exported here).
+//! `StaticSharedBuffer` are common to TDX and SEV-SNP (re-exported here).
 //!
 //! # The address given to the device (decision)
 //!
