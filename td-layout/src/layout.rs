@@ -180,8 +180,8 @@ pub const AP_RENDEZVOUS: Region = Region {
 };
 
 /// A spare page table: the 2 MiB page holding [`FW_CFG_BOUNCE`] is split into 4 KiB pages here
-/// when the bounce buffer is mapped shared under TDX (the reset page tables have only 2 MiB
-/// pages).
+/// when the bounce buffer is mapped shared under TDX or SEV-SNP (under SNP the GHCB page, in the
+/// same 2 MiB page, splits it first; the reset page tables have only 2 MiB pages).
 pub const BOUNCE_PAGE_TABLE: Region = Region {
     name: "bounce-page-table",
     base: AP_RENDEZVOUS.end(),

@@ -142,7 +142,8 @@ pub trait Platform: Sync {
 
     /// Runs once before the payload is entered, after the last fw_cfg read and before the
     /// final page tables are built: the platform takes back what the OS must not inherit (TDX:
-    /// the shared bounce buffer is converted back to private and accepted again).
+    /// the shared bounce buffer is converted back to private and accepted again; SNP: it is
+    /// mapped with the C-bit, made private and validated again).
     fn before_handoff(&self) -> Result<(), BootError> {
         Ok(())
     }

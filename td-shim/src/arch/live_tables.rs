@@ -1,7 +1,8 @@
 //! The live page tables as [`SharedPageTables`] (TDX) and `RemapPages` (SEV-SNP): pages are
 //! remapped to their shared alias and back in whatever tables CR3 points at (the reset page
 //! tables while the firmware runs), through the host-tested [`crate::paging::remap_4k`]. Under
-//! TDX the shared side carries the shared bit; under SNP the private side carries the C-bit.
+//! TDX the shared side carries the shared bit; under SNP the private side carries the C-bit
+//! (the GHCB page, and the fw_cfg bounce buffer while it is shared: [`crate::snp::bounce`]).
 
 use crate::paging::{remap_4k, TableMemory};
 use crate::tdx::bounce::SharedPageTables;

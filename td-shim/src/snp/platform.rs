@@ -6,10 +6,10 @@
 //! | `Platform` method | SEV-SNP |
 //! |---|---|
 //! | `kind` / `cc_type` | `SevSnp` / 1 |
-//! | `early_init` | MSR protocol: version 2 negotiated, SNP required of the hypervisor; the CPUID page parsed and its C-bit checked against the reset code's and the hypervisor's; SEV_STATUS features checked ([`super::detect`]); the GHCB page rescinded, made shared (MSR-protocol page state change), mapped without the C-bit, registered |
+//! | `early_init` | MSR protocol: version 2 negotiated, SNP required of the hypervisor; the CPUID page parsed and its C-bit checked against the reset code's and the hypervisor's; SEV_STATUS features checked ([`super::detect`]); the GHCB page rescinded, made shared (MSR-protocol page state change), mapped without the C-bit, registered; then, if a bounce buffer was given and the CPUID page says `SME_COHERENT`, the buffer made shared ([`SnpBounce::setup`]: rescind, GHCB page state change, mapping without the C-bit) |
 //! | `io` | the platform itself: IOIO events through the GHCB; a failure goes to the fatal path |
 //! | `owns_vector` / `handle_exception` | #VC (29) / [`super::vc::handle`], CPUID from the CPUID page |
-//! | `fw_cfg_dma` | `None`: fw_cfg is read through the data port with REP INSB through the GHCB's shared buffer (2032 bytes per exit; a DMA bounce buffer would need fewer) |
+//! | `fw_cfg_dma` | [`SnpBounce`] (the common [`crate::bounce::DmaChannel`], device address = GPA without the C-bit) from `early_init` until `before_handoff`; `None` before, after, without a buffer or without `SME_COHERENT`: fw_cfg then reads the data port with REP INSB through the GHCB's shared buffer (2032 bytes per exit; the DMA buffer moves 256 KiB − 64 bytes per two exits) |
 //! | `memory_map` | fw_cfg `etc/e820` (untrusted, validated as on a plain VM) |
 //! | `accept_memory` | page state change to private through the GHCB, then PVALIDATE ([`super::validate::validate_ram`]); CF = 1 is fatal; `accept_needs_mapping`: RAM above 4 GiB is validated once the firmware's page tables map it |
 //! | `vcpu_count` | fw_cfg (untrusted; the launch digest covers the VMSAs, one per vCPU) |
@@ -20,8 +20,10 @@
 //! | `verify_direct_boot` | the kernel-hashes table against QEMU's blobs ([`super::hashes`]) |
 //! | `cc_blob` | the secrets and CPUID pages, for Linux's `SETUP_CC_BLOB` |
 //! | `parks_aps` | no: Linux starts the APs itself (SNP AP creation) |
+//! | `before_handoff` | [`SnpPlatform::release_bounce_buffer`]: the bounce buffer mapped with the C-bit, made private (GHCB page state change) and validated again ([`SnpBounce::release`]), before the final page tables |
 //! | `fatal_report` | GHCB MSR protocol termination request, then spin |
 
+use super::bounce::{BounceError, SnpBounce};
 use super::cpu::SevCpu;
 use super::cpuid::CpuidTable;
 use super::ghcb::{Ghcb, GhcbError, Session, Width};
@@ -30,6 +32,7 @@ use super::msr_protocol::{self, TermReason};
 use super::validate::{self, ValidateError};
 use super::vc::{self, VcEnv};
 use super::{cpuid, detect};
+use crate::bounce::SharedBuffer;
 use crate::eventlog::{ExtendError, Rtmrs};
 use crate::exception::{ExceptionFrame, Handled};
 use crate::fw_cfg::{FwCfg, FwCfgDma, FwCfgError};
@@ -66,8 +69,9 @@ struct Ready {
     secure_tsc: bool,
 }
 
-/// An SEV-SNP guest. `C` executes the SEV instructions.
-pub struct SnpPlatform<C: SevCpu + Sync> {
+/// An SEV-SNP guest. `C` executes the SEV instructions; `B` is the fw_cfg bounce buffer's
+/// memory.
+pub struct SnpPlatform<C: SevCpu + Sync, B: SharedBuffer> {
     cpu: C,
     entry: SnpEntry,
     ghcb_gpa: u64,
@@ -77,6 +81,8 @@ pub struct SnpPlatform<C: SevCpu + Sync> {
     env: &'static (dyn VcEnv + Sync),
     ready: spin::Once<Ready>,
     ghcb: spin::Mutex<Ghcb>,
+    pending: spin::Mutex<Option<B>>,
+    bounce: spin::Once<SnpBounce<B>>,
 }
 
 /// Where the platform's pages are and what reaches them (the firmware: the layout's pages,
@@ -90,7 +96,7 @@ pub struct SnpPages {
     pub hashes_area: &'static [u8],
 }
 
-impl<C: SevCpu + Sync> SnpPlatform<C> {
+impl<C: SevCpu + Sync, B: SharedBuffer> SnpPlatform<C, B> {
     /// An SNP guest entered as `entry` says, its pages as `pages` says; `remap` changes the live
     /// page tables, `env` is what the #VC handler needs from the firmware.
     pub fn new(
@@ -110,6 +116,60 @@ impl<C: SevCpu + Sync> SnpPlatform<C> {
             env,
             ready: spin::Once::new(),
             ghcb: spin::Mutex::new(Ghcb::new()),
+            pending: spin::Mutex::new(None),
+            bounce: spin::Once::new(),
+        }
+    }
+
+    /// Gives the fw_cfg bounce buffer at construction: private, validated RAM mapped with the
+    /// C-bit that nothing else uses (see [`super::bounce`]). It is made shared in
+    /// [`Platform::early_init`] once the GHCB is registered (the page state change goes through
+    /// it). Without one, fw_cfg reads the data port with REP INSB.
+    pub fn with_bounce_buffer(self, buffer: B) -> Self {
+        *self.pending.lock() = Some(buffer);
+        self
+    }
+
+    /// Makes the buffer given at construction shared, if the CPU keeps caches coherent across
+    /// C-bit changes (see [`super::bounce`]); else it is left alone and fw_cfg stays on REP
+    /// INSB.
+    fn setup_bounce(&self, ready: &Ready) -> Result<(), SnpError> {
+        let Some(buffer) = self.pending.lock().take() else {
+            return Ok(());
+        };
+        if !ready.cpuid.sme_coherent() {
+            log::warn!(
+                "snp: the CPUID page does not say SME_COHERENT: no fw_cfg DMA bounce buffer (REP INSB)"
+            );
+            return Ok(());
+        }
+        let c_bit = self.entry.c_bit_mask();
+        let dma = self
+            .session(|s| Ok(SnpBounce::setup(&self.cpu, s, c_bit, buffer, self.pages)))?
+            .map_err(SnpError::Bounce)?;
+        self.bounce.call_once(move || dma);
+        Ok(())
+    }
+
+    /// Makes the bounce buffer private and validated again ([`SnpBounce::release`]). Must run
+    /// before the hand-off, before the final page tables: the OS must get no shared pages.
+    /// `Ok(None)` if no buffer was set up (or it was released already); a buffer still waiting
+    /// for `early_init` is handed back untouched. fw_cfg DMA fails afterwards.
+    pub fn release_bounce_buffer(&self) -> Result<Option<B>, SnpError> {
+        if let Some(waiting) = self.pending.lock().take() {
+            return Ok(Some(waiting));
+        }
+        let Some(dma) = self.bounce.get() else {
+            return Ok(None);
+        };
+        if dma.shared_range().is_none() {
+            return Ok(None);
+        }
+        let evict = self.ready.get().is_some_and(|r| r.evict);
+        match self.session(|s| Ok(dma.release(&self.cpu, s, self.pages, evict)))? {
+            Ok(b) => Ok(Some(b)),
+            Err(BounceError::Released) => Ok(None),
+            Err(e) => Err(SnpError::Bounce(e)),
         }
     }
 
@@ -204,6 +264,8 @@ pub enum SnpError {
     Validate(ValidateError),
     /// The page tables could not be changed.
     PageTables(&'static str),
+    /// The fw_cfg bounce buffer could not be made shared or private again.
+    Bounce(BounceError),
 }
 
 impl core::fmt::Display for SnpError {
@@ -222,6 +284,7 @@ impl core::fmt::Display for SnpError {
             ),
             Self::Validate(e) => write!(f, "snp: {e}"),
             Self::PageTables(what) => write!(f, "snp: {what}"),
+            Self::Bounce(e) => write!(f, "{e}"),
         }
     }
 }
@@ -247,7 +310,7 @@ fn failure(detail: &dyn core::fmt::Display, stand_in: BootError) -> BootError {
     stand_in
 }
 
-impl<C: SevCpu + Sync> PortIo for SnpPlatform<C> {
+impl<C: SevCpu + Sync, B: SharedBuffer> PortIo for SnpPlatform<C, B> {
     fn inb(&self, port: u16) -> u8 {
         self.io_read(port, Width::W8) as u8
     }
@@ -264,7 +327,7 @@ impl<C: SevCpu + Sync> PortIo for SnpPlatform<C> {
         self.io_read(port, Width::W32)
     }
     /// REP INSB through the GHCB's shared buffer: 2032 bytes per exit instead of one (fw_cfg's
-    /// data port, which has no DMA here).
+    /// data port, when there is no DMA bounce buffer or the device has no DMA).
     fn read_bytes(&self, port: u16, dst: &mut [u8]) {
         if let Err(e) = self.session(|s| s.io_read_string(port, dst)) {
             io_fatal(e)
@@ -272,7 +335,7 @@ impl<C: SevCpu + Sync> PortIo for SnpPlatform<C> {
     }
 }
 
-impl<C: SevCpu + Sync> Platform for SnpPlatform<C> {
+impl<C: SevCpu + Sync, B: SharedBuffer> Platform for SnpPlatform<C, B> {
     fn kind(&self) -> PlatformKind {
         PlatformKind::SevSnp
     }
@@ -293,8 +356,15 @@ impl<C: SevCpu + Sync> Platform for SnpPlatform<C> {
                 ),
             )
         })?;
-        self.ready.call_once(|| ready);
-        Ok(())
+        let ready = self.ready.call_once(|| ready);
+        self.setup_bounce(ready).map_err(|e| {
+            failure(
+                &e,
+                BootError::RegionUnavailable(
+                    "fw_cfg bounce buffer (its conversion to shared failed)",
+                ),
+            )
+        })
     }
 
     fn owns_vector(&self, vector: u8) -> bool {
@@ -315,7 +385,9 @@ impl<C: SevCpu + Sync> Platform for SnpPlatform<C> {
     }
 
     fn fw_cfg_dma(&self) -> Option<&dyn FwCfgDma> {
-        None
+        let dma = self.bounce.get()?;
+        dma.shared_range()?;
+        Some(dma)
     }
 
     fn memory_map(&self, fw_cfg: Option<&FwCfg<'_>>) -> Result<MemoryMap, BootError> {
@@ -407,6 +479,19 @@ impl<C: SevCpu + Sync> Platform for SnpPlatform<C> {
         false
     }
 
+    /// Makes the bounce buffer private and validated again.
+    fn before_handoff(&self) -> Result<(), BootError> {
+        match self.release_bounce_buffer() {
+            Ok(_) => Ok(()),
+            Err(e) => Err(failure(
+                &e,
+                BootError::RegionUnavailable(
+                    "fw_cfg bounce buffer (its conversion back to private failed)",
+                ),
+            )),
+        }
+    }
+
     fn fatal_report(&self, _message: &str) -> ! {
         let _ = self.terminate();
         loop {
@@ -420,7 +505,7 @@ pub fn hashes_missing(e: &BootError) -> bool {
     matches!(e, BootError::KernelHashes(HashesError::Missing))
 }
 
-impl<C: SevCpu + Sync> SnpPlatform<C> {
+impl<C: SevCpu + Sync, B: SharedBuffer> SnpPlatform<C, B> {
     /// Whether Secure TSC is on (for the #VC environment).
     pub fn secure_tsc(&self) -> bool {
         self.ready.get().is_some_and(|r| r.secure_tsc)

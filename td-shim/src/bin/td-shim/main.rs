@@ -10,12 +10,12 @@ use td_shim::arch::live_tables::LiveTables;
 use td_shim::arch::sev::FirmwareVcEnv;
 use td_shim::arch::{cpu, phys};
 use td_shim::boot::{self, Entry};
+use td_shim::bounce::StaticSharedBuffer;
 use td_shim::plain::PlainPlatform;
 use td_shim::platform::Platform;
 use td_shim::sev_entry::SnpEntry;
 use td_shim::snp::instr::SevInstr;
 use td_shim::snp::platform::{SnpPages, SnpPlatform};
-use td_shim::tdx::bounce::StaticSharedBuffer;
 use td_shim::tdx::instr::TdcallInstr;
 use td_shim::tdx::platform::TdxPlatform;
 
@@ -61,7 +61,7 @@ extern "sysv64" fn shim_entry(entry_mode: u32, vcpu_index: u32, ebx: u32) -> ! {
     boot::run(detect(), entry)
 }
 
-type Snp = SnpPlatform<SevInstr>;
+type Snp = SnpPlatform<SevInstr, StaticSharedBuffer>;
 
 /// The SEV-SNP platform over the layout's pages.
 fn snp_platform(entry: SnpEntry) -> &'static dyn Platform {
@@ -74,7 +74,7 @@ fn snp_platform(entry: SnpEntry) -> &'static dyn Platform {
         // keeps it so (reserved for good); PVALIDATE is only given identity-mapped RAM.
         // SAFETY: SNP_GHCB is an unused aligned page, shared by early_init before any GHCB use.
         let cpu = unsafe { SevInstr::new(SNP_GHCB.base as usize) };
-        Snp::new(
+        let snp = Snp::new(
             cpu,
             entry,
             SnpPages {
@@ -84,7 +84,15 @@ fn snp_platform(entry: SnpEntry) -> &'static dyn Platform {
             },
             &LIVE_TABLES,
             env,
-        )
+        );
+        // FW_CFG_BOUNCE (pre-validated TempMem, mapped with the C-bit) is made shared in
+        // early_init after the GHCB (PVALIDATE is given it only while it is mapped with the
+        // C-bit: rescinded before the C-bit is cleared, validated after it is set again).
+        // Without it fw_cfg reads the data port with REP INSB through the GHCB.
+        match phys::take(phys::RamRegion::FwCfgBounce) {
+            Some(region) => snp.with_bounce_buffer(StaticSharedBuffer::new(region)),
+            None => snp,
+        }
     })
 }
 

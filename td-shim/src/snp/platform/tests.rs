@@ -7,9 +7,10 @@ extern crate std;
 use super::*;
 use crate::snp::cpu::{CpuidResult, PageSize, PvalidateResult};
 use crate::snp::cpuid::CpuState;
-use crate::snp::model::Model;
+use crate::snp::model::{Call, Inject, Model};
 use crate::snp::tests::{cpuid_page, epyc_functions, GHCB_GPA, MIB};
 use crate::snp::vc::MAX_INSN;
+use crate::tdx::bounce::tests::VecBuffer;
 use std::boxed::Box;
 use std::sync::Mutex;
 use std::vec::Vec;
@@ -97,20 +98,34 @@ impl SevCpu for CpuRef {
     }
 }
 
-type P = SnpPlatform<CpuRef>;
+type P = SnpPlatform<CpuRef, VecBuffer>;
 
 /// A platform over a fresh model with RAM [0, 2 GiB), the GHCB page validated private (as the
 /// SEV metadata's pre-validated TempMem leaves it) and a QEMU-like CPUID page.
 fn platform(hashes: Vec<u8>, code: Vec<u8>) -> (&'static P, &'static Locked, &'static Remaps) {
+    build(hashes, code, epyc_functions(), None)
+}
+
+/// As [`platform`], with `functions` as the CPUID page and, if given, a bounce buffer (its
+/// pages validated private, as TempMem is).
+fn build(
+    hashes: Vec<u8>,
+    code: Vec<u8>,
+    functions: Vec<crate::snp::cpuid::CpuidFunction>,
+    bounce: Option<VecBuffer>,
+) -> (&'static P, &'static Locked, &'static Remaps) {
     let m = Model::new();
     m.add_ram(0, 0x8000_0000);
     m.pre_validate(GHCB_GPA, 0x1000);
+    if let Some(b) = &bounce {
+        m.pre_validate(b.gpa, b.mem.lock().unwrap().len() as u64);
+    }
     let cpu: &'static Locked = leak(Locked(Mutex::new(m)));
     let remaps: &'static Remaps = leak(Remaps::default());
     let env: &'static Env = leak(Env(code));
-    let page: &'static [u8] = Box::leak(cpuid_page(&epyc_functions()).into_boxed_slice());
+    let page: &'static [u8] = Box::leak(cpuid_page(&functions).into_boxed_slice());
     let hashes: &'static [u8] = Box::leak(hashes.into_boxed_slice());
-    let p = leak(SnpPlatform::new(
+    let p = SnpPlatform::new(
         CpuRef(cpu),
         ENTRY,
         SnpPages {
@@ -120,8 +135,43 @@ fn platform(hashes: Vec<u8>, code: Vec<u8>) -> (&'static P, &'static Locked, &'s
         },
         remaps,
         env,
-    ));
-    (p, cpu, remaps)
+    );
+    let p = match bounce {
+        Some(b) => p.with_bounce_buffer(b),
+        None => p,
+    };
+    (leak(p), cpu, remaps)
+}
+
+/// Where the layout puts FW_CFG_BOUNCE, and its size.
+const BOUNCE: u64 = 0x1B_0000;
+const BOUNCE_LEN: u64 = 0x4_0000;
+
+/// The EPYC CPUID page with `SME_COHERENT` (0x8000001F EAX bit 10) set or clear.
+fn functions(sme_coherent: bool) -> Vec<crate::snp::cpuid::CpuidFunction> {
+    let mut f = epyc_functions();
+    for e in f.iter_mut().filter(|e| e.eax_in == 0x8000_001F) {
+        e.eax = if sme_coherent {
+            e.eax | 1 << 10
+        } else {
+            e.eax & !(1 << 10)
+        };
+    }
+    f
+}
+
+/// A platform with a bounce buffer at [`BOUNCE`].
+fn with_bounce(sme_coherent: bool) -> (&'static P, &'static Locked, &'static Remaps) {
+    build(
+        std::vec![0; 0x400],
+        Vec::new(),
+        functions(sme_coherent),
+        Some(VecBuffer::new(BOUNCE, BOUNCE_LEN as usize)),
+    )
+}
+
+fn bounce_pages() -> impl Iterator<Item = u64> {
+    (BOUNCE..BOUNCE + BOUNCE_LEN).step_by(0x1000)
 }
 
 fn model(cpu: &Locked) -> std::sync::MutexGuard<'_, Model> {
@@ -399,4 +449,102 @@ fn the_cc_blob_names_the_secrets_and_cpuid_pages() {
     assert_eq!(p.extend_rtmr(0, &[1; 48]), Ok(()));
     assert!(p.extend_rtmr(4, &[1; 48]).is_err());
     assert_eq!(p.emulated_rtmrs(), None);
+}
+
+#[test]
+fn the_bounce_buffer_is_shared_after_the_ghcb_and_private_again_before_handoff() {
+    let (p, cpu, remaps) = with_bounce(true);
+    assert!(p.fw_cfg_dma().is_none(), "before early_init");
+    p.early_init().unwrap();
+    {
+        let m = model(cpu);
+        // The GHCB is registered (MSR protocol) before the buffer's first rescind.
+        let calls = m.calls();
+        let registered = calls
+            .iter()
+            .position(|c| matches!(c, Call::Msr { request, .. } if request & 0xFFF == msr_protocol::code::REGISTER_GHCB_REQ))
+            .unwrap();
+        let first_rescind = calls
+            .iter()
+            .position(|c| matches!(c, Call::Pvalidate { va, validate: false, .. } if *va == BOUNCE))
+            .unwrap();
+        assert!(registered < first_rescind);
+        assert!(bounce_pages().all(|pg| !m.is_private(pg)), "shared");
+        m.assert_clean();
+    }
+    assert_eq!(
+        remaps.0.lock().unwrap().clone(),
+        [(GHCB_GPA, 0x1000, 0), (BOUNCE, BOUNCE_LEN, 0)]
+    );
+    assert!(p.fw_cfg_dma().is_some());
+    // The buffer is not one of the pages that stay shared in the final page tables.
+    assert_eq!(p.shared_pages(), &[SNP_GHCB]);
+
+    p.before_handoff().unwrap();
+    assert_eq!(
+        remaps.0.lock().unwrap().last().copied(),
+        Some((BOUNCE, BOUNCE_LEN, 1 << 51))
+    );
+    {
+        let m = model(cpu);
+        assert!(
+            bounce_pages().all(|pg| m.is_validated(pg)),
+            "private, validated"
+        );
+        m.assert_clean();
+    }
+    assert!(p.fw_cfg_dma().is_none(), "after the release");
+    // A second hand-off attempt changes nothing.
+    let n = model(cpu).calls().len();
+    p.before_handoff().unwrap();
+    assert_eq!(model(cpu).calls().len(), n);
+}
+
+#[test]
+fn without_sme_coherent_the_buffer_is_left_private_and_fw_cfg_uses_rep_insb() {
+    let (p, cpu, remaps) = with_bounce(false);
+    p.early_init().unwrap();
+    assert!(p.fw_cfg_dma().is_none());
+    assert_eq!(remaps.0.lock().unwrap().len(), 1, "the GHCB only");
+    {
+        let m = model(cpu);
+        assert!(bounce_pages().all(|pg| m.is_validated(pg)));
+        assert!(!m
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Pvalidate { va, .. } if *va == BOUNCE)));
+    }
+    let n = model(cpu).calls().len();
+    p.before_handoff().unwrap();
+    assert_eq!(model(cpu).calls().len(), n);
+    model(cpu).assert_clean();
+}
+
+#[test]
+fn a_failed_conversion_of_the_buffer_fails_early_init_and_the_hand_off() {
+    let (p, cpu, _) = with_bounce(true);
+    model(cpu).inject(Inject::PscEntries(5));
+    model(cpu).inject(Inject::PscError(3));
+    assert_eq!(
+        p.early_init(),
+        Err(BootError::RegionUnavailable(
+            "fw_cfg bounce buffer (its conversion to shared failed)"
+        ))
+    );
+    assert!(p.fw_cfg_dma().is_none());
+
+    let (p, cpu, _) = with_bounce(true);
+    p.early_init().unwrap();
+    model(cpu).inject(Inject::PscError(3));
+    assert_eq!(
+        p.before_handoff(),
+        Err(BootError::RegionUnavailable(
+            "fw_cfg bounce buffer (its conversion back to private failed)"
+        ))
+    );
+    assert!(
+        p.fw_cfg_dma().is_none(),
+        "closed even though the release failed"
+    );
+    assert!(matches!(p.release_bounce_buffer(), Ok(None)));
 }
