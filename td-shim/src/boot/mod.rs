@@ -82,6 +82,18 @@ fn boot(platform: &'static dyn Platform) -> Result<Infallible, BootError> {
         Err(e) => return Err(e.into()),
     };
     let fw_cfg = fw_cfg.as_ref();
+    if let Some(f) = fw_cfg {
+        // Under SEV-SNP the platform offers DMA only with a shared bounce buffer, which it may
+        // have declined in early_init (before the console): say which way fw_cfg is read.
+        log::info!(
+            "fw_cfg: {}",
+            if f.has_dma() {
+                "read by DMA"
+            } else {
+                "read through the data port (no DMA channel)"
+            }
+        );
+    }
 
     let mut map = platform.memory_map(fw_cfg)?;
     let vmm_ram = map.ram_bytes();
