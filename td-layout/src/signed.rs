@@ -25,9 +25,10 @@
 //!
 //! For ECDSA P-384 the public key is the point's X ‖ Y (96 bytes, big-endian coordinates) and
 //! the signature R ‖ S (96 bytes, big-endian, not DER). The signed message is
-//! `header ‖ payload` (upstream's message), where a Linux bzImage's boot-loader fields are
-//! normalized first (see `td_shim::secure_boot`). The trailer is at the end, not in front as
-//! upstream puts it, so that a signed bzImage is still a bzImage that QEMU's `-kernel` loads.
+//! `header ‖ SHA-384(payload)`, 96 bytes, where a Linux bzImage's boot-loader fields are
+//! normalized before hashing (see `td_shim::secure_boot`): the payload's digest is the one the
+//! measurement records. The trailer is at the end, not in front as upstream puts it, so that a
+//! signed bzImage is still a bzImage that QEMU's `-kernel` loads.
 //!
 //! # The enrolled key record
 //!

@@ -12,7 +12,8 @@
 //! 2. its algorithm is the enrolled key's;
 //! 3. SHA-384 of its public key equals the enrolled hash (before any curve arithmetic on an
 //!    untrusted key);
-//! 4. the signature verifies over `header ‖ payload` (a bzImage's loader fields normalized);
+//! 4. the signature verifies over `header ‖ SHA-384(payload)` (a bzImage's loader fields
+//!    normalized before hashing, [`payload_digest`]);
 //! 5. the payload's SVN is at least the enrolled minimum. The SVN is read from the signed header,
 //!    so it is checked only once the signature says the header is the signer's.
 
@@ -84,6 +85,9 @@ impl fmt::Display for Refused {
 pub struct Verified<'a> {
     /// The payload without its trailer: what boots and what is measured.
     pub payload: &'a [u8],
+    /// [`payload_digest`] of `payload`, as the signature covers it; for a bzImage also its
+    /// measured kernel digest.
+    pub payload_digest: [u8; DIGEST_SIZE],
     /// The payload's SVN, from the signed header.
     pub svn: u64,
     /// The payload's version, from the signed header (informational).
@@ -103,24 +107,41 @@ fn is_bzimage(payload: &[u8]) -> bool {
     payload.get(HDRS_AT..HDRS_AT + 4) == Some(b"HdrS")
 }
 
-/// SHA-384 of the signed message, `header ‖ payload`, where a bzImage's boot-loader fields are
-/// normalized as the kernel measurement normalizes them
-/// ([`td_loader::linux::normalize_setup_header`]): QEMU's `-kernel` writes them, so the bytes
-/// the firmware receives differ there from the file that was signed.
-pub fn message_digest(header: &[u8; HEADER_SIZE], payload: &[u8]) -> [u8; DIGEST_SIZE] {
+/// Bytes of the signed message: the header, then the payload's digest.
+pub const MESSAGE_SIZE: usize = HEADER_SIZE + DIGEST_SIZE;
+
+/// SHA-384 of the payload as it is signed and measured: a bzImage's boot-loader fields
+/// normalized ([`normalized_head`], the fields QEMU's `-kernel` writes), every other byte as it
+/// is. For a bzImage this is the kernel digest the measurement records
+/// ([`crate::measurement::kernel_digest`]), so the firmware hashes the kernel once for both.
+pub fn payload_digest(payload: &[u8]) -> [u8; DIGEST_SIZE] {
     let head = normalized_head(payload);
     let mut h = Sha384::new();
-    h.update(header);
     h.update(head.as_bytes());
     h.update(&payload[head.len()..]);
     h.finalize().into()
 }
 
-/// The start of a payload as the signed message has it: for a bzImage, its first
-/// `min(len, 0x290)` bytes with the boot-loader fields normalized; for any other payload,
-/// nothing. The signed message is `header ‖ head ‖ payload[head.len()..]`; [`message_digest`]
-/// hashes exactly that, and a signer that hashes the message itself (`td-shim-tool sign`)
-/// builds it from this.
+/// The signed message: the 48 header bytes as stored, then the payload's digest
+/// ([`payload_digest`]). 96 bytes, so an external signer (an HSM) never needs the payload.
+pub fn message(
+    header: &[u8; HEADER_SIZE],
+    payload_digest: &[u8; DIGEST_SIZE],
+) -> [u8; MESSAGE_SIZE] {
+    let mut m = [0u8; MESSAGE_SIZE];
+    m[..HEADER_SIZE].copy_from_slice(header);
+    m[HEADER_SIZE..].copy_from_slice(payload_digest);
+    m
+}
+
+/// SHA-384 of the signed message for `payload` under `header`: what ECDSA P-384 signs.
+pub fn message_digest(header: &[u8; HEADER_SIZE], payload: &[u8]) -> [u8; DIGEST_SIZE] {
+    Sha384::digest(message(header, &payload_digest(payload))).into()
+}
+
+/// The start of a payload as it is hashed: for a bzImage, its first `min(len, 0x290)` bytes
+/// with the boot-loader fields normalized; for any other payload, nothing. [`payload_digest`]
+/// hashes `head ‖ payload[head.len()..]`.
 #[derive(Clone, Copy)]
 pub struct NormalizedHead {
     bytes: [u8; SETUP_HEADER_END],
@@ -185,7 +206,8 @@ pub fn verify<'a>(file: &'a [u8], enrolled: &EnrolledKey) -> Result<Verified<'a>
     if !ct_eq(&signer, &enrolled.key_hash) {
         return Err(Refused::UnknownKey(signer));
     }
-    let digest = message_digest(s.header, s.payload);
+    let payload_digest = payload_digest(s.payload);
+    let digest: [u8; DIGEST_SIZE] = Sha384::digest(message(s.header, &payload_digest)).into();
     match s.algorithm {
         Algorithm::EcdsaP384Sha384 => verify_p384(s.public_key, s.signature, &digest)?,
     }
@@ -194,6 +216,7 @@ pub fn verify<'a>(file: &'a [u8], enrolled: &EnrolledKey) -> Result<Verified<'a>
     }
     Ok(Verified {
         payload: s.payload,
+        payload_digest,
         svn: s.payload_svn,
         version: s.payload_version,
         signer,
@@ -323,7 +346,7 @@ mod tests {
     }
 
     #[test]
-    fn the_digest_is_of_header_head_and_the_rest() {
+    fn the_message_is_the_header_and_the_payload_digest() {
         let h = header(0x1000, 1, 0, Algorithm::EcdsaP384Sha384).unwrap();
         let mut kernel = bzimage();
         kernel[0x210] = 0xB0; // type_of_loader, a loader field
@@ -331,19 +354,39 @@ mod tests {
         assert_eq!(head.len(), SETUP_HEADER_END);
         assert_eq!(head.as_bytes()[0x210], 0);
         assert_eq!(head.as_bytes()[0x202..0x206], *b"HdrS");
-        let mut message = h.to_vec();
-        message.extend_from_slice(head.as_bytes());
-        message.extend_from_slice(&kernel[head.len()..]);
-        let direct: [u8; DIGEST_SIZE] = Sha384::digest(&message).into();
+        let mut hashed = head.as_bytes().to_vec();
+        hashed.extend_from_slice(&kernel[head.len()..]);
+        let pd: [u8; DIGEST_SIZE] = Sha384::digest(&hashed).into();
+        assert_eq!(payload_digest(&kernel), pd);
+        // What the firmware relies on to hash a verified kernel once: the signed digest is the
+        // measured kernel digest.
+        assert_eq!(pd, crate::measurement::kernel_digest(&kernel));
+        let mut expected = h.to_vec();
+        expected.extend_from_slice(&pd);
+        assert_eq!(message(&h, &pd).as_slice(), expected.as_slice());
+        let direct: [u8; DIGEST_SIZE] = Sha384::digest(&expected).into();
         assert_eq!(message_digest(&h, &kernel), direct);
-        // Not a bzImage: the head is empty and the message is the header and the payload.
+        // Not a bzImage: the payload is hashed as it is.
         assert_eq!(normalized_head(b"ELF").len(), 0);
-        let mut message = h.to_vec();
-        message.extend_from_slice(b"ELF");
-        let direct: [u8; DIGEST_SIZE] = Sha384::digest(&message).into();
-        assert_eq!(message_digest(&h, b"ELF"), direct);
-        // A bzImage shorter than the setup header: the head is all of it.
-        assert_eq!(normalized_head(&kernel[..0x220]).len(), 0x220);
+        let elf: [u8; DIGEST_SIZE] = Sha384::digest(b"ELF").into();
+        assert_eq!(payload_digest(b"ELF"), elf);
+        // A bzImage shorter than the setup header: the head is all of it, and the measurement
+        // agrees there too.
+        let short = &kernel[..0x220];
+        assert_eq!(normalized_head(short).len(), 0x220);
+        assert_eq!(
+            payload_digest(short),
+            crate::measurement::kernel_digest(short)
+        );
+    }
+
+    #[test]
+    fn a_verified_payload_carries_its_digest() {
+        let k = key(4);
+        let kernel = bzimage();
+        let signed = sign(&k, &kernel, 0);
+        let v = verify(&signed, &enrolled(&k, 0)).unwrap();
+        assert_eq!(v.payload_digest, payload_digest(&kernel));
     }
 
     #[test]

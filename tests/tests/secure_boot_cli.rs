@@ -5,6 +5,7 @@
 //! OpenSSL is required (/usr/bin/openssl, Debian's `openssl` package): a machine without it fails
 //! these tests instead of skipping them.
 
+use sha2::{Digest, Sha384};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use td_layout::signed::{enrolled_key_image_offset, HEADER_SIZE, RECORD_SIZE};
@@ -242,15 +243,16 @@ fn openssl_verifies_what_we_sign_and_we_verify_what_it_signs() {
         "-o",
         s(&msg),
     ]));
-    // The message is the header and the payload (an ELF: unchanged).
+    // The message is the header and the payload's SHA-384 (an ELF: hashed as it is).
     let signed_bytes = std::fs::read(&signed).unwrap();
     let message = std::fs::read(&msg).unwrap();
     let payload_bytes = std::fs::read(&p).unwrap();
+    assert_eq!(message.len(), HEADER_SIZE + 48);
     assert_eq!(
         message[..HEADER_SIZE],
         signed_bytes[signed_bytes.len() - HEADER_SIZE..]
     );
-    assert_eq!(message[HEADER_SIZE..], payload_bytes[..]);
+    assert_eq!(message[HEADER_SIZE..], Sha384::digest(&payload_bytes)[..]);
     assert_eq!(signed_bytes[..payload_bytes.len()], payload_bytes[..]);
     let sig = d.join("ours.der");
     std::fs::write(&sig, der_signature(trailer_signature(&signed_bytes))).unwrap();
@@ -735,11 +737,19 @@ fn a_signed_bzimage_verifies_after_the_loader_fills_its_fields() {
         "-o",
         s(&signed),
     ]));
-    // The printed message has the loader fields zeroed; OpenSSL verifies it.
+    // The printed message carries the kernel's digest with the loader fields zeroed: the
+    // digest the measurement records for this kernel. OpenSSL verifies it.
     let msg = tool(&["sign", "--print-message", "--svn", "1", s(&k)]).stdout;
-    assert_eq!(msg.len(), HEADER_SIZE + kernel.len());
-    assert_eq!(msg[HEADER_SIZE + 0x210], 0, "type_of_loader zeroed");
-    assert_eq!(msg[HEADER_SIZE + 0x300..], kernel[0x300..]);
+    assert_eq!(msg.len(), HEADER_SIZE + 48);
+    assert_eq!(
+        msg[HEADER_SIZE..],
+        td_shim::measurement::kernel_digest(&kernel)
+    );
+    assert_ne!(
+        msg[HEADER_SIZE..],
+        Sha384::digest(&kernel)[..],
+        "the loader fields are zeroed before hashing"
+    );
     let msg_path = d.join("msg.bin");
     std::fs::write(&msg_path, &msg).unwrap();
     let mut bytes = std::fs::read(&signed).unwrap();

@@ -42,7 +42,7 @@ pub(super) fn boot(
     // what is measured and loaded is the payload without its signature trailer.
     let (payload, secure) = match enrolled {
         Some(e) => {
-            let (payload, secure) = e.verify("ELF payload", &copy)?;
+            let (payload, _, secure) = e.verify("ELF payload", &copy)?;
             (payload, Some(secure))
         }
         None => (copy.as_slice(), None),

@@ -184,12 +184,18 @@ pub(super) fn boot(
     // Secure boot: the staged copy (the signed file, as SNP's hashes covered it) is verified
     // before anything of it is parsed further, measured or run; from here on the kernel is the
     // bzImage without its signature trailer. The initrd and command line are not signed.
-    let (bz, secure) = match enrolled {
+    // The signature covers the kernel's digest as measured (loader fields normalized), so a
+    // verified kernel is not hashed a second time for its measurement.
+    let (bz, kernel_blob, secure) = match enrolled {
         Some(e) => {
-            let (kernel, secure) = e.verify("kernel", bz)?;
-            (kernel, Some(secure))
+            let (kernel, digest, secure) = e.verify("kernel", bz)?;
+            let blob = Blob::Hashed {
+                digest,
+                len: kernel.len() as u64,
+            };
+            (kernel, blob, Some(secure))
         }
-        None => (&*bz, None),
+        None => (&*bz, Blob::Bytes(bz), None),
     };
 
     let image = td_loader::linux::parse(bz)?;
@@ -209,7 +215,7 @@ pub(super) fn boot(
         &config,
         secure.as_ref(),
         &Payload::Linux {
-            kernel: Blob::Bytes(bz),
+            kernel: kernel_blob,
             cmdline,
             initrd: initrd.map(Blob::Bytes),
         },

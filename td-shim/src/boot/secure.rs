@@ -46,14 +46,16 @@ pub(super) fn enrolled() -> Result<Option<Enrolled>, BootError> {
 
 impl Enrolled {
     /// Verifies `file` (the firmware's copy of a payload with its signature trailer): the
-    /// payload without the trailer and what the plan records, or the refusal.
+    /// payload without the trailer, its digest as signed ([`secure_boot::payload_digest`], for a
+    /// bzImage also its measured kernel digest) and what the plan records, or the refusal.
     pub(super) fn verify<'a>(
         &self,
         what: &str,
         file: &'a [u8],
-    ) -> Result<(&'a [u8], SecureBoot<'static>), BootError> {
+    ) -> Result<(&'a [u8], [u8; 48], SecureBoot<'static>), BootError> {
         let Verified {
             payload,
+            payload_digest,
             svn,
             version,
             signer,
@@ -65,6 +67,7 @@ impl Enrolled {
         );
         Ok((
             payload,
+            payload_digest,
             SecureBoot {
                 record: self.record,
                 signer,

@@ -8,10 +8,11 @@
 //! reader of its own, so that a key on another curve or of another algorithm is named in the
 //! error instead of being "rejected".
 //!
-//! What is signed is the message of `td_shim::secure_boot`: `header ‖ payload`, where a bzImage's
-//! first bytes are replaced by [`td_shim::secure_boot::normalized_head`]. `ring` hashes the
-//! message itself, so [`signed_message`] builds those exact bytes; `sign --print-message` writes
-//! them for a signer outside this tool (an HSM, `openssl dgst -sha384 -sign`).
+//! What is signed is the message of `td_shim::secure_boot`: the 48-byte header, then the
+//! payload's SHA-384 (a bzImage's loader fields normalized first,
+//! [`td_shim::secure_boot::payload_digest`]), 96 bytes in all. `ring` hashes the message itself,
+//! so [`signed_message`] builds those exact bytes; `sign --print-message` writes them for a
+//! signer outside this tool (an HSM, `openssl dgst -sha384 -sign`).
 //!
 //! Every input here (key files, signatures, payloads, images) is untrusted: errors are typed,
 //! nothing panics.
@@ -668,16 +669,12 @@ pub fn header_for(payload: &[u8], version: u64, svn: u64) -> Result<[u8; HEADER_
         .ok_or(SecureBootError::TooLarge(payload.len()))
 }
 
-/// The exact bytes that are signed: `header ‖ head ‖ payload[head.len()..]`, where `head` is
-/// [`td_shim::secure_boot::normalized_head`] (a bzImage's loader fields zeroed; empty for any
-/// other payload). Their SHA-384 is [`td_shim::secure_boot::message_digest`].
+/// The exact bytes that are signed: the header, then the payload's SHA-384 with a bzImage's
+/// loader fields normalized ([`td_shim::secure_boot::message`] and
+/// [`td_shim::secure_boot::payload_digest`]), 96 bytes. Their SHA-384 is
+/// [`td_shim::secure_boot::message_digest`].
 pub fn signed_message(header: &[u8; HEADER_SIZE], payload: &[u8]) -> Vec<u8> {
-    let head = firmware::normalized_head(payload);
-    let mut m = Vec::with_capacity(HEADER_SIZE + payload.len());
-    m.extend_from_slice(header);
-    m.extend_from_slice(head.as_bytes());
-    m.extend_from_slice(payload.get(head.len()..).unwrap_or_default());
-    m
+    firmware::message(header, &firmware::payload_digest(payload)).to_vec()
 }
 
 /// The message to sign for `payload` with this version and SVN (`sign --print-message`).

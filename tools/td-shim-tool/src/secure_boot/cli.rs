@@ -56,8 +56,9 @@ pub struct SignArgs {
     /// key file), with --print-message or --signature.
     #[arg(long, value_name = "PUB")]
     pub pubkey: Option<PathBuf>,
-    /// External signing, step 1: write the exact bytes to sign (header ‖ payload, a bzImage's
-    /// loader fields zeroed) to -o FILE or standard output, and nothing else. Sign them with
+    /// External signing, step 1: write the exact bytes to sign (96 bytes: the header, then the
+    /// payload's SHA-384 with a bzImage's loader fields zeroed) to -o FILE or standard output,
+    /// and nothing else. Sign them with
     /// ECDSA P-384 over SHA-384 (`openssl dgst -sha384 -sign KEY -out SIG MSG`), then attach
     /// the signature with --signature and the same --svn and --payload-version.
     #[arg(long, conflicts_with = "signature")]

@@ -160,17 +160,30 @@ fn the_signed_message_hashes_to_the_firmware_digest() {
     for payload in [&b"an ELF payload"[..], &kernel, &kernel[..0x220], b""] {
         let header = header_for(payload, 7, 3).unwrap();
         let message = signed_message(&header, payload);
-        assert_eq!(message.len(), HEADER_SIZE + payload.len());
+        assert_eq!(message.len(), HEADER_SIZE + 48);
         assert_eq!(&message[..HEADER_SIZE], &header);
+        assert_eq!(message[HEADER_SIZE..], firmware::payload_digest(payload));
         let direct: [u8; 48] = Sha384::digest(&message).into();
         assert_eq!(direct, firmware::message_digest(&header, payload));
     }
-    // The bzImage's loader fields are zeroed in the message, the rest is the payload's.
+    // A bzImage's digest is over the file with its loader fields zeroed, the rest as it is:
+    // the kernel digest the measurement records.
     let header = header_for(&kernel, 7, 3).unwrap();
     let message = signed_message(&header, &kernel);
-    assert_eq!(message[HEADER_SIZE + 0x210], 0);
-    assert_eq!(message[HEADER_SIZE + 0x228..HEADER_SIZE + 0x22C], [0; 4]);
-    assert_eq!(message[HEADER_SIZE + 0x1000..], kernel[0x1000..]);
+    let mut zeroed = kernel.clone();
+    td_loader::linux::normalize_setup_header(&mut zeroed[..0x290]);
+    assert_eq!((zeroed[0x210], &zeroed[0x228..0x22C]), (0, &[0u8; 4][..]));
+    assert_eq!(zeroed[0x290..], kernel[0x290..]);
+    let expected: [u8; 48] = Sha384::digest(&zeroed).into();
+    assert_eq!(message[HEADER_SIZE..], expected);
+    assert_eq!(expected, td_shim::measurement::kernel_digest(&kernel));
+    // An ELF payload's digest is its plain SHA-384.
+    let elf: [u8; 48] = Sha384::digest(b"an ELF payload").into();
+    let header = header_for(b"an ELF payload", 7, 3).unwrap();
+    assert_eq!(
+        signed_message(&header, b"an ELF payload")[HEADER_SIZE..],
+        elf
+    );
 }
 
 #[test]
