@@ -665,7 +665,7 @@ impl MeasureReport {
         for e in &self.events {
             let _ = writeln!(
                 s,
-                "{:>4} {:<5} {:<32} {:<13} {}",
+                "{:>4} {:<5} {:<32} {:<14} {}",
                 e.index,
                 e.register,
                 e.type_name,
