@@ -223,3 +223,6 @@ impl SharedBuffer for StaticSharedBuffer {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod fake_device;

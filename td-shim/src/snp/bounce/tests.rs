@@ -13,7 +13,8 @@
 extern crate std;
 
 use super::*;
-use crate::fw_cfg::{self, FwCfg, DATA_PORT, FILE_DIR_KEY, ID_KEY, SELECTOR_PORT, SIGNATURE_KEY};
+use crate::bounce::fake_device::{copy_in, copy_out, FakeFwCfg};
+use crate::fw_cfg::{self, FwCfg};
 use crate::snp::cpu::{PageSize, PvalidateResult};
 use crate::snp::ghcb::{exit_code, Ghcb, Session};
 use crate::snp::model::{Call, Inject, Model};
@@ -21,8 +22,7 @@ use crate::snp::msr_protocol::code;
 use crate::snp::psc::{PageOp, PscEntry, PscError};
 use crate::snp::tests::GHCB_GPA;
 use std::boxed::Box;
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::format;
 use std::string::{String, ToString};
 use std::sync::{Arc, Mutex};
@@ -201,32 +201,12 @@ impl SharedBuffer for Buffer {
     fn write(&mut self, offset: usize, src: &[u8]) -> bool {
         self.world
             .firmware_access("write", BUF + offset as u64, src.len() as u64);
-        let mut m = self.mem.lock().unwrap();
-        match offset
-            .checked_add(src.len())
-            .and_then(|end| m.get_mut(offset..end))
-        {
-            Some(dst) => {
-                dst.copy_from_slice(src);
-                true
-            }
-            None => false,
-        }
+        copy_in(&self.mem, offset, src)
     }
     fn read(&self, offset: usize, dst: &mut [u8]) -> bool {
         self.world
             .firmware_access("read", BUF + offset as u64, dst.len() as u64);
-        let m = self.mem.lock().unwrap();
-        match offset
-            .checked_add(dst.len())
-            .and_then(|end| m.get(offset..end))
-        {
-            Some(src) => {
-                dst.copy_from_slice(src);
-                true
-            }
-            None => false,
-        }
+        copy_out(&self.mem, offset, dst)
     }
     fn read_u32_volatile(&self, offset: usize) -> Option<[u8; 4]> {
         let mut w = [0; 4];
@@ -234,44 +214,13 @@ impl SharedBuffer for Buffer {
     }
 }
 
-/// fw_cfg with the port and DMA interfaces, as QEMU's: the DMA address is a GPA; the device
-/// reaches the buffer's memory only where the model says the pages are shared (the RMP keeps
-/// the hypervisor out of private pages). A descriptor it cannot read gets no answer.
-pub(crate) struct Device {
-    world: &'static World,
-    mem: Arc<Mutex<Vec<u8>>>,
-    items: BTreeMap<u16, Vec<u8>>,
-    state: RefCell<(u16, usize, u32)>,
-    pub transfers: RefCell<Vec<(u32, u32, u64)>>,
-}
-
-impl Device {
-    pub(crate) fn new(buf: &Buffer, files: &[(&str, Vec<u8>)]) -> Self {
-        let mut items = BTreeMap::new();
-        items.insert(SIGNATURE_KEY, b"QEMU".to_vec());
-        items.insert(ID_KEY, 3u32.to_le_bytes().to_vec());
-        let mut dir = (files.len() as u32).to_be_bytes().to_vec();
-        for (i, (name, data)) in files.iter().enumerate() {
-            let key = 0x20 + i as u16;
-            let mut e = [0u8; 64];
-            e[0..4].copy_from_slice(&(data.len() as u32).to_be_bytes());
-            e[4..6].copy_from_slice(&key.to_be_bytes());
-            e[8..8 + name.len()].copy_from_slice(name.as_bytes());
-            dir.extend_from_slice(&e);
-            items.insert(key, data.clone());
-        }
-        items.insert(FILE_DIR_KEY, dir);
-        Device {
-            world: buf.world,
-            mem: buf.mem.clone(),
-            items,
-            state: RefCell::new((0, 0, 0)),
-            transfers: RefCell::new(Vec::new()),
-        }
-    }
-
-    /// The buffer offset of GPA `addr` for `len` bytes, if the device can reach it.
-    fn offset(&self, addr: u64, len: usize) -> Option<usize> {
+/// fw_cfg with the port and DMA interfaces, as QEMU's ([`FakeFwCfg`]): the DMA address is a
+/// GPA; the device reaches the buffer's memory only where the model says the pages are shared
+/// (the RMP keeps the hypervisor out of private pages). A descriptor it cannot read gets no
+/// answer.
+pub(crate) fn device(buf: &Buffer, files: &[(&str, Vec<u8>)]) -> FakeFwCfg<'static> {
+    let world = buf.world;
+    let reach = move |addr: u64, len: usize| -> Option<usize> {
         let off = usize::try_from(addr.checked_sub(BUF)?).ok()?;
         if off.checked_add(len)? > LEN as usize {
             return None;
@@ -280,75 +229,10 @@ impl Device {
         let last = (addr + len.max(1) as u64 - 1) & !0xFFF;
         (first..=last)
             .step_by(0x1000)
-            .all(|p| self.world.shared(p))
+            .all(|p| world.shared(p))
             .then_some(off)
-    }
-
-    fn dma(&self, addr: u64) {
-        let Some(d) = self.offset(addr, 16) else {
-            return;
-        };
-        let desc: [u8; 16] = self.mem.lock().unwrap()[d..d + 16].try_into().unwrap();
-        let control = u32::from_be_bytes(desc[0..4].try_into().unwrap());
-        let length = u32::from_be_bytes(desc[4..8].try_into().unwrap());
-        let address = u64::from_be_bytes(desc[8..16].try_into().unwrap());
-        self.transfers.borrow_mut().push((control, length, address));
-        let mut st = self.state.borrow_mut();
-        if control & fw_cfg::DMA_SELECT != 0 {
-            *st = ((control >> 16) as u16, 0, st.2);
-        }
-        let mut result = 0u32;
-        if control & fw_cfg::DMA_READ != 0 {
-            match self.offset(address, length as usize) {
-                Some(o) => {
-                    let item = self.items.get(&st.0).cloned().unwrap_or_default();
-                    let mut mem = self.mem.lock().unwrap();
-                    for i in 0..length as usize {
-                        mem[o + i] = item.get(st.1 + i).copied().unwrap_or(0);
-                    }
-                    st.1 += length as usize;
-                }
-                None => result = fw_cfg::DMA_ERROR,
-            }
-        }
-        self.mem.lock().unwrap()[d..d + 4].copy_from_slice(&result.to_be_bytes());
-    }
-}
-
-impl PortIo for Device {
-    fn inb(&self, port: u16) -> u8 {
-        assert_eq!(port, DATA_PORT);
-        let mut st = self.state.borrow_mut();
-        let b = self
-            .items
-            .get(&st.0)
-            .and_then(|v| v.get(st.1).copied())
-            .unwrap_or(0);
-        st.1 += 1;
-        b
-    }
-    fn outb(&self, _: u16, _: u8) {
-        panic!("unexpected outb");
-    }
-    fn outw(&self, port: u16, value: u16) {
-        assert_eq!(port, SELECTOR_PORT);
-        let mut st = self.state.borrow_mut();
-        *st = (value, 0, st.2);
-    }
-    fn outl(&self, port: u16, value: u32) {
-        let value = u32::from_be(value);
-        match port {
-            fw_cfg::DMA_ADDRESS_HIGH_PORT => self.state.borrow_mut().2 = value,
-            fw_cfg::DMA_ADDRESS_LOW_PORT => {
-                let high = self.state.borrow().2;
-                self.dma((u64::from(high) << 32) | u64::from(value));
-            }
-            _ => panic!("unexpected outl to {port:#x}"),
-        }
-    }
-    fn inl(&self, _: u16) -> u32 {
-        panic!("unexpected inl");
-    }
+    };
+    FakeFwCfg::new(buf.mem.clone(), Box::new(reach), files)
 }
 
 fn with_session<R>(w: &'static World, f: impl FnOnce(&mut Session<'_, World>) -> R) -> R {
@@ -459,7 +343,7 @@ fn fw_cfg_reads_files_by_dma_in_chunks_of_the_buffer() {
     let w = World::new();
     let big = data(600_000);
     let (b, handle) = setup_shared(w);
-    let dev = Device::new(
+    let dev = device(
         &handle,
         &[("etc/e820", data(40)), ("opt/initrd", big.clone())],
     );
@@ -489,6 +373,23 @@ fn fw_cfg_reads_files_by_dma_in_chunks_of_the_buffer() {
     );
     assert_eq!(dev.transfers.borrow().len(), before);
     w.assert_clean();
+}
+
+#[test]
+fn a_hypervisor_that_keeps_the_buffer_private_gets_no_dma_through() {
+    // The PSC to shared is acknowledged but not done: the pages stay the guest's, and the
+    // device (the hypervisor's side) cannot reach them. The descriptor is never answered, so
+    // the read times out: it fails closed, it never returns data.
+    let w = World::new();
+    w.model().inject(Inject::PscLie);
+    let (b, handle) = setup_shared(w);
+    let dev = device(&handle, &[("etc/e820", data(40))]);
+    let mut dst = [0u8; 8];
+    assert_eq!(
+        b.read(&dev, 0x20, &mut dst),
+        Err(FwCfgError::DmaTimeout { key: 0x20 })
+    );
+    assert!(dev.transfers.borrow().is_empty(), "no descriptor was read");
 }
 
 #[test]

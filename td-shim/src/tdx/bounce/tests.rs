@@ -5,11 +5,11 @@
 extern crate std;
 
 use super::*;
-use crate::fw_cfg::{FwCfg, DATA_PORT, FILE_DIR_KEY, ID_KEY, SELECTOR_PORT, SIGNATURE_KEY};
+use crate::bounce::fake_device::{copy_in, copy_out, FakeFwCfg};
+use crate::fw_cfg::FwCfg;
 use crate::tdx::calls::model::{Inject, Model};
 use crate::tdx::calls::{leaf, vmcall};
-use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::boxed::Box;
 use std::string::{String, ToString};
 use std::sync::{Arc, Mutex};
 use std::vec;
@@ -42,30 +42,10 @@ impl SharedBuffer for VecBuffer {
         self.mem.lock().unwrap().len()
     }
     fn write(&mut self, offset: usize, src: &[u8]) -> bool {
-        let mut m = self.mem.lock().unwrap();
-        match offset
-            .checked_add(src.len())
-            .and_then(|end| m.get_mut(offset..end))
-        {
-            Some(dst) => {
-                dst.copy_from_slice(src);
-                true
-            }
-            None => false,
-        }
+        copy_in(&self.mem, offset, src)
     }
     fn read(&self, offset: usize, dst: &mut [u8]) -> bool {
-        let m = self.mem.lock().unwrap();
-        match offset
-            .checked_add(dst.len())
-            .and_then(|end| m.get(offset..end))
-        {
-            Some(src) => {
-                dst.copy_from_slice(src);
-                true
-            }
-            None => false,
-        }
+        copy_out(&self.mem, offset, dst)
     }
     fn read_u32_volatile(&self, offset: usize) -> Option<[u8; 4]> {
         let mut w = [0; 4];
@@ -107,134 +87,29 @@ impl SharedPageTables for Pages<'_> {
     }
 }
 
-/// fw_cfg with the port and DMA interfaces. It reaches guest memory only at
+/// fw_cfg with the port and DMA interfaces ([`FakeFwCfg`]). It reaches guest memory only at
 /// `[gpa, gpa + len)` addressed as `expect_bit | gpa`, and only pages the model says are shared.
-pub(crate) struct Device<'a> {
-    items: BTreeMap<u16, Vec<u8>>,
-    mem: Arc<Mutex<Vec<u8>>>,
-    gpa: u64,
+pub(crate) fn device<'a>(
+    buf: &VecBuffer,
     expect_bit: u64,
     model: Option<&'a Model>,
-    state: RefCell<(u16, usize, u32)>,
-    pub transfers: RefCell<Vec<(u32, u32, u64)>>,
-    pub fail_next: RefCell<bool>,
-}
-
-impl<'a> Device<'a> {
-    pub(crate) fn new(buf: &VecBuffer, expect_bit: u64, model: Option<&'a Model>) -> Self {
-        Device {
-            items: BTreeMap::new(),
-            mem: buf.mem.clone(),
-            gpa: buf.gpa,
-            expect_bit,
-            model,
-            state: RefCell::new((0, 0, 0)),
-            transfers: RefCell::new(Vec::new()),
-            fail_next: RefCell::new(false),
-        }
-    }
-
-    pub(crate) fn with_files(mut self, files: &[(&str, Vec<u8>)]) -> Self {
-        self.items.insert(SIGNATURE_KEY, b"QEMU".to_vec());
-        self.items.insert(ID_KEY, 3u32.to_le_bytes().to_vec());
-        let mut dir = (files.len() as u32).to_be_bytes().to_vec();
-        for (i, (name, data)) in files.iter().enumerate() {
-            let key = 0x20 + i as u16;
-            let mut e = [0u8; 64];
-            e[0..4].copy_from_slice(&(data.len() as u32).to_be_bytes());
-            e[4..6].copy_from_slice(&key.to_be_bytes());
-            e[8..8 + name.len()].copy_from_slice(name.as_bytes());
-            dir.extend_from_slice(&e);
-            self.items.insert(key, data.clone());
-        }
-        self.items.insert(FILE_DIR_KEY, dir);
-        self
-    }
-
-    /// The buffer offset of device address `addr` for `len` bytes, if the device may touch it.
-    fn offset(&self, addr: u64, len: usize) -> Option<usize> {
-        if addr & SHARED != self.expect_bit {
+    files: &[(&str, Vec<u8>)],
+) -> FakeFwCfg<'a> {
+    let (gpa, len) = (buf.gpa, buf.mem.lock().unwrap().len());
+    let reach = move |addr: u64, n: usize| -> Option<usize> {
+        if addr & SHARED != expect_bit {
             return None;
         }
-        let off = (addr & !SHARED).checked_sub(self.gpa)?;
-        let off = usize::try_from(off).ok()?;
-        let mem_len = self.mem.lock().unwrap().len();
-        if off.checked_add(len)? > mem_len {
+        let off = usize::try_from((addr & !SHARED).checked_sub(gpa)?).ok()?;
+        if off.checked_add(n)? > len {
             return None;
         }
-        let first = (self.gpa + off as u64) & !0xFFF;
-        let last = (self.gpa + (off + len.max(1) - 1) as u64) & !0xFFF;
-        let shared = |p: u64| self.model.is_none_or(|m| m.is_shared(p));
+        let first = (gpa + off as u64) & !0xFFF;
+        let last = (gpa + (off + n.max(1) - 1) as u64) & !0xFFF;
+        let shared = |p: u64| model.is_none_or(|m| m.is_shared(p));
         (first..=last).step_by(0x1000).all(shared).then_some(off)
-    }
-
-    fn dma(&self, addr: u64) {
-        let Some(d) = self.offset(addr, 16) else {
-            return; // QEMU cannot read the descriptor: nothing is written back
-        };
-        let desc: [u8; 16] = self.mem.lock().unwrap()[d..d + 16].try_into().unwrap();
-        let control = u32::from_be_bytes(desc[0..4].try_into().unwrap());
-        let length = u32::from_be_bytes(desc[4..8].try_into().unwrap());
-        let address = u64::from_be_bytes(desc[8..16].try_into().unwrap());
-        self.transfers.borrow_mut().push((control, length, address));
-        let mut st = self.state.borrow_mut();
-        if control & fw_cfg::DMA_SELECT != 0 {
-            *st = ((control >> 16) as u16, 0, st.2);
-        }
-        let mut result = 0u32;
-        if std::mem::take(&mut *self.fail_next.borrow_mut()) {
-            result = fw_cfg::DMA_ERROR;
-        } else if control & fw_cfg::DMA_READ != 0 {
-            match self.offset(address, length as usize) {
-                Some(o) => {
-                    let item = self.items.get(&st.0).cloned().unwrap_or_default();
-                    let mut mem = self.mem.lock().unwrap();
-                    for i in 0..length as usize {
-                        mem[o + i] = item.get(st.1 + i).copied().unwrap_or(0);
-                    }
-                    st.1 += length as usize;
-                }
-                None => result = fw_cfg::DMA_ERROR,
-            }
-        }
-        self.mem.lock().unwrap()[d..d + 4].copy_from_slice(&result.to_be_bytes());
-    }
-}
-
-impl PortIo for Device<'_> {
-    fn inb(&self, port: u16) -> u8 {
-        assert_eq!(port, DATA_PORT);
-        let mut st = self.state.borrow_mut();
-        let b = self
-            .items
-            .get(&st.0)
-            .and_then(|v| v.get(st.1).copied())
-            .unwrap_or(0);
-        st.1 += 1;
-        b
-    }
-    fn outb(&self, _: u16, _: u8) {
-        panic!("unexpected outb");
-    }
-    fn outw(&self, port: u16, value: u16) {
-        assert_eq!(port, SELECTOR_PORT);
-        let mut st = self.state.borrow_mut();
-        *st = (value, 0, st.2);
-    }
-    fn outl(&self, port: u16, value: u32) {
-        let value = u32::from_be(value);
-        match port {
-            fw_cfg::DMA_ADDRESS_HIGH_PORT => self.state.borrow_mut().2 = value,
-            fw_cfg::DMA_ADDRESS_LOW_PORT => {
-                let high = self.state.borrow().2;
-                self.dma((u64::from(high) << 32) | u64::from(value));
-            }
-            _ => panic!("unexpected outl to {port:#x}"),
-        }
-    }
-    fn inl(&self, _: u16) -> u32 {
-        panic!("unexpected inl");
-    }
+    };
+    FakeFwCfg::new(buf.mem.clone(), Box::new(reach), files)
 }
 
 /// A model with the buffer's pages as accepted RAM.
@@ -301,7 +176,7 @@ fn reads_go_through_the_shared_buffer_in_chunks() {
     let m = model(0x1000);
     let pages = Pages::new(Some(&m));
     let buf = VecBuffer::new(BUF, 0x1000);
-    let dev = Device::new(&buf, 0, Some(&m)).with_files(&[("etc/big", data(10_000))]);
+    let dev = device(&buf, 0, Some(&m), &[("etc/big", data(10_000))]);
     let dma = BounceDma::setup(&m, W48, buf, DeviceAddressing::Gpa, &pages).unwrap();
     let mut dst = vec![0u8; 10_000];
     dma.read(&dev, 0x20, &mut dst).unwrap();
@@ -322,8 +197,12 @@ fn fw_cfg_probes_and_reads_files_over_the_bounce_buffer() {
     let m = model(0x2000);
     let pages = Pages::new(Some(&m));
     let buf = VecBuffer::new(BUF, 0x2000);
-    let dev =
-        Device::new(&buf, 0, Some(&m)).with_files(&[("etc/e820", data(40)), ("opt/x", data(9000))]);
+    let dev = device(
+        &buf,
+        0,
+        Some(&m),
+        &[("etc/e820", data(40)), ("opt/x", data(9000))],
+    );
     let dma = BounceDma::setup(&m, W48, buf, DeviceAddressing::Gpa, &pages).unwrap();
     let f = FwCfg::probe(&dev, Some(&dma)).unwrap();
     assert!(f.has_dma());
@@ -345,7 +224,7 @@ fn the_alias_addressing_gives_the_device_the_shared_bit() {
     let m = model(0x1000);
     let pages = Pages::new(Some(&m));
     let buf = VecBuffer::new(BUF, 0x1000);
-    let dev = Device::new(&buf, SHARED, Some(&m)).with_files(&[("a", data(100))]);
+    let dev = device(&buf, SHARED, Some(&m), &[("a", data(100))]);
     let dma = BounceDma::setup(&m, W48, buf, DeviceAddressing::SharedAlias, &pages).unwrap();
     assert_eq!(dma.device_address(), BUF | SHARED);
     let mut dst = vec![0; 100];
@@ -359,7 +238,7 @@ fn device_errors_and_unreachable_descriptors_fail_the_read() {
     let m = model(0x1000);
     let pages = Pages::new(Some(&m));
     let buf = VecBuffer::new(BUF, 0x1000);
-    let dev = Device::new(&buf, 0, Some(&m)).with_files(&[("a", data(100))]);
+    let dev = device(&buf, 0, Some(&m), &[("a", data(100))]);
     let mem = buf.mem.clone();
     let dma = BounceDma::setup(&m, W48, buf, DeviceAddressing::Gpa, &pages).unwrap();
     *dev.fail_next.borrow_mut() = true;
@@ -370,13 +249,14 @@ fn device_errors_and_unreachable_descriptors_fail_the_read() {
     );
     // A device that expects the alias never sees a descriptor: the control word stays busy and
     // the wait gives up after fw_cfg::DMA_POLL_LIMIT polls.
-    let dev = Device::new(
+    let dev = device(
         &VecBuffer {
             gpa: BUF,
             mem: mem.clone(),
         },
         SHARED,
         Some(&m),
+        &[],
     );
     let mut small = vec![0; 8];
     assert_eq!(

@@ -5,7 +5,7 @@ extern crate std;
 
 use super::*;
 use crate::fw_cfg::fake::FakeFwCfg;
-use crate::tdx::bounce::tests::{Device, VecBuffer};
+use crate::tdx::bounce::tests::{device, VecBuffer};
 use crate::tdx::calls::model::{Inject, Model};
 use crate::tdx::calls::{leaf, vmcall, TdcallArgs, VeInfo};
 use crate::tdx::ve::exit_reason;
@@ -312,8 +312,12 @@ fn the_bounce_buffer_is_shared_after_early_init_skipped_by_accept_and_released()
     assert!(m.lock().unwrap().is_shared(2 * MIB));
 
     // fw_cfg DMA through it.
-    let dev = Device::new(&VecBuffer { gpa: 2 * MIB, mem }, 0, None)
-        .with_files(&[("opt/k", (0..5000u32).map(|i| i as u8).collect())]);
+    let dev = device(
+        &VecBuffer { gpa: 2 * MIB, mem },
+        0,
+        None,
+        &[("opt/k", (0..5000u32).map(|i| i as u8).collect())],
+    );
     let dma = p.fw_cfg_dma().unwrap();
     let f = FwCfg::probe(&dev, Some(dma)).unwrap();
     let k = f.read_file("opt/k", 1 << 20).unwrap();
