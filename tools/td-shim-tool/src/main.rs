@@ -35,8 +35,8 @@ use td_shim_tool::{
              measurements and reference values",
     after_help = "Exit status: 0 success; 1 an input was refused (the message names the rule) or \
                   a file could not be read or written; 2 usage error (verify-signature: 0 the \
-                  payload would boot, 1 the firmware would refuse it, 2 usage or input error). When standard output is a \
-                  pipe whose reader has gone (`| head -c1`), the command stops and exits 1 \
+                  payload would boot, 1 the firmware would refuse it, 2 usage or input error). \
+                  When standard output is a pipe whose reader has gone (`| head -c1`), the command stops and exits 1 \
                   without a message.\n\
                   Inputs are read with size bounds (an event log 16 MiB, a quote 1 MiB, a \
                   firmware image 64 MiB, a kernel or initrd a regular file under 4 GiB). An \
@@ -249,7 +249,8 @@ enum Command {
     ///
     /// The trailer is the public key (X ‖ Y), the signature (R ‖ S) and a 48-byte header with
     /// the SVN and version, at the very end: a signed bzImage still boots with QEMU -kernel. The
-    /// signed message is the header and the payload (a bzImage's boot-loader fields zeroed).
+    /// signed message is the header and the payload's SHA-384 (a bzImage's boot-loader fields
+    /// zeroed before hashing: the digest the measurement records), 96 bytes.
     /// The output is checked with the firmware's own verification before it is written.
     ///
     /// External signing (an HSM, openssl): `sign --pubkey PUB --print-message --svn N INPUT >
