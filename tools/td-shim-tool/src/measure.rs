@@ -321,13 +321,21 @@ pub fn measure_boot(
             let file = files::read(k.kernel, &Limit::KERNEL)?;
             let verified = enrolled.verify(&file)?;
             let initrd = k.initrd.map(hash_initrd).transpose()?;
-            check_linux(verified.payload, verified.payload.len(), k.cmdline)?;
+            let len = verified.payload.len();
+            check_linux(verified.payload, len, k.cmdline)?;
+            let header = td_loader::linux::parse_header(verified.payload, len)
+                .map_err(MeasureError::Kernel)?;
+            // The signed digest of a bzImage is its kernel digest, as in the firmware: the
+            // kernel is not hashed a second time.
             let payload = Payload::Linux {
-                kernel: Blob::Bytes(verified.payload),
+                kernel: Blob::Hashed {
+                    digest: verified.payload_digest,
+                    len: len as u64,
+                },
                 cmdline: k.cmdline,
                 initrd,
             };
-            measure_secure_boot(params, inputs, Some(&verified), &payload, None)
+            measure_secure_boot(params, inputs, Some(&verified), &payload, Some(&header))
         }
         (None, _) => {
             let entries = image_entries(image.ok_or(MeasureError::NoPayload)?)?;

@@ -29,6 +29,9 @@ pub struct Enrolled {
 pub struct Verified<'a> {
     /// The payload without its trailer.
     pub payload: &'a [u8],
+    /// Its digest as signed (`td_shim::secure_boot::payload_digest`); for a bzImage, its
+    /// measured kernel digest.
+    pub payload_digest: [u8; 48],
     /// Secure boot's inputs to the plan.
     pub events: SecureBoot<'a>,
     /// The signed file's length.
@@ -60,6 +63,7 @@ impl Enrolled {
         let v = td_shim::secure_boot::verify(file, &self.key).map_err(MeasureError::SecureBoot)?;
         Ok(Verified {
             payload: v.payload,
+            payload_digest: v.payload_digest,
             events: SecureBoot {
                 record: &self.record,
                 signer: v.signer,
