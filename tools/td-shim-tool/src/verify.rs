@@ -150,6 +150,25 @@ pub enum VerifyError {
     },
 }
 
+/// One line of `verify`'s text report: `field` (padded to `width`), the expected value, and
+/// whether the `evidence` ("quote", "report") agrees, or what it has instead (`differs`).
+pub(crate) fn comparison_line(
+    s: &mut String,
+    field: &str,
+    width: usize,
+    want: &str,
+    evidence: &str,
+    differs: Option<&impl std::fmt::Display>,
+) {
+    let _ = match differs {
+        None => writeln!(s, "  {field:<width$} {want}  matches the {evidence}"),
+        Some(got) => writeln!(
+            s,
+            "  {field:<width$} {want}  DIFFERS: the {evidence} has {got}"
+        ),
+    };
+}
+
 fn more_text(more: usize) -> String {
     match more {
         0 => String::new(),
@@ -750,18 +769,8 @@ impl VerifyReport {
                         let _ = writeln!(s, "  {name:<5} not given");
                         continue;
                     };
-                    match x.mismatches.iter().find(|m| m.register == *name) {
-                        None => {
-                            let _ = writeln!(s, "  {name:<5} {want}  matches the quote");
-                        }
-                        Some(m) => {
-                            let _ = writeln!(
-                                s,
-                                "  {name:<5} {want}  DIFFERS: the quote has {}",
-                                m.quote
-                            );
-                        }
-                    }
+                    let got = x.mismatches.iter().find(|m| m.register == *name);
+                    comparison_line(&mut s, name, 5, want, "quote", got.map(|m| &m.quote));
                 }
             }
         }

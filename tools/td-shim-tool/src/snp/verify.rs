@@ -525,18 +525,15 @@ impl SnpVerifyReport {
                     _ => x.guest_policy.as_deref(),
                 }
                 .unwrap_or("");
-                match x.mismatches.iter().find(|m| m.field == *field) {
-                    None => {
-                        let _ = writeln!(s, "  {field:<11} {want}  matches the report");
-                    }
-                    Some(m) => {
-                        let _ = writeln!(
-                            s,
-                            "  {field:<11} {want}  DIFFERS: the report has {}",
-                            m.report
-                        );
-                    }
-                }
+                let got = x.mismatches.iter().find(|m| m.field == *field);
+                crate::verify::comparison_line(
+                    &mut s,
+                    field,
+                    11,
+                    want,
+                    "report",
+                    got.map(|m| &m.report),
+                );
             }
         }
         for w in &self.warnings {
