@@ -110,16 +110,16 @@ fn is_bzimage(payload: &[u8]) -> bool {
 /// Bytes of the signed message: the header, then the payload's digest.
 pub const MESSAGE_SIZE: usize = HEADER_SIZE + DIGEST_SIZE;
 
-/// SHA-384 of the payload as it is signed and measured: a bzImage's boot-loader fields
-/// normalized ([`normalized_head`], the fields QEMU's `-kernel` writes), every other byte as it
-/// is. For a bzImage this is the kernel digest the measurement records
-/// ([`crate::measurement::kernel_digest`]), so the firmware hashes the kernel once for both.
+/// SHA-384 of the payload as it is signed and measured: for a bzImage, the kernel digest the
+/// measurement records ([`crate::measurement::kernel_digest`]: the boot-loader fields QEMU's
+/// `-kernel` writes normalized, as [`normalized_head`] shows them), so the firmware hashes the
+/// kernel once for both; any other payload as it is.
 pub fn payload_digest(payload: &[u8]) -> [u8; DIGEST_SIZE] {
-    let head = normalized_head(payload);
-    let mut h = Sha384::new();
-    h.update(head.as_bytes());
-    h.update(&payload[head.len()..]);
-    h.finalize().into()
+    if is_bzimage(payload) {
+        crate::measurement::kernel_digest(payload)
+    } else {
+        Sha384::digest(payload).into()
+    }
 }
 
 /// The signed message: the 48 header bytes as stored, then the payload's digest
